@@ -1,0 +1,65 @@
+#!/usr/bin/env node
+// `npm test`: the whole suite — unit, integration and end-to-end — on a fresh machine.
+//  1. installs the Debian packages the end-to-end tests drive (real dockerd, containerd, skopeo,
+//     distribution, busybox) when they are missing and we are root;
+//  2. builds dist/ (end-to-end tests run the built `crossdock` binary);
+//  3. runs tap inside a private network namespace with only loopback, so no test can send a packet
+//     (or a DNS query: dockerd resolves registry names even behind a proxy) off this machine;
+//  4. prints a closing `N passed, N failed` line computed from tap's results.
+// Arguments are passed to tap (e.g. `npm test -- test/unit`).
+import { spawnSync, spawn } from 'node:child_process'
+import { existsSync } from 'node:fs'
+
+const DEBIAN_PACKAGES = { dockerd: 'docker.io', containerd: 'containerd', ctr: 'containerd', skopeo: 'skopeo', 'docker-registry': 'docker-registry', busybox: 'busybox-static', htpasswd: 'apache2-utils' }
+const args = process.argv.slice(2)
+
+function have (cmd) {
+  return spawnSync('sh', ['-c', `command -v ${cmd}`], { stdio: 'ignore' }).status === 0
+}
+
+function run (cmd, argv, opts = {}) {
+  const r = spawnSync(cmd, argv, { stdio: 'inherit', ...opts })
+  if (r.status !== 0) {
+    console.error(`run-tests: ${cmd} ${argv.join(' ')} failed (exit ${r.status})`)
+    process.exit(r.status ?? 1)
+  }
+}
+
+const missing = [...new Set(Object.entries(DEBIAN_PACKAGES).filter(([cmd]) => !have(cmd)).map(([, pkg]) => pkg))]
+if (missing.length > 0) {
+  if (process.getuid?.() !== 0) {
+    console.error(`run-tests: end-to-end tests need ${missing.join(' ')}; run as root so they can be installed`)
+    process.exit(1)
+  }
+  console.log(`run-tests: installing ${missing.join(' ')} from Debian`)
+  run('apt-get', ['update', '-qq'])
+  run('apt-get', ['install', '-y', '-qq', '--no-install-recommends', ...missing], { env: { ...process.env, DEBIAN_FRONTEND: 'noninteractive' } })
+}
+
+run('npx', ['tsc', '-p', 'tsconfig.json'])
+
+const tap = existsSync('node_modules/.bin/tap') ? 'node_modules/.bin/tap' : 'tap'
+const inner = `ip link set lo up && exec ${tap} --reporter=tap ${args.map(a => `'${a.replace(/'/g, "'\\''")}'`).join(' ')}`
+const child = spawn('unshare', ['--net', 'sh', '-c', inner], { stdio: ['ignore', 'pipe', 'inherit'], env: { ...process.env, CROSSDOCK_NETNS: '1' } })
+
+// Top-level results: tap's own TAP stream has one `ok N - file` / `not ok N - file` line per test file
+// at column 0; their subtests are indented.
+let passed = 0
+let failed = 0
+let tail = ''
+child.stdout.on('data', chunk => {
+  process.stdout.write(chunk)
+  const text = tail + chunk.toString('utf8')
+  const lines = text.split('\n')
+  tail = lines.pop() ?? ''
+  for (const line of lines) {
+    if (/^ok \d+/.test(line)) passed++
+    else if (/^not ok \d+/.test(line)) failed++
+  }
+})
+child.on('close', code => {
+  if (/^ok \d+/.test(tail)) passed++
+  else if (/^not ok \d+/.test(tail)) failed++
+  console.log(`${passed} passed, ${failed} failed`)
+  process.exit(code === 0 && failed === 0 ? 0 : (code || 1))
+})

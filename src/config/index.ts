@@ -1,0 +1,201 @@
+/**
+ * crossdock's configuration: one table of environment variables (rpardini-compatible names first,
+ * then crossdock's own), read here and nowhere else. `loadConfig` parses every value before anything
+ * listens; a bad value throws a ConfigError naming the variable, the value and what is expected.
+ */
+import { resolve } from 'node:path'
+import envVar from 'env-var'
+import {
+  parseSize, parseDuration, parseBool, parsePort, parseHost, splitList, parseConnectTo,
+  parseAuthRegistries, parseRegex, parseLogLevel, parseUrl, fail,
+  type ConnectTo, type RegistryCredential,
+} from './parse.js'
+
+export type { ConnectTo, RegistryCredential }
+
+export interface VariableSpec {
+  name: string
+  default: string
+  describe: string
+  secret?: boolean
+}
+
+/** Every variable crossdock reads, with its default and meaning (the README's table is made from this). */
+export const VARIABLES: readonly VariableSpec[] = [
+  { name: 'REGISTRIES', default: 'registry.k8s.io gcr.io quay.io ghcr.io', describe: 'Upstream registry hosts to intercept and cache, besides Docker Hub (always in). Space or comma separated.' },
+  { name: 'AUTH_REGISTRIES', default: '', secret: true, describe: 'Upstream credentials: host:user:password entries. The host is the registry or its token realm (auth.docker.io for Docker Hub).' },
+  { name: 'AUTH_REGISTRIES_DELIMITER', default: ' ', describe: 'Separator between AUTH_REGISTRIES entries (e.g. ;;;).' },
+  { name: 'AUTH_REGISTRY_DELIMITER', default: ':', describe: 'Separator between host, user and password in an entry (e.g. :::).' },
+  { name: 'CACHE_MAX_SIZE', default: '32g', describe: 'Upper bound of the pull-through cache on disk (nginx size syntax); least recently read goes first.' },
+  { name: 'CACHE_INACTIVE', default: '60d', describe: 'Cache entries not read for this long are dropped.' },
+  { name: 'CACHE_MIN_FREE', default: '1g', describe: 'Free disk space below which /readyz reports not ready and misses stream through uncached.' },
+  { name: 'ENABLE_MANIFEST_CACHE', default: 'false', describe: 'Serve tags from the cache without asking upstream while their tier\'s TTL is fresh.' },
+  { name: 'MANIFEST_CACHE_PRIMARY_REGEX', default: '(stable|nightly|production|test)', describe: 'Tags of the primary TTL tier.' },
+  { name: 'MANIFEST_CACHE_PRIMARY_TIME', default: '10m', describe: 'TTL of the primary tier.' },
+  { name: 'MANIFEST_CACHE_SECONDARY_REGEX', default: '(.*)(\\d|\\.)+(.*)(\\d|\\.)+(.*)(\\d|\\.)+', describe: 'Tags of the secondary TTL tier (explicitly versioned tags).' },
+  { name: 'MANIFEST_CACHE_SECONDARY_TIME', default: '60d', describe: 'TTL of the secondary tier.' },
+  { name: 'MANIFEST_CACHE_DEFAULT_TIME', default: '1h', describe: 'TTL of every other tag (e.g. latest).' },
+  { name: 'ALLOW_PUSH', default: 'false', describe: 'Through the proxy door, pass pushes to upstream registries through (streamed, uncached); otherwise 405.' },
+  { name: 'VERIFY_SSL', default: 'true', describe: 'Verify upstream TLS certificates.' },
+  { name: 'DISABLE_IPV6', default: 'false', describe: 'Connect to upstreams over IPv4 only.' },
+  { name: 'PROXY_CONNECT_TIMEOUT', default: '60s', describe: 'Timeout to connect to an upstream (or tunnel target).' },
+  { name: 'PROXY_READ_TIMEOUT', default: '900s', describe: 'Timeout between two reads from an upstream (headers and body).' },
+  { name: 'CLIENT_HEADER_TIMEOUT', default: '60s', describe: 'Time a client has to send its request headers.' },
+  { name: 'KEEPALIVE_TIMEOUT', default: '300s', describe: 'Idle time before a client keep-alive connection is closed.' },
+  { name: 'PROXY_PORT', default: '3128', describe: 'Port of the proxy door (CONNECT, /ca.crt, /setup/*, /healthz, /metrics).' },
+  { name: 'REGISTRY_PORT', default: '5000', describe: 'Port of the registry door (hosted registry and path-prefixed pull-through). 0 picks a free port.' },
+  { name: 'LISTEN_HOST', default: '0.0.0.0', describe: 'Address both doors listen on.' },
+  { name: 'HOSTED_HOSTNAMES', default: '', describe: 'Host names whose CONNECTs are served by the hosted registry (e.g. registry.internal).' },
+  { name: 'CA_DIR', default: './ca', describe: 'Where the root CA (ca.crt, ca.key) is created on first start and reused.' },
+  { name: 'CA_CRT_FILE', default: '', describe: 'The operator\'s own CA certificate (PEM); with CA_KEY_FILE.' },
+  { name: 'CA_KEY_FILE', default: '', secret: true, describe: 'The operator\'s own CA private key (PEM); with CA_CRT_FILE.' },
+  { name: 'CACHE_DIR', default: './docker_mirror_cache', describe: 'The pull-through cache directory.' },
+  { name: 'REGISTRY_STORAGE_DIR', default: './registry_data', describe: 'The hosted registry\'s storage directory.' },
+  { name: 'REGISTRY_TLS_CERT', default: '', describe: 'Certificate (PEM) for HTTPS on the registry port; with REGISTRY_TLS_KEY.' },
+  { name: 'REGISTRY_TLS_KEY', default: '', secret: true, describe: 'Private key (PEM) for HTTPS on the registry port.' },
+  { name: 'UPLOAD_MAX_AGE', default: '24h', describe: 'Hosted upload sessions untouched for this long are purged.' },
+  { name: 'HTPASSWD_FILE', default: '', describe: 'bcrypt htpasswd file; turns on client authentication on both doors.' },
+  { name: 'AUTH_ANONYMOUS_PULL', default: 'false', describe: 'With HTPASSWD_FILE, still allow pulls without credentials.' },
+  { name: 'UPSTREAM_CONNECT_TO', default: '', describe: 'host:port:address:port entries (like curl --connect-to): connect there, keep the real name for SNI, Host and certificate checks.' },
+  { name: 'UPSTREAM_CA_FILE', default: '', describe: 'Extra CA certificates (PEM) trusted for upstreams, on top of the system bundle.' },
+  { name: 'UPSTREAM_PROXY', default: '', secret: true, describe: 'Egress HTTP proxy for upstream connections and tunnels (http://[user:pass@]host:port).' },
+  { name: 'LOG_LEVEL', default: 'info', describe: 'fatal, error, warn, info, debug, trace or silent.' },
+]
+
+const DOCKER_HUB_HOSTS = ['registry-1.docker.io', 'auth.docker.io', 'index.docker.io', 'docker.io']
+
+export interface Config {
+  proxyPort: number
+  registryPort: number
+  listenHost: string
+  /** Upstream hosts intercepted on the proxy door (Docker Hub's hosts, REGISTRIES, AUTH_REGISTRIES hosts). */
+  registries: string[]
+  hostedHostnames: string[]
+  authRegistries: RegistryCredential[]
+  allowPush: boolean
+  verifySsl: boolean
+  disableIpv6: boolean
+  upstreamConnectTo: ConnectTo[]
+  upstreamCaFile?: string
+  upstreamProxy?: URL
+  caDir: string
+  caCrtFile?: string
+  caKeyFile?: string
+  cacheDir: string
+  registryStorageDir: string
+  registryTlsCert?: string
+  registryTlsKey?: string
+  htpasswdFile?: string
+  authAnonymousPull: boolean
+  logLevel: string
+  timeouts: { connectMs: number, readMs: number, clientHeaderMs: number, keepAliveMs: number }
+  cache: {
+    maxSize: number
+    inactiveMs: number
+    minFree: number
+    enableManifestCache: boolean
+    primaryRegex?: RegExp
+    primaryTtlMs: number
+    secondaryRegex?: RegExp
+    secondaryTtlMs: number
+    defaultTtlMs: number
+  }
+  uploadMaxAgeMs: number
+}
+
+type Env = Record<string, string | undefined>
+
+/** Reads and validates the whole configuration. `env` defaults to the process environment. */
+export function loadConfig (env: Env = process.env, cwd = process.cwd()): Config {
+  const reader = envVar.from(env)
+  const specs = new Map(VARIABLES.map(v => [v.name, v]))
+  const raw = (name: string): string => {
+    const spec = specs.get(name)
+    if (spec === undefined) throw new Error(`config: unknown variable ${name}`)
+    return reader.get(name).default(spec.default).asString()
+  }
+  const optionalPath = (name: string): string | undefined => raw(name).trim() === '' ? undefined : resolve(cwd, raw(name).trim())
+  const optionalRegex = (name: string): RegExp | undefined => raw(name) === '' ? undefined : parseRegex(name, raw(name))
+
+  const authRegistries = parseAuthRegistries('AUTH_REGISTRIES', raw('AUTH_REGISTRIES'), raw('AUTH_REGISTRIES_DELIMITER'), raw('AUTH_REGISTRY_DELIMITER'))
+  const registries = unique([
+    ...DOCKER_HUB_HOSTS,
+    ...splitList(raw('REGISTRIES')).map(h => parseHost('REGISTRIES', h)),
+    ...authRegistries.map(c => c.host),
+  ])
+  const hostedHostnames = unique(splitList(raw('HOSTED_HOSTNAMES')).map(h => parseHost('HOSTED_HOSTNAMES', h)))
+  for (const h of hostedHostnames) {
+    if (registries.includes(h)) fail('HOSTED_HOSTNAMES', h, 'a host that is not also an upstream registry (REGISTRIES, Docker Hub)')
+  }
+
+  const caCrtFile = optionalPath('CA_CRT_FILE')
+  const caKeyFile = optionalPath('CA_KEY_FILE')
+  if ((caCrtFile === undefined) !== (caKeyFile === undefined)) fail(caCrtFile === undefined ? 'CA_CRT_FILE' : 'CA_KEY_FILE', '', 'CA_CRT_FILE and CA_KEY_FILE to be set together')
+  const registryTlsCert = optionalPath('REGISTRY_TLS_CERT')
+  const registryTlsKey = optionalPath('REGISTRY_TLS_KEY')
+  if ((registryTlsCert === undefined) !== (registryTlsKey === undefined)) fail(registryTlsCert === undefined ? 'REGISTRY_TLS_CERT' : 'REGISTRY_TLS_KEY', '', 'REGISTRY_TLS_CERT and REGISTRY_TLS_KEY to be set together')
+
+  const upstreamProxyRaw = raw('UPSTREAM_PROXY').trim()
+  return {
+    proxyPort: parsePort('PROXY_PORT', raw('PROXY_PORT')),
+    registryPort: parsePort('REGISTRY_PORT', raw('REGISTRY_PORT')),
+    listenHost: raw('LISTEN_HOST').trim(),
+    registries,
+    hostedHostnames,
+    authRegistries,
+    allowPush: parseBool('ALLOW_PUSH', raw('ALLOW_PUSH')),
+    verifySsl: parseBool('VERIFY_SSL', raw('VERIFY_SSL')),
+    disableIpv6: parseBool('DISABLE_IPV6', raw('DISABLE_IPV6')),
+    upstreamConnectTo: parseConnectTo('UPSTREAM_CONNECT_TO', raw('UPSTREAM_CONNECT_TO')),
+    upstreamCaFile: optionalPath('UPSTREAM_CA_FILE'),
+    upstreamProxy: upstreamProxyRaw === '' ? undefined : parseUrl('UPSTREAM_PROXY', upstreamProxyRaw, ['http:']),
+    caDir: resolve(cwd, raw('CA_DIR')),
+    caCrtFile,
+    caKeyFile,
+    cacheDir: resolve(cwd, raw('CACHE_DIR')),
+    registryStorageDir: resolve(cwd, raw('REGISTRY_STORAGE_DIR')),
+    registryTlsCert,
+    registryTlsKey,
+    htpasswdFile: optionalPath('HTPASSWD_FILE'),
+    authAnonymousPull: parseBool('AUTH_ANONYMOUS_PULL', raw('AUTH_ANONYMOUS_PULL')),
+    logLevel: parseLogLevel('LOG_LEVEL', raw('LOG_LEVEL')),
+    timeouts: {
+      connectMs: parseDuration('PROXY_CONNECT_TIMEOUT', raw('PROXY_CONNECT_TIMEOUT')),
+      readMs: parseDuration('PROXY_READ_TIMEOUT', raw('PROXY_READ_TIMEOUT')),
+      clientHeaderMs: parseDuration('CLIENT_HEADER_TIMEOUT', raw('CLIENT_HEADER_TIMEOUT')),
+      keepAliveMs: parseDuration('KEEPALIVE_TIMEOUT', raw('KEEPALIVE_TIMEOUT')),
+    },
+    cache: {
+      maxSize: parseSize('CACHE_MAX_SIZE', raw('CACHE_MAX_SIZE')),
+      inactiveMs: parseDuration('CACHE_INACTIVE', raw('CACHE_INACTIVE')),
+      minFree: parseSize('CACHE_MIN_FREE', raw('CACHE_MIN_FREE')),
+      enableManifestCache: parseBool('ENABLE_MANIFEST_CACHE', raw('ENABLE_MANIFEST_CACHE')),
+      primaryRegex: optionalRegex('MANIFEST_CACHE_PRIMARY_REGEX'),
+      primaryTtlMs: parseDuration('MANIFEST_CACHE_PRIMARY_TIME', raw('MANIFEST_CACHE_PRIMARY_TIME')),
+      secondaryRegex: optionalRegex('MANIFEST_CACHE_SECONDARY_REGEX'),
+      secondaryTtlMs: parseDuration('MANIFEST_CACHE_SECONDARY_TIME', raw('MANIFEST_CACHE_SECONDARY_TIME')),
+      defaultTtlMs: parseDuration('MANIFEST_CACHE_DEFAULT_TIME', raw('MANIFEST_CACHE_DEFAULT_TIME')),
+    },
+    uploadMaxAgeMs: parseDuration('UPLOAD_MAX_AGE', raw('UPLOAD_MAX_AGE')),
+  }
+}
+
+/** The effective configuration as `crossdock config check` prints it: secrets replaced. */
+export function describeConfig (env: Env = process.env): Array<{ name: string, value: string, source: 'env' | 'default' }> {
+  return VARIABLES.map(v => {
+    const set = env[v.name] !== undefined
+    const value = set ? String(env[v.name]) : v.default
+    const shown = v.secret === true && value !== '' ? redactSecret(v.name, value) : value
+    return { name: v.name, value: shown, source: set ? 'env' : 'default' }
+  })
+}
+
+function redactSecret (name: string, value: string): string {
+  if (name === 'UPSTREAM_PROXY') return value.replace(/\/\/[^@/]*@/, '//[redacted]@')
+  if (name === 'AUTH_REGISTRIES') return `[redacted: ${value.split(/\s+/).filter(Boolean).length} entries]`
+  return '[redacted]'
+}
+
+function unique (xs: string[]): string[] {
+  return [...new Set(xs)]
+}

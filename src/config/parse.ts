@@ -1,0 +1,141 @@
+/**
+ * Value parsers for configuration. Each throws a ConfigError whose message names the variable, the
+ * value it was given and what is expected — the one line an operator sees before anything listens.
+ */
+import { ConfigError } from '../errors.js'
+
+export function fail (name: string, value: string, expected: string): never {
+  throw new ConfigError(`${name}=${JSON.stringify(value)}: expected ${expected}`)
+}
+
+const SIZE_UNITS: Record<string, number> = { '': 1, k: 1024, m: 1024 ** 2, g: 1024 ** 3, t: 1024 ** 4 }
+
+/** nginx size syntax: `1024`, `512k`, `100m`, `32g` (case-insensitive; `t` also accepted). */
+export function parseSize (name: string, value: string): number {
+  const m = /^\s*(\d+(?:\.\d+)?)\s*([kmgt]?)b?\s*$/i.exec(value)
+  if (m === null) fail(name, value, 'a size such as 1024, 512k, 100m or 32g')
+  const bytes = Math.floor(Number(m[1]) * SIZE_UNITS[m[2].toLowerCase()])
+  if (!Number.isSafeInteger(bytes)) fail(name, value, 'a size below 8 PiB')
+  return bytes
+}
+
+const DURATION_UNITS: Record<string, number> = {
+  ms: 1, s: 1000, m: 60_000, h: 3_600_000, d: 86_400_000, w: 7 * 86_400_000, M: 30 * 86_400_000, y: 365 * 86_400_000,
+}
+
+/** nginx time syntax: `60s`, `10m`, `1h30m`, `60d`; a bare number means seconds. Returns milliseconds. */
+export function parseDuration (name: string, value: string): number {
+  const v = value.trim()
+  if (/^\d+$/.test(v)) return Number(v) * 1000
+  const re = /(\d+)(ms|s|m|h|d|w|M|y)/g
+  let total = 0
+  let consumed = 0
+  for (const m of v.matchAll(re)) {
+    if (m.index !== consumed) break
+    total += Number(m[1]) * DURATION_UNITS[m[2]]
+    consumed += m[0].length
+  }
+  if (v === '' || consumed !== v.length) fail(name, value, 'a duration such as 30s, 10m, 1h30m or 60d')
+  return total
+}
+
+export function parseBool (name: string, value: string): boolean {
+  const v = value.trim().toLowerCase()
+  if (['true', '1', 'yes', 'on'].includes(v)) return true
+  if (['false', '0', 'no', 'off', ''].includes(v)) return false
+  fail(name, value, 'true or false')
+}
+
+export function parsePort (name: string, value: string): number {
+  const v = value.trim()
+  if (!/^\d+$/.test(v) || Number(v) > 65535) fail(name, value, 'a TCP port number from 0 to 65535')
+  return Number(v)
+}
+
+// A registry host as clients write it: DNS name or IPv4, optional :port. Lower-cased.
+const HOST_RE = /^(?=.{1,253}(?::\d+)?$)[a-z0-9]([a-z0-9-]*[a-z0-9])?(\.[a-z0-9]([a-z0-9-]*[a-z0-9])?)*(:\d{1,5})?$/
+
+export function parseHost (name: string, value: string): string {
+  const v = value.trim().toLowerCase()
+  if (!HOST_RE.test(v)) fail(name, value, 'host names such as ghcr.io or registry.internal:5000')
+  return v
+}
+
+/** Splits a list on commas and/or white space, dropping empties. */
+export function splitList (value: string): string[] {
+  return value.split(/[\s,]+/).filter(s => s !== '')
+}
+
+export interface ConnectTo {
+  host: string
+  port: number
+  address: string
+  toPort: number
+}
+
+/**
+ * `host:port:address:port` entries, like curl --connect-to: a connection meant for host:port goes to
+ * address:port while SNI, Host and certificate checks keep the real host name. An empty host or
+ * port matches any; an IPv6 address is written in brackets.
+ */
+export function parseConnectTo (name: string, value: string): ConnectTo[] {
+  return splitList(value).map(entry => {
+    const m = /^([^:[\]]*):(\d*):(\[[0-9a-fA-F:.]+\]|[^:[\]]+):(\d+)$/.exec(entry)
+    if (m === null) fail(name, entry, 'entries host:port:address:port such as registry-1.docker.io:443:127.0.0.12:5443')
+    const address = m[3].startsWith('[') ? m[3].slice(1, -1) : m[3]
+    return { host: m[1].toLowerCase(), port: m[2] === '' ? 0 : parsePort(name, m[2]), address, toPort: parsePort(name, m[4]) }
+  })
+}
+
+export interface RegistryCredential {
+  host: string
+  username: string
+  password: string
+}
+
+/**
+ * rpardini's AUTH_REGISTRIES: entries separated by `entrySep`, each `host<fieldSep>user<fieldSep>pass`.
+ * The password is everything after the second separator, so a GCR `_json_key` JSON survives whole.
+ */
+export function parseAuthRegistries (name: string, value: string, entrySep: string, fieldSep: string): RegistryCredential[] {
+  const out: RegistryCredential[] = []
+  const seen = new Set<string>()
+  for (const raw of value.split(entrySep)) {
+    const entry = entrySep.trim() === '' ? raw.trim() : raw.replace(/^\s+|\s+$/g, '')
+    if (entry === '') continue
+    const first = entry.indexOf(fieldSep)
+    const second = first < 0 ? -1 : entry.indexOf(fieldSep, first + fieldSep.length)
+    const hostPart = first < 0 ? entry : entry.slice(0, first)
+    if (second < 0) throw new ConfigError(`${name}: entry for ${JSON.stringify(hostPart)} is not host${fieldSep}user${fieldSep}password (separators: entries by AUTH_REGISTRIES_DELIMITER=${JSON.stringify(entrySep)}, fields by AUTH_REGISTRY_DELIMITER=${JSON.stringify(fieldSep)})`)
+    const host = parseHost(name, hostPart)
+    if (seen.has(host)) throw new ConfigError(`${name}: two entries for host ${host}; give one credential per host`)
+    seen.add(host)
+    out.push({ host, username: entry.slice(first + fieldSep.length, second), password: entry.slice(second + fieldSep.length) })
+  }
+  return out
+}
+
+export function parseRegex (name: string, value: string): RegExp {
+  try {
+    return new RegExp(value)
+  } catch (err) {
+    fail(name, value, `a regular expression (${(err as Error).message})`)
+  }
+}
+
+export function parseLogLevel (name: string, value: string): string {
+  const v = value.trim().toLowerCase()
+  if (!['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'].includes(v)) fail(name, value, 'one of fatal, error, warn, info, debug, trace, silent')
+  return v
+}
+
+export function parseUrl (name: string, value: string, protocols: string[]): URL {
+  let u: URL
+  try {
+    u = new URL(value)
+  } catch {
+    fail(name, value, `a URL such as ${protocols[0]}//proxy.internal:3128`)
+  }
+  if (!protocols.includes(u.protocol)) fail(name, value, `a URL with scheme ${protocols.join(' or ')}`)
+  return u
+}

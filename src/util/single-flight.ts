@@ -1,0 +1,32 @@
+/**
+ * One generic single-flight helper: concurrent `run(key, fn)` calls with the same key share one
+ * execution of `fn` and its result (or error). The key is forgotten when the promise settles, so a
+ * later call runs `fn` again; callers that want to remember results cache them themselves.
+ * Used for blob fetches, tag resolution, leaf certificates and tokens.
+ */
+export class SingleFlight<T> {
+  private readonly inflight = new Map<string, Promise<T>>()
+
+  run (key: string, fn: () => Promise<T>): Promise<T> {
+    const existing = this.inflight.get(key)
+    if (existing !== undefined) return existing
+    const p = (async () => {
+      try {
+        return await fn()
+      } finally {
+        this.inflight.delete(key)
+      }
+    })()
+    this.inflight.set(key, p)
+    return p
+  }
+
+  /** True while a call for `key` is in flight (lets callers tell a leader from a joiner). */
+  has (key: string): boolean {
+    return this.inflight.has(key)
+  }
+
+  get size (): number {
+    return this.inflight.size
+  }
+}

@@ -1,0 +1,3 @@
+import t from 'tap'
+import { sep } from 'node:path'
+t.equal(typeof sep, 'string')
