@@ -1,9 +1,19 @@
 /**
- * The composition root: config → logger → CA → stores → upstream client → servers.
+ * The composition root: config → logger → CA → leaf minter → upstream client → mirror → servers.
  * `start()` listens on both doors; `stop()` closes them. Tests start the same app on port 0.
  */
+import type { AddressInfo } from 'node:net'
+import type http from 'node:http'
 import type { Config } from './config/index.js'
 import type { Logger } from './log.js'
+import { loadOrCreateCa } from './tls/ca.js'
+import { LeafCertMinter } from './tls/leaf-certs.js'
+import { Dialer } from './upstream/dialer.js'
+import { UpstreamClient } from './upstream/upstream-client.js'
+import { MirrorRouter } from './mirror/mirror-router.js'
+import { createDirector } from './proxy/director.js'
+import { createProxyServer, type ProxyServer } from './proxy/proxy-server.js'
+import { formatAuthority, type Authority } from './proxy/connect-authority.js'
 
 export interface App {
   start: () => Promise<void>
@@ -13,7 +23,75 @@ export interface App {
 }
 
 export async function createApp ({ config, log }: { config: Config, log: Logger }): Promise<App> {
-  void config
-  void log
-  throw new Error('createApp: not wired yet')
+  const ca = await loadOrCreateCa({ caDir: config.caDir, caCrtFile: config.caCrtFile, caKeyFile: config.caKeyFile, log: log.child({ module: 'tls' }) })
+  const minter = new LeafCertMinter(ca)
+  await minter.init()
+
+  const dialer = new Dialer({
+    connectTo: config.upstreamConnectTo,
+    upstreamProxy: config.upstreamProxy,
+    disableIpv6: config.disableIpv6,
+    connectTimeoutMs: config.timeouts.connectMs,
+  })
+  const upstream = new UpstreamClient({
+    dialer,
+    verifySsl: config.verifySsl,
+    upstreamCaFile: config.upstreamCaFile,
+    connectTimeoutMs: config.timeouts.connectMs,
+    readTimeoutMs: config.timeouts.readMs,
+  })
+  const mirror = new MirrorRouter(upstream)
+
+  const intercepted = new Set(config.registries)
+  const hosted = new Set(config.hostedHostnames)
+  // A configured `host:port` entry intercepts that port; a bare host intercepts 443.
+  const shouldIntercept = (t: Authority): boolean => {
+    const key = formatAuthority(t)
+    if (intercepted.has(key) || hosted.has(key)) return true
+    return t.port === 443 && (intercepted.has(t.host) || hosted.has(t.host))
+  }
+  const upstreamHost = (t: Authority): string => t.port === 443 ? t.host : formatAuthority(t)
+
+  const proxyLog = log.child({ module: 'proxy' })
+  const proxy: ProxyServer = createProxyServer({
+    log: proxyLog,
+    dialer,
+    secureContextFor: async host => await minter.secureContextFor(host),
+    shouldIntercept,
+    clientHeaderTimeoutMs: config.timeouts.clientHeaderMs,
+    keepAliveTimeoutMs: config.timeouts.keepAliveMs,
+    onIntercepted: async (req, res, target) => {
+      const host = upstreamHost(target)
+      await mirror.handle(req, res, { host, door: 'proxy', path: req.url ?? '/', allowPush: config.allowPush })
+    },
+    director: createDirector({
+      caCertPem: () => ca.certPem,
+      proxyPort: config.proxyPort,
+      extraRoutes: {},
+    }),
+  })
+
+  let proxyAddress = ''
+  return {
+    start: async () => {
+      await listen(proxy.server, config.proxyPort, config.listenHost)
+      proxyAddress = formatAddress(proxy.server.address() as AddressInfo)
+    },
+    stop: async () => {
+      await proxy.close()
+      await upstream.close()
+    },
+    addresses: () => ({ proxy: proxyAddress, registry: '' }),
+  }
+}
+
+async function listen (server: http.Server, port: number, host: string): Promise<void> {
+  await new Promise<void>((resolve, reject) => {
+    server.once('error', reject)
+    server.listen(port, host, () => { server.removeListener('error', reject); resolve() })
+  })
+}
+
+function formatAddress (a: AddressInfo): string {
+  return a.family === 'IPv6' ? `[${a.address}]:${a.port}` : `${a.address}:${a.port}`
 }

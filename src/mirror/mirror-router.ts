@@ -1,0 +1,65 @@
+/**
+ * What a request for upstream host H means, whichever door it came through:
+ *
+ *   GET|HEAD /v2/<name>/blobs/<digest>        ─► pull-through cache (when one is plugged in)
+ *   GET|HEAD /v2/<name>/manifests/<reference> ─► pull-through cache (when one is plugged in)
+ *   POST|PUT|PATCH|DELETE /v2/…               ─► upstream, streamed, uncached, if pushes are allowed;
+ *                                                 else 405 UNSUPPORTED saying so
+ *   anything else (/v2/, tags, token realm…)  ─► upstream, unchanged (passthrough)
+ */
+import type { IncomingMessage, ServerResponse } from 'node:http'
+import { OciError, writeOciError } from '../errors.js'
+import type { UpstreamClient } from '../upstream/upstream-client.js'
+import { passthrough } from './passthrough.js'
+
+export interface MirrorContext {
+  /** The upstream host (`registry-1.docker.io`, `ghcr.io`, `host:port`). */
+  host: string
+  door: 'proxy' | 'registry'
+  /** Path of the request as the upstream should see it (the registry door strips its prefix). */
+  path: string
+  /** May writes pass through to the upstream? (ALLOW_PUSH on the proxy door.) */
+  allowPush: boolean
+}
+
+export interface ImageRequest {
+  kind: 'blob' | 'manifest'
+  repository: string
+  reference: string
+}
+
+/** A cache in front of blob and manifest reads; it answers the request completely. */
+export interface PullThroughHandler {
+  handle: (req: IncomingMessage, res: ServerResponse, ctx: MirrorContext & ImageRequest) => Promise<void>
+}
+
+const IMAGE_PATH = /^\/v2\/(.+)\/(blobs|manifests)\/([^/?]+)(?:\?.*)?$/
+const WRITES = new Set(['POST', 'PUT', 'PATCH', 'DELETE'])
+
+export function parseImagePath (path: string): ImageRequest | undefined {
+  const m = IMAGE_PATH.exec(path)
+  if (m === null || m[1].includes('/blobs/uploads')) return undefined
+  return { kind: m[2] === 'blobs' ? 'blob' : 'manifest', repository: m[1], reference: decodeURIComponent(m[3]) }
+}
+
+export class MirrorRouter {
+  constructor (private readonly upstream: UpstreamClient, private readonly pullThrough?: PullThroughHandler) {}
+
+  async handle (req: IncomingMessage, res: ServerResponse, ctx: MirrorContext): Promise<void> {
+    const method = req.method ?? 'GET'
+    if (ctx.path.startsWith('/v2/') && WRITES.has(method) && !ctx.allowPush) {
+      const where = ctx.door === 'proxy'
+        ? 'set ALLOW_PUSH=true to pass pushes through to the upstream'
+        : 'push to a hosted repository name instead (one without an upstream host prefix)'
+      writeOciError(res, new OciError('UNSUPPORTED', `crossdock: ${method} to upstream ${ctx.host} is not allowed; ${where}`), method)
+      return
+    }
+    const image = (method === 'GET' || method === 'HEAD') ? parseImagePath(ctx.path) : undefined
+    if (image !== undefined && this.pullThrough !== undefined) {
+      await this.pullThrough.handle(req, res, { ...ctx, ...image })
+      return
+    }
+    req.url = ctx.path
+    await passthrough(this.upstream, req, res, ctx.host)
+  }
+}

@@ -1,0 +1,39 @@
+/**
+ * Forwards one client request to an upstream unchanged and streams the answer back:
+ * client body → upstream (pushes with ALLOW_PUSH), upstream body → client, both with backpressure.
+ * HEAD stays HEAD; status and end-to-end headers pass as they are; hop-by-hop headers are dropped.
+ * A failure before the response starts becomes a 502/504 with a one-line reason; a failure after
+ * it started aborts the client's connection (never a clean end of a truncated body).
+ */
+import type { IncomingMessage, ServerResponse } from 'node:http'
+import { pipeline } from 'node:stream/promises'
+import { proxyErrorFrom, writeProxyError } from '../errors.js'
+import type { UpstreamClient } from '../upstream/upstream-client.js'
+import { stripHopByHop } from '../upstream/headers.js'
+
+const BODYLESS = new Set(['GET', 'HEAD', 'OPTIONS', 'TRACE'])
+
+export async function passthrough (upstream: UpstreamClient, req: IncomingMessage, res: ServerResponse, host: string): Promise<void> {
+  const method = req.method ?? 'GET'
+  const abort = new AbortController()
+  const onClose = (): void => { if (!res.writableFinished) abort.abort() }
+  res.once('close', onClose)
+  try {
+    const hasBody = !BODYLESS.has(method) || req.headers['content-length'] !== undefined || req.headers['transfer-encoding'] !== undefined
+    const answer = await upstream.request({
+      host,
+      method,
+      path: req.url ?? '/',
+      headers: req.headers,
+      body: hasBody ? req : null,
+      signal: abort.signal,
+    })
+    res.writeHead(answer.status, stripHopByHop(answer.headers))
+    await pipeline(answer.body, res)
+  } catch (err) {
+    if (!res.headersSent) writeProxyError(res, proxyErrorFrom(err, host))
+    else res.destroy()
+  } finally {
+    res.removeListener('close', onClose)
+  }
+}

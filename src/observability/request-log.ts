@@ -1,0 +1,45 @@
+/**
+ * One JSON log line per request, written when the response is done (finished or aborted):
+ * door, host, method, path, status, bytes, ms, cache status (from X-Cache-Status), upstream ms.
+ * Bytes are counted as the body is written, so an aborted download logs what was really sent.
+ */
+import type { IncomingMessage, ServerResponse } from 'node:http'
+import type { Logger } from '../log.js'
+
+export interface RequestLogFields {
+  door: 'proxy' | 'registry' | 'director'
+  host?: string
+  [extra: string]: unknown
+}
+
+/** Attaches the per-request log line to `res`; call once when the request arrives. */
+export function logRequest (log: Logger, req: IncomingMessage, res: ServerResponse, fields: RequestLogFields): void {
+  const started = performance.now()
+  // Read now: by the time the response closes, req.socket may already be detached.
+  const remote = req.socket?.remoteAddress
+  let bytes = 0
+  const write = res.write.bind(res) as (...a: unknown[]) => boolean
+  const end = res.end.bind(res) as (...a: unknown[]) => ServerResponse
+  const count = (chunk: unknown): void => {
+    if (typeof chunk === 'string') bytes += Buffer.byteLength(chunk)
+    else if (chunk instanceof Uint8Array) bytes += chunk.byteLength
+  }
+  res.write = ((chunk: unknown, ...rest: unknown[]) => { count(chunk); return write(chunk, ...rest) }) as typeof res.write
+  res.end = ((chunk?: unknown, ...rest: unknown[]) => { if (typeof chunk !== 'function') count(chunk); return end(chunk, ...rest) }) as typeof res.end
+  res.once('close', () => {
+    const cacheStatus = res.getHeader('x-cache-status')
+    const upstreamMs = res.getHeader('x-crossdock-upstream-ms')
+    log.info({
+      ...fields,
+      method: req.method,
+      path: req.url,
+      status: res.statusCode,
+      bytes,
+      ms: Math.round(performance.now() - started),
+      cacheStatus: cacheStatus === undefined ? undefined : String(cacheStatus),
+      upstreamMs: upstreamMs === undefined ? undefined : Number(upstreamMs),
+      aborted: res.writableFinished ? undefined : true,
+      remote,
+    }, 'request')
+  })
+}

@@ -1,0 +1,30 @@
+/**
+ * Parses the authority of a CONNECT request line: `host:port`, `[v6]:port`. The port is required
+ * (RFC 9110 §9.3.6); hosts are checked so that no absurd or malformed name reaches the dialer or
+ * the certificate minter.
+ */
+import net from 'node:net'
+
+export interface Authority {
+  host: string
+  port: number
+}
+
+const DNS_NAME = /^(?=.{1,253}$)[a-z0-9_]([a-z0-9_-]{0,62}[a-z0-9_])?(\.[a-z0-9_]([a-z0-9_-]{0,62}[a-z0-9_])?)*\.?$/
+
+export function parseAuthority (value: string | undefined): Authority | undefined {
+  if (value === undefined || value.length > 300) return undefined
+  const m = /^(?:\[([0-9a-fA-F:.]+)\]|([^:[\]]+)):(\d{1,5})$/.exec(value)
+  if (m === null) return undefined
+  const port = Number(m[3])
+  if (port < 1 || port > 65535) return undefined
+  if (m[1] !== undefined) return net.isIPv6(m[1]) ? { host: m[1].toLowerCase(), port } : undefined
+  const host = m[2].toLowerCase().replace(/\.$/, '')
+  if (net.isIPv4(host) || DNS_NAME.test(host)) return { host, port }
+  return undefined
+}
+
+/** `host:port` with IPv6 literals bracketed, as written in URLs and Host headers. */
+export function formatAuthority ({ host, port }: Authority): string {
+  return net.isIPv6(host) ? `[${host}]:${port}` : `${host}:${port}`
+}

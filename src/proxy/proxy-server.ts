@@ -1,0 +1,142 @@
+/**
+ * The proxy door (:3128). Docker and containerd hosts set HTTPS_PROXY to it.
+ *
+ *   client ──CONNECT host:443──► proxy server
+ *                                 ├─ host intercepted (upstream registry or HOSTED_HOSTNAMES):
+ *                                 │    mint/reuse a leaf for host → "200" → TLSSocket(isServer) on the
+ *                                 │    same socket → inner HTTP server → onIntercepted(req, res, host)
+ *                                 └─ any other host: raw TCP tunnel, bytes untouched (tunnel.ts)
+ *   client ──GET /path──────────► director (/, /ca.crt, /setup/*, /healthz, /metrics)
+ *
+ * Node behaviours that matter here: the TLS socket gets a 256 KiB highWaterMark (the 16 KiB default
+ * costs ~25% CPU on layer downloads); the inner server has requestTimeout 0 (Node's 300 s default
+ * would kill long pushes); bytes the client sent after the CONNECT head (`head`) are unshifted back
+ * before TLS starts; the certificate is chosen from the CONNECT authority, not from SNI.
+ */
+import http from 'node:http'
+import type net from 'node:net'
+import tls from 'node:tls'
+import type { Logger } from '../log.js'
+import type { Dialer } from '../upstream/dialer.js'
+import { parseAuthority, formatAuthority, type Authority } from './connect-authority.js'
+import { openTunnel } from './tunnel.js'
+import { logRequest } from '../observability/request-log.js'
+
+export type InterceptedHandler = (req: http.IncomingMessage, res: http.ServerResponse, target: Authority) => Promise<void>
+
+export interface ProxyServerOptions {
+  log: Logger
+  dialer: Dialer
+  secureContextFor: (host: string) => Promise<tls.SecureContext>
+  shouldIntercept: (target: Authority) => boolean
+  onIntercepted: InterceptedHandler
+  director: (req: http.IncomingMessage, res: http.ServerResponse) => Promise<void>
+  /** Client access control on CONNECT; returns undefined when allowed, or a reason for 407. */
+  authorizeConnect?: (req: http.IncomingMessage) => Promise<string | undefined>
+  clientHeaderTimeoutMs: number
+  keepAliveTimeoutMs: number
+}
+
+export interface ProxyServer {
+  server: http.Server
+  /** Stops accepting; destroys intercepted connections and tunnels. */
+  close: () => Promise<void>
+}
+
+const TLS_HIGH_WATER_MARK = 256 * 1024
+
+export function createProxyServer (opts: ProxyServerOptions): ProxyServer {
+  const { log } = opts
+  const targets = new WeakMap<net.Socket, Authority>()
+  const open = new Set<net.Socket>()
+  const track = (s: net.Socket): void => { open.add(s); s.once('close', () => open.delete(s)) }
+
+  const inner = http.createServer({ requestTimeout: 0, headersTimeout: opts.clientHeaderTimeoutMs, keepAliveTimeout: opts.keepAliveTimeoutMs }, (req, res) => {
+    const target = targets.get(req.socket)
+    if (target === undefined) { res.destroy(); return }
+    logRequest(log, req, res, { door: 'proxy', host: target.port === 443 ? target.host : formatAuthority(target) })
+    opts.onIntercepted(req, res, target).catch(err => {
+      log.error({ err, host: target.host, path: req.url }, 'intercepted request failed')
+      if (!res.headersSent) { res.writeHead(500, { 'content-type': 'text/plain' }); res.end('crossdock: internal error\n') } else res.destroy()
+    })
+  })
+  inner.on('clientError', (err, socket) => { log.debug({ err: err.message }, 'intercepted client error'); socket.destroy() })
+
+  const server = http.createServer({ requestTimeout: 0, headersTimeout: opts.clientHeaderTimeoutMs, keepAliveTimeout: opts.keepAliveTimeoutMs }, (req, res) => {
+    logRequest(log, req, res, { door: 'director' })
+    opts.director(req, res).catch(err => {
+      log.error({ err, path: req.url }, 'director failed')
+      if (!res.headersSent) { res.writeHead(500); res.end() } else res.destroy()
+    })
+  })
+  server.on('clientError', (err, socket) => {
+    log.debug({ err: err.message }, 'proxy client error')
+    if (socket.writable) socket.end(`HTTP/1.1 ${(err as { code?: string }).code === 'HPE_HEADER_OVERFLOW' ? 431 : 400} Bad Request\r\nconnection: close\r\n\r\n`)
+    socket.destroy()
+  })
+
+  server.on('connect', (req: http.IncomingMessage, socket: net.Socket, head: Buffer) => {
+    track(socket)
+    socket.on('error', err => log.debug({ err: err.message }, 'CONNECT socket error'))
+    handleConnect(req, socket, head).catch(err => {
+      log.error({ err, authority: req.url }, 'CONNECT failed')
+      socket.destroy()
+    })
+  })
+
+  async function handleConnect (req: http.IncomingMessage, socket: net.Socket, head: Buffer): Promise<void> {
+    const target = parseAuthority(req.url)
+    if (target === undefined) {
+      log.warn({ door: 'proxy', method: 'CONNECT', authority: String(req.url).slice(0, 300), status: 400 }, 'bad CONNECT authority')
+      socket.end('HTTP/1.1 400 Bad Request\r\ncontent-type: text/plain\r\nconnection: close\r\n\r\ncrossdock: CONNECT needs host:port\n')
+      return
+    }
+    if (opts.authorizeConnect !== undefined) {
+      const refused = await opts.authorizeConnect(req)
+      if (refused !== undefined) {
+        log.warn({ door: 'proxy', method: 'CONNECT', host: formatAuthority(target), status: 407, remote: socket.remoteAddress }, 'proxy authentication failed')
+        socket.end(`HTTP/1.1 407 Proxy Authentication Required\r\nproxy-authenticate: Basic realm="crossdock"\r\ncontent-type: text/plain\r\nconnection: close\r\n\r\ncrossdock: ${refused}\n`)
+        return
+      }
+    }
+    if (!opts.shouldIntercept(target)) {
+      await openTunnel(socket, head, target, opts.dialer, log)
+      return
+    }
+    let secureContext: tls.SecureContext
+    try {
+      secureContext = await opts.secureContextFor(target.host)
+    } catch (err) {
+      log.error({ err, host: target.host }, 'could not mint a certificate')
+      socket.end('HTTP/1.1 500 Internal Server Error\r\nconnection: close\r\n\r\n')
+      return
+    }
+    if (socket.destroyed) return
+    socket.write('HTTP/1.1 200 Connection Established\r\n\r\n')
+    if (head.length > 0) socket.unshift(head)
+    const tlsSocket = new tls.TLSSocket(socket, {
+      isServer: true,
+      secureContext,
+      ALPNProtocols: ['http/1.1'],
+      highWaterMark: TLS_HIGH_WATER_MARK,
+    } as tls.TLSSocketOptions)
+    tlsSocket.on('error', err => {
+      log.debug({ host: target.host, err: err.message }, 'intercepted TLS error')
+      tlsSocket.destroy()
+    })
+    targets.set(tlsSocket, target)
+    track(tlsSocket)
+    inner.emit('connection', tlsSocket)
+  }
+
+  return {
+    server,
+    close: async () => {
+      const closed = new Promise<void>(resolve => server.close(() => resolve()))
+      server.closeIdleConnections()
+      for (const s of open) s.destroy()
+      inner.closeAllConnections()
+      await closed
+    },
+  }
+}

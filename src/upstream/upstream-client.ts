@@ -1,0 +1,130 @@
+/**
+ * The client crossdock uses for every upstream registry request: an undici Agent (keep-alive,
+ * pipelining 1) whose connections are opened by the Dialer (UPSTREAM_CONNECT_TO, UPSTREAM_PROXY,
+ * DISABLE_IPV6) and then wrapped in TLS with the *real* host name for SNI and certificate checks.
+ *
+ * Contract of `request`:
+ * - resolves with the upstream's status, headers and a body stream as soon as headers arrive;
+ *   the caller owns the body and must consume or destroy it;
+ * - rejects (a ProxyError via proxyErrorFrom) when no response could be had: connect failure,
+ *   TLS failure, timeouts (PROXY_CONNECT_TIMEOUT, PROXY_READ_TIMEOUT);
+ * - with `followRedirects`, 3xx answers are followed here (Docker Hub → CDN, S3 presigned URLs,
+ *   relative Locations); Authorization is dropped once the chain leaves the original host, and the
+ *   caller only ever sees the final response.
+ */
+import { readFileSync } from 'node:fs'
+import net from 'node:net'
+import tls from 'node:tls'
+import type { Readable } from 'node:stream'
+import { Agent, buildConnector, type Dispatcher } from 'undici'
+import { ConfigError, proxyErrorFrom } from '../errors.js'
+import type { Dialer } from './dialer.js'
+import { stripHopByHop, headerValue, type HeaderMap } from './headers.js'
+
+export interface UpstreamRequest {
+  /** Upstream host, with `:port` when not 443. */
+  host: string
+  method: string
+  /** Path and query, starting with `/`. */
+  path: string
+  headers?: Record<string, unknown>
+  body?: Readable | null
+  signal?: AbortSignal
+  followRedirects?: boolean
+  /** `https:` (default) or `http:` for plain-HTTP upstreams. */
+  protocol?: 'https:' | 'http:'
+}
+
+export interface UpstreamResponse {
+  status: number
+  headers: Record<string, string | string[] | undefined>
+  body: Readable
+  /** The URL that finally answered (differs from the request after redirects). */
+  url: string
+  /** Milliseconds until response headers arrived, redirects included. */
+  ms: number
+}
+
+export interface UpstreamClientOptions {
+  dialer: Dialer
+  verifySsl: boolean
+  upstreamCaFile?: string
+  connectTimeoutMs: number
+  readTimeoutMs: number
+}
+
+const REDIRECTS = new Set([301, 302, 303, 307, 308])
+const MAX_REDIRECTS = 5
+
+export class UpstreamClient {
+  private readonly agent: Agent
+
+  constructor (opts: UpstreamClientOptions) {
+    const ca = [...tls.rootCertificates]
+    if (opts.upstreamCaFile !== undefined) {
+      try {
+        ca.push(readFileSync(opts.upstreamCaFile, 'utf8'))
+      } catch (err) {
+        throw new ConfigError(`UPSTREAM_CA_FILE=${JSON.stringify(opts.upstreamCaFile)}: expected a readable PEM file (${(err as Error).message})`)
+      }
+    }
+    const wrapTls = buildConnector({ ca, rejectUnauthorized: opts.verifySsl, timeout: opts.connectTimeoutMs })
+    const connect: buildConnector.connector = (options, callback) => {
+      const port = Number(options.port !== '' && options.port !== undefined ? options.port : (options.protocol === 'https:' ? 443 : 80))
+      opts.dialer.dial(options.hostname, port).then(sock => {
+        if (options.protocol !== 'https:') { callback(null, sock); return }
+        // The TCP socket goes to wherever the Dialer decided; TLS keeps the real name (SNI + identity).
+        wrapTls({ ...options, servername: options.servername ?? (net.isIP(options.hostname) === 0 ? options.hostname : undefined), httpSocket: sock }, callback)
+      }, err => callback(err as Error, null))
+    }
+    this.agent = new Agent({
+      connect,
+      pipelining: 1,
+      connectTimeout: opts.connectTimeoutMs,
+      headersTimeout: opts.readTimeoutMs,
+      bodyTimeout: opts.readTimeoutMs,
+      keepAliveTimeout: 30_000,
+    })
+  }
+
+  async request (req: UpstreamRequest): Promise<UpstreamResponse> {
+    const started = performance.now()
+    const originalHost = req.host.toLowerCase()
+    let url = new URL(`${req.protocol ?? 'https:'}//${req.host}${req.path}`)
+    let method = req.method
+    let headers: HeaderMap = stripHopByHop(req.headers ?? {}, ['host', 'content-length'].filter(h => req.body == null || h !== 'content-length'))
+    let body = req.body ?? null
+    for (let hop = 0; ; hop++) {
+      let res: Dispatcher.ResponseData
+      try {
+        res = await this.agent.request({
+          origin: url.origin,
+          path: `${url.pathname}${url.search}`,
+          method: method as Dispatcher.HttpMethod,
+          headers,
+          body,
+          signal: req.signal,
+        })
+      } catch (err) {
+        throw proxyErrorFrom(err, url.host)
+      }
+      const location = headerValue(res.headers, 'location')
+      if (req.followRedirects !== true || !REDIRECTS.has(res.statusCode) || location === undefined || hop >= MAX_REDIRECTS) {
+        return { status: res.statusCode, headers: res.headers, body: res.body, url: url.href, ms: performance.now() - started }
+      }
+      res.body.destroy()
+      url = new URL(location, url)
+      if (res.statusCode === 303 && method !== 'HEAD') method = 'GET'
+      body = null
+      // Credentials belong to the upstream host; a CDN or S3 URL carries its own signature.
+      if (url.host.toLowerCase() !== originalHost) {
+        const { authorization: _dropped, ...rest } = headers
+        headers = rest
+      }
+    }
+  }
+
+  async close (): Promise<void> {
+    await this.agent.close()
+  }
+}

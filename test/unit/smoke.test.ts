@@ -1,3 +1,0 @@
-import t from 'tap'
-import { sep } from 'node:path'
-t.equal(typeof sep, 'string')
