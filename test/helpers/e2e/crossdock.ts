@@ -1,0 +1,121 @@
+/**
+ * The built service (`node dist/cli.js serve`) as a child process, configured only through its
+ * environment like an operator would, with every directory under the scope and its upstreams
+ * pointed at loopback registries by UPSTREAM_CONNECT_TO (real names kept for SNI, Host and
+ * certificate checks; the fixture CA trusted via UPSTREAM_CA_FILE).
+ *
+ * stdout is pino JSON, one line per request or tunnel: every line is parsed into `logs` so tests can
+ * assert on what crossdock saw. Ready means `GET http://<host>:<proxyPort>/` answered 200. `stop()`
+ * then `start()` restarts it on the same port and directories (the cache and CA survive).
+ */
+import { existsSync, mkdirSync } from 'node:fs'
+import { request } from 'node:http'
+import { join } from 'node:path'
+import { startDaemon, waitFor, freePort, type Daemon } from './daemon.js'
+import { FIXTURE, REPO_ROOT } from './pki.js'
+import type { Scope } from './scope.js'
+
+export const CROSSDOCK_CLI = join(REPO_ROOT, 'dist/cli.js')
+
+export interface CrossdockOptions {
+  /** LISTEN_HOST: the loopback address of this test file. */
+  host: string
+  /** PROXY_PORT (default: a free port on `host`, kept across restarts). */
+  proxyPort?: number
+  /** REGISTRY_PORT (default 0: crossdock picks). */
+  registryPort?: number
+  /** UPSTREAM_CONNECT_TO as pairs, e.g. { 'registry-1.docker.io:443': '127.0.0.12:5443' }. */
+  connectTo?: Record<string, string>
+  /** Anything else (REGISTRIES, HTPASSWD_FILE, …); wins over the defaults above. */
+  env?: Record<string, string>
+  /** Names the dir under the scope (default `crossdock`). */
+  name?: string
+}
+
+export type LogLine = Record<string, unknown> & { msg?: string }
+
+export interface Crossdock {
+  readonly host: string
+  readonly proxyPort: number
+  /** `http://host:proxyPort`: what clients put in HTTPS_PROXY. */
+  readonly proxyUrl: string
+  /** `$CA_DIR/ca.crt`, the root clients must trust (exists once started). */
+  readonly caCert: string
+  readonly dirs: { ca: string, cache: string, storage: string }
+  /** Every stdout line since the first start, parsed (non-JSON lines as `{ msg, raw: true }`). */
+  readonly logs: LogLine[]
+  readonly pid: () => number | undefined
+  running: () => boolean
+  start: () => Promise<void>
+  stop: () => Promise<void>
+}
+
+export function connectToValue (pairs: Record<string, string>): string {
+  return Object.entries(pairs).map(([from, to]) => `${from}:${to}`).join(',')
+}
+
+export async function startCrossdock (scope: Scope, opts: CrossdockOptions): Promise<Crossdock> {
+  if (!existsSync(CROSSDOCK_CLI)) throw new Error(`${CROSSDOCK_CLI} is missing: run \`npm run build\` (npm test does)`)
+  const base = scope.path(opts.name ?? 'crossdock')
+  const dirs = { ca: `${base}/ca`, cache: `${base}/cache`, storage: `${base}/registry` }
+  for (const d of Object.values(dirs)) mkdirSync(d, { recursive: true })
+  const proxyPort = opts.proxyPort ?? await freePort(opts.host)
+  const logs: LogLine[] = []
+  const env: Record<string, string> = {
+    PROXY_PORT: String(proxyPort),
+    REGISTRY_PORT: String(opts.registryPort ?? 0),
+    LISTEN_HOST: opts.host,
+    CA_DIR: dirs.ca,
+    CACHE_DIR: dirs.cache,
+    REGISTRY_STORAGE_DIR: dirs.storage,
+    UPSTREAM_CONNECT_TO: connectToValue(opts.connectTo ?? {}),
+    UPSTREAM_CA_FILE: FIXTURE.testCa,
+    LOG_LEVEL: 'debug',
+    ...opts.env,
+  }
+
+  let daemon: Daemon | undefined
+  const start = async (): Promise<void> => {
+    if (daemon !== undefined && !daemon.hasExited()) throw new Error('crossdock: already running')
+    const d = startDaemon('crossdock', process.execPath, [CROSSDOCK_CLI, 'serve'], {
+      env,
+      cwd: base,
+      logFile: `${base}/crossdock.log`,
+      onStdoutLine: line => {
+        if (line.trim() === '') return
+        try { logs.push(JSON.parse(line) as LogLine) } catch { logs.push({ msg: line, raw: true }) }
+      },
+    })
+    daemon = d
+    await waitFor(`crossdock GET http://${opts.host}:${proxyPort}/ to answer 200`, async () => await getStatus(opts.host, proxyPort, '/') === 200, {
+      timeoutMs: 20_000,
+      abort: () => d.hasExited() ? `exited:\n${d.logTail()}` : undefined,
+    })
+  }
+  const stop = async (): Promise<void> => { await daemon?.stop(5_000) }
+  scope.defer('stop crossdock', stop)
+  scope.attachLog('crossdock', () => daemon?.logTail(8000) ?? '')
+  await start()
+
+  return {
+    host: opts.host,
+    proxyPort,
+    proxyUrl: `http://${opts.host}:${proxyPort}`,
+    caCert: join(dirs.ca, 'ca.crt'),
+    dirs,
+    logs,
+    pid: () => daemon?.pid,
+    running: () => daemon !== undefined && !daemon.hasExited(),
+    start,
+    stop,
+  }
+}
+
+async function getStatus (host: string, port: number, path: string): Promise<number> {
+  return await new Promise((resolve, reject) => {
+    const req = request({ host, port, path, agent: false, timeout: 2000 }, res => { res.resume(); resolve(res.statusCode ?? 0) })
+    req.once('timeout', () => req.destroy(new Error('timeout')))
+    req.once('error', reject)
+    req.end()
+  })
+}
