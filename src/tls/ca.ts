@@ -142,7 +142,7 @@ function caFrom (crt: Buffer, keyBytes: Buffer, crtPath: string, keyPath: string
     throw new ConfigError(`${keyPath}: a ${String(key.asymmetricKeyType)} key cannot sign our certificates; use an RSA or EC key`)
   }
   if (!cert.ca) {
-    throw new ConfigError(`${crtPath}: not a CA certificate (basicConstraints CA:TRUE is missing), so it cannot sign leaf certificates`)
+    throw new ConfigError(`${crtPath}: not a CA certificate (it needs basicConstraints CA:TRUE and, if it has a keyUsage, keyCertSign), so it cannot sign leaf certificates`)
   }
   if (!cert.checkPrivateKey(key)) {
     throw new ConfigError(`${keyPath}: this private key does not belong to the certificate in ${crtPath}`)

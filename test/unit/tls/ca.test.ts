@@ -101,6 +101,15 @@ t.test('an EC operator CA is accepted', async t => {
   t.ok(ca.keyIdentifier !== undefined && ca.keyIdentifier.length > 0, 'SKI read from a non-RSA certificate')
 })
 
+t.test('a CA certificate whose keyUsage lacks keyCertSign is refused', async t => {
+  const dir = t.testdir()
+  execFileSync('openssl', ['req', '-x509', '-newkey', 'rsa:2048', '-nodes', '-days', '30',
+    '-keyout', join(dir, 'ku.key'), '-out', join(dir, 'ku.crt'), '-subj', '/CN=crossdock test CA without keyCertSign',
+    '-addext', 'basicConstraints=critical,CA:TRUE', '-addext', 'keyUsage=critical,digitalSignature'], { stdio: 'ignore' })
+  await t.rejects(loadOrCreateCa({ caDir: join(dir, 'ca'), caCrtFile: join(dir, 'ku.crt'), caKeyFile: join(dir, 'ku.key'), log }),
+    { name: 'ConfigError', message: /ku\.crt: not a CA certificate .*keyCertSign/ })
+})
+
 t.test('half a CA in CA_DIR is refused, not silently replaced', async t => {
   const caDir = t.testdir({ 'ca.key': 'precious\n' })
   await t.rejects(loadOrCreateCa({ caDir, log }), { name: 'ConfigError', message: /ca\.key exists but .*ca\.crt does not/ })
