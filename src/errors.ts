@@ -25,6 +25,8 @@ export const OCI_ERRORS = {
   TOOMANYREQUESTS: { status: 429, message: 'too many requests' },
   // Not in the spec's table but used by distribution for a Range/Content-Range that cannot be satisfied.
   RANGE_INVALID: { status: 416, message: 'invalid content range' },
+  // distribution's code for a bad `n` on tags list and catalog pagination.
+  PAGINATION_NUMBER_INVALID: { status: 400, message: 'invalid number of results requested' },
   UNAVAILABLE: { status: 503, message: 'service unavailable' },
 } as const
 

@@ -1,0 +1,41 @@
+/**
+ * What a hosted-registry handler receives: the request, its validated path parameters, the storage,
+ * and the hooks of the door that called us. Handlers throw OciError; the router writes it.
+ */
+import type { IncomingMessage, ServerResponse } from 'node:http'
+import type { Logger } from '../log.js'
+import type { RegistryStorage } from './storage/stores.js'
+
+/** What a request wants to do, for access control (spec routes map to one each). */
+export type Action = 'ping' | 'catalog' | 'pull' | 'push' | 'delete'
+
+export interface Access {
+  action: Action
+  /** The repository, for pull/push/delete. */
+  name?: string
+}
+
+/**
+ * Decides whether `req` may do `access`: resolves to allow; throws OciError UNAUTHORIZED (with a
+ * WWW-Authenticate header) or DENIED to refuse. Absent: everything is allowed (client auth is a
+ * separate concern, plugged in by the composition root).
+ */
+export type Authorizer = (req: IncomingMessage, access: Access) => Promise<void>
+
+export interface RequestContext {
+  req: IncomingMessage
+  res: ServerResponse
+  /** The repository name, validated ('' for `/v2/` and `/v2/_catalog`). */
+  name: string
+  /** Other path parameters (digest, reference, upload id), percent-decoded, not yet validated. */
+  params: Record<string, string>
+  query: URLSearchParams
+  /** Prefix of every path we hand out (Location, Link): '' unless the door mounted us below one. */
+  basePath: string
+  storage: RegistryStorage
+  log: Logger
+  /** Checks another access than the route's own (a mount reads from the `from` repository). */
+  authorize: (access: Access) => Promise<void>
+}
+
+export type Handler = (ctx: RequestContext) => Promise<void>

@@ -1,0 +1,41 @@
+/** Blob reads and deletes (spec: end-2, end-10). Bytes are streamed from disk, never buffered. */
+import { pipeline } from 'node:stream/promises'
+import { OciError } from '../../errors.js'
+import type { Handler } from '../context.js'
+import { sendEmpty } from '../http.js'
+import { parseDigest } from '../names.js'
+import { parseRange } from '../ranges.js'
+
+// spec: end-2 (GET/HEAD), with Range for resumable pulls: 206 + Content-Range, 416 when unsatisfiable.
+export const getBlob: Handler = async ({ req, res, name, params, storage }) => {
+  const digest = parseDigest(params.digest).value
+  const info = await storage.blobs.stat(name, digest)
+  if (info === undefined) throw new OciError('BLOB_UNKNOWN', undefined, { detail: { digest } })
+  const range = parseRange(req.headers.range, info.size)
+  const headers: Record<string, string | number> = {
+    'content-type': 'application/octet-stream',
+    'docker-content-digest': digest,
+    etag: `"${digest}"`,
+    'accept-ranges': 'bytes',
+    'cache-control': 'max-age=31536000',
+    'content-length': range === undefined ? info.size : range.end - range.start + 1,
+  }
+  if (range !== undefined) headers['content-range'] = `bytes ${range.start}-${range.end}/${info.size}`
+  const status = range === undefined ? 200 : 206
+  if (req.method === 'HEAD') {
+    res.writeHead(status, headers)
+    res.end()
+    return
+  }
+  const body = await storage.blobs.open(digest, range)
+  if (body === undefined) throw new OciError('BLOB_UNKNOWN', undefined, { detail: { digest } })
+  res.writeHead(status, headers)
+  await pipeline(body, res)
+}
+
+// spec: end-10. Removes the repository's link; the bytes go at the next gc if nothing else uses them.
+export const deleteBlob: Handler = async ({ res, name, params, storage }) => {
+  const digest = parseDigest(params.digest).value
+  if (!await storage.blobs.unlink(name, digest)) throw new OciError('BLOB_UNKNOWN', undefined, { detail: { digest } })
+  sendEmpty(res, 202, { 'docker-content-digest': digest })
+}

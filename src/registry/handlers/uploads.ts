@@ -1,0 +1,147 @@
+/**
+ * Blob uploads (spec: end-4a, end-4b, end-11, end-5, end-6, end-13, and cancel from detail.md).
+ * Request bodies are handed to the upload store as streams; its pipeline owns backpressure and errors.
+ */
+import { OciError } from '../../errors.js'
+import type { Handler, RequestContext } from '../context.js'
+import { contentLength, hasBody, pathOf, sendEmpty } from '../http.js'
+import { assertName, parseDigest } from '../names.js'
+import { parseContentRange, uploadRangeHeader, type ByteRange } from '../ranges.js'
+import type { UploadSession } from '../storage/stores.js'
+
+const EMPTY_DIGESTS = new Set([
+  'sha256:e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855',
+  'sha512:cf83e1357eefb8bdf1542850d66d8007d620e4050b5715dc83f4a921d36ce9ce47d0d13c5d85f2b0ff8318d2877eec2f63b931bd47417a81a538327af927da3e',
+])
+
+function uploadLocation (ctx: RequestContext, id: string): string {
+  return pathOf(ctx.basePath, `/v2/${ctx.name}/blobs/uploads/${id}`)
+}
+
+function blobLocation (ctx: RequestContext, digest: string): string {
+  return pathOf(ctx.basePath, `/v2/${ctx.name}/blobs/${digest}`)
+}
+
+function sendSession (ctx: RequestContext, status: number, session: UploadSession): void {
+  sendEmpty(ctx.res, status, {
+    location: uploadLocation(ctx, session.id),
+    range: uploadRangeHeader(session.offset),
+    'docker-upload-uuid': session.id,
+  })
+}
+
+function sendCreated (ctx: RequestContext, digest: string): void {
+  sendEmpty(ctx.res, 201, { location: blobLocation(ctx, digest), 'docker-content-digest': digest })
+}
+
+async function session (ctx: RequestContext): Promise<UploadSession> {
+  const s = await ctx.storage.uploads.get(ctx.name, ctx.params.id)
+  if (s === undefined) throw new OciError('BLOB_UPLOAD_UNKNOWN', undefined, { detail: { id: ctx.params.id.slice(0, 100) } })
+  return s
+}
+
+/** An out-of-order chunk's 416 also says where the session is, so the client can resume. */
+async function withSessionHeaders<T> (ctx: RequestContext, fn: () => Promise<T>): Promise<T> {
+  try {
+    return await fn()
+  } catch (err) {
+    if (err instanceof OciError && err.code === 'RANGE_INVALID') {
+      Object.assign(err.headers, { location: uploadLocation(ctx, ctx.params.id), 'docker-upload-uuid': ctx.params.id })
+    }
+    throw err
+  }
+}
+
+/**
+ * The chunk's position from Content-Range. spec: end-5 chunks carry `Content-Range: <start>-<end>`
+ * matching Content-Length. A body without it is accepted as a stream (no Content-Length, as docker
+ * and go-containerregistry send it) or as the first and only chunk; otherwise it is refused.
+ */
+function chunkStart (ctx: RequestContext, current: UploadSession): number | undefined {
+  const header = ctx.req.headers['content-range']
+  const length = contentLength(ctx.req)
+  if (header === undefined) {
+    if (length !== undefined && length > 0 && current.offset > 0) {
+      throw new OciError('BLOB_UPLOAD_INVALID', 'Content-Range is required for a chunk after the first', { detail: { offset: current.offset } })
+    }
+    return undefined
+  }
+  const range: ByteRange = parseContentRange(header)
+  if (length !== undefined && length !== range.end - range.start + 1) {
+    throw new OciError('SIZE_INVALID', 'Content-Range does not match Content-Length', { detail: { contentRange: header, contentLength: length } })
+  }
+  return range.start
+}
+
+// spec: end-4a. A session for a resumable (POST, PATCH…, PUT) or monolithic (POST, PUT) upload.
+export const startUpload: Handler = async (ctx) => {
+  ctx.req.resume()
+  sendSession(ctx, 202, await ctx.storage.uploads.create(ctx.name))
+}
+
+// spec: end-4b. The whole blob in the POST body; the digest is checked before it becomes visible.
+export const postMonolithic: Handler = async (ctx) => {
+  const digest = parseDigest(ctx.query.get('digest') ?? '')
+  if (!hasBody(ctx.req) && !EMPTY_DIGESTS.has(digest.value)) {
+    // spec: a registry may answer 202 and let the client PUT, as for end-4a.
+    ctx.req.resume()
+    sendSession(ctx, 202, await ctx.storage.uploads.create(ctx.name, { algorithm: digest.algorithm }))
+    return
+  }
+  const s = await ctx.storage.uploads.create(ctx.name, { algorithm: digest.algorithm })
+  try {
+    await ctx.storage.uploads.complete(ctx.name, s.id, digest.value, ctx.req)
+  } catch (err) {
+    await ctx.storage.uploads.cancel(ctx.name, s.id) // nothing of a failed single-request push remains
+    throw err
+  }
+  sendCreated(ctx, digest.value)
+}
+
+// spec: end-11. Link a blob the client may read in `from`; 202 and a fresh session when we cannot.
+export const mountBlob: Handler = async (ctx) => {
+  ctx.req.resume()
+  const digest = parseDigest(ctx.query.get('mount') ?? '').value
+  const from = ctx.query.get('from')
+  if (from !== null) {
+    assertName(from)
+    await ctx.authorize({ action: 'pull', name: from })
+    if (await ctx.storage.blobs.stat(from, digest) !== undefined && await ctx.storage.blobs.link(ctx.name, digest) !== undefined) {
+      sendCreated(ctx, digest)
+      return
+    }
+  }
+  sendSession(ctx, 202, await ctx.storage.uploads.create(ctx.name, { algorithm: parseDigest(digest).algorithm }))
+}
+
+// spec: end-5. Append a chunk (or the whole stream); 416 with Range when out of order.
+export const patchUpload: Handler = async (ctx) => {
+  const current = await session(ctx)
+  const start = chunkStart(ctx, current)
+  const offset = await withSessionHeaders(ctx, async () => await ctx.storage.uploads.append(ctx.name, current.id, ctx.req, { start }))
+  sendSession(ctx, 202, { ...current, offset })
+}
+
+// spec: end-6. Close the session with the whole blob's digest, with or without a last chunk.
+export const putUpload: Handler = async (ctx) => {
+  const raw = ctx.query.get('digest')
+  if (raw === null) throw new OciError('DIGEST_INVALID', 'the digest query parameter is required')
+  const digest = parseDigest(raw).value
+  const current = await session(ctx)
+  const body = hasBody(ctx.req) ? ctx.req : undefined
+  const start = body !== undefined ? chunkStart(ctx, current) : undefined
+  if (body === undefined) ctx.req.resume()
+  await withSessionHeaders(ctx, async () => await ctx.storage.uploads.complete(ctx.name, current.id, digest, body, { start }))
+  sendCreated(ctx, digest)
+}
+
+// spec: end-13. Where the session is: 204, Range 0-<last byte>, Location to continue.
+export const getUploadStatus: Handler = async (ctx) => {
+  sendSession(ctx, 204, await session(ctx))
+}
+
+// detail.md "DELETE Blob Upload": cancel the session and drop its bytes.
+export const cancelUpload: Handler = async (ctx) => {
+  if (!await ctx.storage.uploads.cancel(ctx.name, ctx.params.id)) throw new OciError('BLOB_UPLOAD_UNKNOWN')
+  sendEmpty(ctx.res, 204, {})
+}

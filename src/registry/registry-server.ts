@@ -1,0 +1,67 @@
+/**
+ * The registry port's server (REGISTRY_PORT): plain HTTP, or HTTPS when REGISTRY_TLS_CERT/KEY are
+ * set. A `route` hook sees each request first (the pull-through door claims its namespaces there);
+ * everything else goes to the hosted registry. `requestTimeout: 0`: a multi-GB push may take longer
+ * than Node's default 300 s.
+ */
+import { readFileSync } from 'node:fs'
+import http, { type IncomingMessage, type ServerResponse } from 'node:http'
+import https from 'node:https'
+import type { AddressInfo } from 'node:net'
+import type { Config } from '../config/index.js'
+import type { Logger } from '../log.js'
+import type { HostedRegistry } from './hosted-registry.js'
+
+export type RegistryRequestHandler = (req: IncomingMessage, res: ServerResponse) => Promise<void>
+
+export interface RegistryServerOptions {
+  config: Config
+  log: Logger
+  hosted: HostedRegistry
+  /** Claims a request for another handler (pull-through); undefined leaves it to the hosted registry. */
+  route?: (req: IncomingMessage) => RegistryRequestHandler | undefined
+}
+
+export interface RegistryServer {
+  server: http.Server | https.Server
+  /** Listens on `port`/`host` (default REGISTRY_PORT/LISTEN_HOST; 0 picks a free port). */
+  listen: (port?: number, host?: string) => Promise<AddressInfo>
+  /** Stops accepting, ends idle keep-alive connections, and waits for in-flight requests. */
+  close: () => Promise<void>
+}
+
+export function createRegistryServer (opts: RegistryServerOptions): RegistryServer {
+  const log = opts.log.child({ module: 'registry-server' })
+  const onRequest = (req: IncomingMessage, res: ServerResponse): void => {
+    const started = Date.now()
+    res.once('finish', () => {
+      log.info({ method: req.method, door: 'registry', path: req.url, status: res.statusCode, ms: Date.now() - started }, 'request')
+    })
+    const claimed = opts.route?.(req)
+    const handling = claimed !== undefined ? claimed(req, res) : opts.hosted.handle(req, res, { door: 'registry' })
+    handling.catch(err => {
+      log.error({ err, method: req.method, path: req.url }, 'unhandled error')
+      if (!res.headersSent) { res.statusCode = 500; res.end() } else res.destroy()
+    })
+  }
+  const serverOpts = { requestTimeout: 0, keepAliveTimeout: opts.config.timeouts.keepAliveMs, headersTimeout: opts.config.timeouts.clientHeaderMs }
+  const server = opts.config.registryTlsCert !== undefined && opts.config.registryTlsKey !== undefined
+    ? https.createServer({ ...serverOpts, cert: readFileSync(opts.config.registryTlsCert), key: readFileSync(opts.config.registryTlsKey) }, onRequest)
+    : http.createServer(serverOpts, onRequest)
+
+  return {
+    server,
+    listen: async (port = opts.config.registryPort, host = opts.config.listenHost) => {
+      await new Promise<void>((resolve, reject) => {
+        server.once('error', reject)
+        server.listen(port, host, () => { server.off('error', reject); resolve() })
+      })
+      return server.address() as AddressInfo
+    },
+    close: async () => {
+      const closed = new Promise<void>(resolve => server.close(() => resolve()))
+      server.closeIdleConnections()
+      await closed
+    },
+  }
+}
