@@ -1,0 +1,174 @@
+import t from 'tap'
+import cacache from 'cacache'
+import { mkdir, readdir, writeFile, stat } from 'node:fs/promises'
+import { join } from 'node:path'
+import { Readable } from 'node:stream'
+import { TailReader, type BlobFill } from '../../../src/cache/blob-fill.js'
+import { contentPath, parseDigest } from '../../../src/cache/cache-paths.js'
+import { tempDir, store, blob, collect, controlledBody, writtenAtLeast, sha256 } from './helpers.js'
+
+function fillOf (r: { fill: BlobFill } | { bypass: string }): BlobFill {
+  if (!('fill' in r)) throw new Error(`unexpected bypass: ${r.bypass}`)
+  return r.fill
+}
+
+t.test('followers read a blob while it grows, and all get the exact bytes', async t => {
+  const s = await store(t, await tempDir(t))
+  const b = blob(3 << 20)
+  const body = controlledBody()
+  const fill = fillOf(s.beginBlobFill(b.digest, body, { expectedSize: b.data.length }))
+  t.equal(s.inflight(b.digest), fill)
+  const first = new TailReader(fill)
+  const firstDone = collect(first)
+  body.write(b.data.subarray(0, 1 << 20))
+  await writtenAtLeast(fill, 1 << 20)
+  // A joiner arrives mid-download and can read what is on disk before the rest exists.
+  const joiner = new TailReader(fill)
+  const early: Buffer = await new Promise((resolve, reject) => { joiner.once('data', resolve); joiner.once('error', reject) })
+  t.ok(early.equals(b.data.subarray(0, early.length)), 'joiner got the first bytes before the upstream finished')
+  t.equal(fill.state, 'filling')
+  const rest = collect(joiner)
+  body.end(b.data.subarray(1 << 20))
+  await fill.done
+  t.ok((await firstDone).equals(b.data))
+  t.ok(Buffer.concat([early, await rest]).equals(b.data))
+  t.equal(s.inflight(b.digest), undefined)
+  t.ok(s.statBlob(b.digest), 'committed')
+  const ranged = new TailReader(fill, 10, 19)
+  t.ok((await collect(ranged)).equals(b.data.subarray(10, 20)), 'a reader made after the commit reads the committed file')
+})
+
+for (const [name, feed, code] of [
+  ['wrong digest', (body: NodeJS.WritableStream, data: Buffer) => { const bad = Buffer.from(data); bad[5] ^= 1; body.end(bad) }, 'ERR_BLOB_DIGEST_MISMATCH'],
+  ['truncated body', (body: NodeJS.WritableStream, data: Buffer) => { body.end(data.subarray(0, data.length - 1)) }, 'ERR_BLOB_TRUNCATED'],
+  ['upstream error mid-stream', (body: NodeJS.WritableStream & { destroy: (e: Error) => void }, data: Buffer) => { body.write(data.subarray(0, 1000)); setImmediate(() => body.destroy(new Error('socket hang up'))) }, 'ERR_BLOB_FILL'],
+  ['too many bytes', (body: NodeJS.WritableStream, data: Buffer) => { body.end(Buffer.concat([data, Buffer.from('x')])) }, 'ERR_BLOB_TOO_LONG'],
+] as const) {
+  t.test(`${name}: readers are aborted with an error, nothing is committed, the next fill runs`, async t => {
+    const dir = await tempDir(t)
+    const s = await store(t, dir)
+    const b = blob(200_000)
+    const body = controlledBody()
+    const fill = fillOf(s.beginBlobFill(b.digest, body, { expectedSize: b.data.length }))
+    const readers = [new TailReader(fill), new TailReader(fill)]
+    const results = readers.map(async r => await collect(r).then(() => 'clean end', (err: Error & { code?: string }) => err.code ?? err.message))
+    feed(body as any, b.data)
+    await t.rejects(fill.done)
+    t.equal((fill.error as Error & { code: string }).code, code)
+    t.same(await Promise.all(results), [code, code], 'no reader saw a clean end')
+    t.equal(s.statBlob(b.digest), undefined)
+    t.equal(await cacache.get.info(dir, `blob:${b.digest}`), null, 'not indexed')
+    t.same(await readdir(join(dir, 'tmp', (await readdir(join(dir, 'tmp')))[0])), [], 'staging file removed')
+    t.equal(s.inflight(b.digest), undefined)
+    t.equal(s.stats().reservedBytes, 0, 'reservation released')
+    const again = fillOf(s.beginBlobFill(b.digest, Readable.from([b.data]), { expectedSize: b.data.length }))
+    await again.done
+    t.ok(s.statBlob(b.digest), 'a later fill of the same digest commits')
+  })
+}
+
+t.test('sha512 blobs commit too', async t => {
+  const s = await store(t, await tempDir(t))
+  const data = Buffer.from('sha512 layer')
+  const { createHash } = await import('node:crypto')
+  const digest = `sha512:${createHash('sha512').update(data).digest('hex')}`
+  await fillOf(s.beginBlobFill(digest, Readable.from([data]))).done
+  t.equal(s.statBlob(digest)?.size, data.length)
+})
+
+t.test('LRU bound over blobs: eviction deletes index entry and content, reservations hold', async t => {
+  const dir = await tempDir(t)
+  const s = await store(t, dir, { maxSize: 1000 })
+  const [a, b, c] = [blob(400), blob(400), blob(400)]
+  await fillOf(s.beginBlobFill(a.digest, Readable.from([a.data]), { expectedSize: 400 })).done
+  await fillOf(s.beginBlobFill(b.digest, Readable.from([b.data]), { expectedSize: 400 })).done
+  s.statBlob(a.digest) // a read: b is now least recent
+  const bodyC = controlledBody()
+  const fc = fillOf(s.beginBlobFill(c.digest, bodyC, { expectedSize: 400 }))
+  t.equal(s.statBlob(b.digest), undefined, 'b evicted when c reserved its bytes')
+  t.ok(s.statBlob(a.digest))
+  const d = blob(400)
+  const bodyD = controlledBody()
+  const rd = s.beginBlobFill(d.digest, bodyD, { expectedSize: 400 })
+  t.ok('fill' in rd, 'a evicted for d')
+  const e = blob(300)
+  const re = s.beginBlobFill(e.digest, Readable.from([e.data]), { expectedSize: 300 })
+  t.ok('bypass' in re, 'c and d in flight hold 800 of 1000 bytes: e streams through uncached')
+  t.ok(s.stats().usedBytes + s.stats().reservedBytes <= 1000)
+  bodyC.end(c.data)
+  bodyD.end(d.data)
+  await fc.done
+  await fillOf(rd).done
+  await s.close()
+  t.equal(await cacache.get.info(dir, `blob:${b.digest}`), null, 'index entry of b removed')
+  await t.rejects(stat(contentPath(dir, parseDigest(b.digest)!)), 'content of b removed')
+  const big = s.beginBlobFill(blob(10).digest, Readable.from([]), { expectedSize: 1001 })
+  t.match(big, { bypass: /larger than CACHE_MAX_SIZE/ })
+})
+
+t.test('restart: index and recency survive; partial files and orphans are swept', async t => {
+  const dir = await tempDir(t)
+  const [a, b] = [blob(4000), blob(4000)]
+  let clock = 1_700_000_000_000
+  const now = (): number => ++clock
+  {
+    const s = await store(t, dir, { maxSize: 10_000, now })
+    await fillOf(s.beginBlobFill(a.digest, Readable.from([a.data]), { expectedSize: 4000 })).done
+    await fillOf(s.beginBlobFill(b.digest, Readable.from([b.data]), { expectedSize: 4000 })).done
+    s.statBlob(a.digest) // b is least recent
+    t.ok(await s.putManifest(sha256(Buffer.from('{"m":1}')), Buffer.from('{"m":1}'), 'application/vnd.oci.image.manifest.v1+json'))
+    await s.putTag({ host: 'ghcr.io', repository: 'x/y', tag: 'v1', accept: 'b, a' }, { digest: sha256(Buffer.from('{"m":1}')), mediaType: 'application/vnd.oci.image.manifest.v1+json', size: 7, fetchedAt: 123 })
+    // a download interrupted by a crash, and content whose index line never made it
+    const body = controlledBody()
+    const partial = fillOf(s.beginBlobFill(blob(10).digest, body, { expectedSize: 10 }))
+    body.write(Buffer.alloc(5))
+    await writtenAtLeast(partial, 5)
+    await s.close()
+  }
+  await mkdir(join(dir, 'tmp', 'staging-old'), { recursive: true })
+  await writeFile(join(dir, 'tmp', 'staging-old', 'sha256-abc'), 'partial')
+  const orphan = parseDigest(sha256(Buffer.from('orphan')))!
+  await mkdir(join(contentPath(dir, orphan), '..'), { recursive: true })
+  await writeFile(contentPath(dir, orphan), 'orphan')
+
+  const s = await store(t, dir, { maxSize: 10_000, now })
+  t.equal(s.statBlob(a.digest)?.size, 4000)
+  t.same(await readdir(join(dir, 'tmp')).then(n => n.filter(x => x !== (s as any).stagingDir.split('/').pop())), [], 'old staging dirs swept')
+  await t.rejects(stat(contentPath(dir, orphan)), 'orphan content removed')
+  const m = await s.getManifest(sha256(Buffer.from('{"m":1}')))
+  t.equal(m?.mediaType, 'application/vnd.oci.image.manifest.v1+json')
+  t.same(s.getTag({ host: 'GHCR.io', repository: 'x/y', tag: 'v1', accept: ['a', 'b'] }), { digest: sha256(Buffer.from('{"m":1}')), mediaType: 'application/vnd.oci.image.manifest.v1+json', size: 7, fetchedAt: 123 })
+  // Recency came back: b (least recently read before the restart) goes first.
+  const c = blob(4000)
+  await fillOf(s.beginBlobFill(c.digest, Readable.from([c.data]), { expectedSize: 4000 })).done
+  t.equal(s.statBlob(b.digest), undefined, 'b evicted first')
+  t.ok(s.statBlob(a.digest))
+})
+
+t.test('CACHE_INACTIVE drops blobs not read for that long, from disk too', async t => {
+  const dir = await tempDir(t)
+  let now = Date.now()
+  const s = await store(t, dir, { inactiveMs: 1000, now: () => now })
+  const a = blob(10)
+  await fillOf(s.beginBlobFill(a.digest, Readable.from([a.data]))).done
+  now += 1001
+  s.purgeInactive()
+  t.equal(s.statBlob(a.digest), undefined)
+  await s.close()
+  t.equal(await cacache.get.info(dir, `blob:${a.digest}`), null)
+})
+
+t.test('manifests: digest verified, media type kept, shared content survives evicting one key', async t => {
+  const dir = await tempDir(t)
+  const s = await store(t, dir)
+  const bytes = Buffer.from('{"schemaVersion":2}')
+  t.equal(await s.putManifest(sha256(Buffer.from('other')), bytes, 'x'), false, 'wrong digest refused')
+  t.ok(await s.putManifest(sha256(bytes), bytes, 'application/vnd.docker.distribution.manifest.v2+json'))
+  t.same(await s.getManifest(sha256(bytes)), { digest: sha256(bytes), mediaType: 'application/vnd.docker.distribution.manifest.v2+json', bytes })
+  t.ok(s.hasManifest(sha256(bytes)))
+  // the same bytes fetched through the blobs endpoint
+  await fillOf(s.beginBlobFill(sha256(bytes), Readable.from([bytes]))).done
+  ;(s as any).bound.delete(`blob:${sha256(bytes)}`)
+  await s.close()
+  t.ok((await s.getManifest(sha256(bytes)))?.bytes.equals(bytes), 'manifest content kept while its key lives')
+})
