@@ -6,7 +6,9 @@
 import { loadConfig, describeConfig } from './config/index.js'
 import { ConfigError } from './errors.js'
 import { createApp } from './app.js'
-import { createLogger } from './log.js'
+import { createLogger, createSilentLogger } from './log.js'
+import { runGc } from './registry/gc.js'
+import { parseDuration } from './config/parse.js'
 
 const HELP = `crossdock — one place to get container images: MITM caching proxy, hosted OCI registry, pull-through endpoint
 
@@ -40,6 +42,24 @@ export const COMMANDS: Record<string, Command> = {
       loadConfig()
       for (const v of describeConfig()) console.log(`${v.name}=${JSON.stringify(v.value)}  (${v.source})`)
       console.log('configuration ok')
+      return 0
+    },
+  },
+  gc: {
+    summary: 'Remove hosted-registry blobs no manifest references.',
+    help: 'Usage: crossdock gc [--dry-run] [--delete-untagged] [--grace=<duration>]\n\nMark and sweep of REGISTRY_STORAGE_DIR, safe while the registry serves. --dry-run changes nothing;\n--delete-untagged also deletes manifests no tag reaches; --grace (default 1h) spares blobs written more\nrecently, whose manifest may still be on its way. Prints each removal and the bytes reclaimed.\n',
+    run: async (args) => {
+      const unknown = args.filter(a => !['--dry-run', '--delete-untagged'].includes(a) && !a.startsWith('--grace='))
+      if (unknown.length > 0) { process.stderr.write(`crossdock gc: unknown option ${unknown[0]}\n`); return 2 }
+      const grace = args.find(a => a.startsWith('--grace='))?.slice('--grace='.length) ?? '1h'
+      await runGc({
+        config: loadConfig(),
+        log: createSilentLogger(),
+        dryRun: args.includes('--dry-run'),
+        deleteUntagged: args.includes('--delete-untagged'),
+        graceMs: parseDuration('--grace', grace),
+        out: line => { process.stdout.write(`${line}\n`) },
+      })
       return 0
     },
   },
