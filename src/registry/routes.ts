@@ -119,13 +119,16 @@ export async function dispatch (req: IncomingMessage, res: ServerResponse, opts:
   // spec: "Docker-Distribution-API-Version: registry/2.0" tells docker clients this is a v2 registry.
   res.setHeader('docker-distribution-api-version', 'registry/2.0')
   try {
-    const url = new URL(req.url ?? '/', 'http://registry.invalid')
-    let pathname = url.pathname
+    // The raw path, not WHATWG URL's: it would resolve `a/../b` to `b` instead of refusing the name.
+    const raw = req.url ?? '/'
+    const q = raw.indexOf('?')
+    let pathname = q === -1 ? raw : raw.slice(0, q)
+    const query = new URLSearchParams(q === -1 ? '' : raw.slice(q + 1))
     if (basePath !== '' && pathname.startsWith(basePath)) pathname = pathname.slice(basePath.length)
-    const { route, name, params } = matchRoute(req.method ?? 'GET', pathname, url.searchParams)
+    const { route, name, params } = matchRoute(req.method ?? 'GET', pathname, query)
     const authorize = async (access: { action: Action, name?: string }): Promise<void> => { await opts.authorize?.(req, access) }
     await authorize({ action: route.action, ...(name !== '' ? { name } : {}) })
-    const ctx: RequestContext = { req, res, name, params, query: url.searchParams, basePath, storage: opts.storage, log: opts.log, authorize }
+    const ctx: RequestContext = { req, res, name, params, query, basePath, storage: opts.storage, log: opts.log, authorize }
     await route.handler(ctx)
   } catch (err) {
     if (res.headersSent || (req.destroyed && !req.complete)) {
