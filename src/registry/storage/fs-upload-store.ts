@@ -59,6 +59,11 @@ export class FsUploadStore implements UploadStore {
   }
 
   async get (name: string, id: string): Promise<UploadSession | undefined> {
+    if (!isUploadId(id)) return undefined
+    return await this.mutex.run(id, async () => await this.read(name, id))
+  }
+
+  private async read (name: string, id: string): Promise<UploadSession | undefined> {
     const info = await this.info(name, id)
     if (info === undefined) return undefined
     const st = await statIfExists(this.paths.uploadData(id))
@@ -75,7 +80,7 @@ export class FsUploadStore implements UploadStore {
     const d = parseDigest(digest)
     if (!isUploadId(id)) return unknown(body)
     return await this.mutex.run(id, async () => {
-      const size = body !== undefined ? await this.appendLocked(name, id, body, opts.start) : (await this.get(name, id))?.offset
+      const size = body !== undefined ? await this.appendLocked(name, id, body, opts.start) : (await this.read(name, id))?.offset
       if (size === undefined) throw new OciError('BLOB_UPLOAD_UNKNOWN')
       const data = this.paths.uploadData(id)
       const running = this.hashes.get(id)
@@ -123,7 +128,7 @@ export class FsUploadStore implements UploadStore {
   }
 
   private async appendLocked (name: string, id: string, body: Readable, start: number | undefined): Promise<number> {
-    const session = await this.get(name, id)
+    const session = await this.read(name, id)
     if (session === undefined) return unknown(body)
     if (start !== undefined && start !== session.offset) {
       body.resume()

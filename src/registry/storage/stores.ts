@@ -118,7 +118,10 @@ export interface UploadSession {
 export interface UploadStore {
   /** Starts a session for repository `name`. `algorithm` hints which hash to keep while streaming. */
   create: (name: string, opts?: { algorithm?: DigestAlgorithm }) => Promise<UploadSession>
-  /** The session, or undefined when unknown, purged, or belonging to another repository. */
+  /**
+   * The session, or undefined when unknown, purged, or belonging to another repository. Waits for
+   * an append in progress on the session to settle, so the offset is the one to resume from.
+   */
   get: (name: string, id: string) => Promise<UploadSession | undefined>
   /**
    * Streams `body` onto the end of the session. With `start`, throws RANGE_INVALID (416) unless it
