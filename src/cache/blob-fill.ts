@@ -17,7 +17,9 @@
  *   Readers keep their fd across the rename (POSIX), so nothing is re-opened.
  * - anything else (upstream error, truncation, too many bytes, wrong digest, idle timeout) →
  *   staging file removed, state 'failed'; every reader is destroyed with the error, so clients see
- *   an aborted connection, never a clean end of a wrong body. Nothing is indexed.
+ *   an aborted connection, never a clean end of a wrong body. Nothing is indexed. Readers hold
+ *   back the last byte of what they serve until the commit, because with a Content-Length the
+ *   client would take its last byte as a clean end.
  */
 import { createHash, type Hash } from 'node:crypto'
 import { EventEmitter } from 'node:events'
@@ -260,8 +262,11 @@ export class TailReader extends Readable {
   private async pump (size: number): Promise<void> {
     const fill = this.fill
     if (fill.state === 'failed') { this.destroy(fill.error); return }
-    const last = this.end !== undefined ? this.end + 1 : Infinity
-    const limit = Math.min(fill.written, last)
+    const last = this.end !== undefined ? this.end + 1 : fill.expectedSize ?? Infinity
+    let limit = Math.min(fill.written, last)
+    // The final byte waits for the verdict: with a Content-Length, a client's HTTP parser calls the
+    // body complete on its last byte, so a wrong body must never get that far.
+    if (fill.state !== 'committed' && limit >= last) limit = last - 1
     if (this.pos >= limit) {
       if (fill.state === 'committed' && (this.pos >= last || this.pos >= fill.written)) { this.push(null); return }
       if (this.waiting) return

@@ -172,3 +172,22 @@ t.test('manifests: digest verified, media type kept, shared content survives evi
   await s.close()
   t.ok((await s.getManifest(sha256(bytes)))?.bytes.equals(bytes), 'manifest content kept while its key lives')
 })
+
+t.test('readers hold back the last byte until the digest is verified', async t => {
+  const s = await store(t, await tempDir(t))
+  const b = blob(10_000)
+  const body = controlledBody()
+  const fill = fillOf(s.beginBlobFill(b.digest, body, { expectedSize: b.data.length }))
+  const reader = new TailReader(fill)
+  let got = 0
+  reader.on('data', (c: Buffer) => { got += c.length })
+  const ended = new Promise<void>(resolve => reader.once('end', resolve))
+  body.write(b.data) // every byte is on disk, but the upstream has not ended yet
+  await writtenAtLeast(fill, b.data.length)
+  while (got < b.data.length - 1) await new Promise(resolve => setImmediate(resolve))
+  await new Promise(resolve => setTimeout(resolve, 20))
+  t.equal(got, b.data.length - 1, 'the last byte waits for the verdict')
+  body.end()
+  await ended
+  t.equal(got, b.data.length)
+})

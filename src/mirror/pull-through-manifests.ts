@@ -1,0 +1,209 @@
+/**
+ * Manifests through the pull-through cache (the blob half is pull-through.ts).
+ *
+ *   GET|HEAD …/manifests/<digest> ─► cache ─hit─► HIT
+ *                                    └─miss─► GET upstream (one per digest in flight) ─► verify ─► cache ─► MISS
+ *   GET|HEAD …/manifests/<tag>
+ *     tier fresh (ENABLE_MANIFEST_CACHE) ─────────────────────────────────────► HIT, no upstream
+ *     else HEAD upstream with the client's Accept (one per host/repo/tag/Accept in flight)
+ *       ├─ 200 + digest cached ─────────────────────────────────────────────────► HIT (REVALIDATED)
+ *       ├─ 200 + not cached ─► HEAD: the upstream's headers; GET: GET by digest ─► MISS
+ *       ├─ error / timeout / 429 / 5xx + tag known ────────────────────────────► STALE
+ *       └─ anything else ─► the upstream's answer, unchanged (a GET asks again with GET for its body)
+ *
+ * Manifests and error answers are small, so upstream answers here are read whole (bounded by
+ * MAX_MANIFEST_BYTES) and can be shared by every client waiting on the same request.
+ */
+import { createHash } from 'node:crypto'
+import type { IncomingMessage, ServerResponse } from 'node:http'
+import type { Readable } from 'node:stream'
+import { ProxyError } from '../errors.js'
+import type { Logger } from '../log.js'
+import { SingleFlight } from '../util/single-flight.js'
+import { headerValue, stripHopByHop } from '../upstream/headers.js'
+import { MAX_MANIFEST_BYTES, type CachedManifest } from '../cache/cache-store.js'
+import { parseDigest } from '../cache/cache-paths.js'
+import { manifestTier, tagKey, type TagRef } from '../cache/tag-key.js'
+import {
+  cacheHeaders, discard, sendAnswer, upstreamHeaders, upstreamPath,
+  type CacheStatus, type PullThroughContext, type PullThroughOptions,
+} from './pull-through.js'
+
+/** An upstream answer read whole. */
+interface Buffered {
+  status: number
+  headers: Record<string, string | string[] | undefined>
+  body: Buffer
+  ms: number
+  /** For a 200 manifest: the digest it hashes to, and whether the cache took it. */
+  digest?: string
+  stored?: boolean
+}
+
+interface HeadOutcome {
+  answer?: Omit<Buffered, 'body'>
+  error?: unknown
+  /** The Authorization the HEAD was sent with (an auth failure is not shared with other credentials). */
+  authorization?: string
+}
+
+export function createManifestHandler (opts: PullThroughOptions) {
+  const { cache, upstream, config, log } = opts
+  const heads = new SingleFlight<HeadOutcome>()
+  const gets = new SingleFlight<Buffered>()
+
+  async function handle (req: IncomingMessage, res: ServerResponse, ctx: PullThroughContext): Promise<void> {
+    const d = parseDigest(ctx.reference)
+    if (d !== undefined) { await byDigest(req, res, ctx, d.digest); return }
+    if (ctx.reference.includes(':')) { await forward(req, res, ctx, 'BYPASS'); return } // a digest we cannot verify
+    await byTag(req, res, ctx)
+  }
+
+  async function byDigest (req: IncomingMessage, res: ServerResponse, ctx: PullThroughContext, digest: string): Promise<void> {
+    const cached = await cache.getManifest(digest)
+    if (cached !== undefined) { serveManifest(req, res, cached, 'HIT'); return }
+    if (req.method === 'HEAD') { await forward(req, res, ctx, 'MISS'); return }
+    const { got, leader } = await fetchShared(req, ctx, digest)
+    sendFetched(req, res, got, leader ? 'MISS' : 'JOINED')
+  }
+
+  async function byTag (req: IncomingMessage, res: ServerResponse, ctx: PullThroughContext): Promise<void> {
+    const ref: TagRef = { host: ctx.host, repository: ctx.repository, tag: ctx.reference, accept: req.headers.accept }
+    const known = cache.getTag(ref)
+    const { ttlMs } = manifestTier(config.cache, ctx.reference)
+    if (known !== undefined && ttlMs > 0 && Date.now() - known.fetchedAt < ttlMs) {
+      const m = await cache.getManifest(known.digest)
+      if (m !== undefined) { serveManifest(req, res, m, 'HIT'); return }
+    }
+
+    const outcome = await headTag(req, ctx, ref)
+    const answer = outcome.answer
+    if (answer === undefined || answer.status === 429 || answer.status >= 500) {
+      const m = known !== undefined ? await cache.getManifest(known.digest) : undefined
+      if (m !== undefined) {
+        log.warn({ host: ctx.host, repository: ctx.repository, tag: ctx.reference, upstreamStatus: answer?.status, err: (outcome.error as Error | undefined)?.message }, 'upstream failed; tag served from cache (STALE)')
+        serveManifest(req, res, m, 'STALE')
+        return
+      }
+      if (answer === undefined) throw outcome.error
+    }
+    if (answer.status !== 200) { await answerUnchanged(req, res, ctx, answer); return }
+
+    const digest = parseDigest(headerValue(answer.headers, 'docker-content-digest') ?? '')?.digest
+    if (digest === undefined) {
+      // No usable Docker-Content-Digest on the HEAD: the GET by tag tells (and is hashed here).
+      if (req.method === 'HEAD') { sendHead(res, answer, 'MISS'); return }
+      const { got, leader } = await fetchShared(req, ctx, ctx.reference)
+      if (got.stored === true && got.digest !== undefined) await remember(ref, got.digest, got)
+      sendFetched(req, res, got, leader ? 'MISS' : 'JOINED')
+      return
+    }
+    const cached = await cache.getManifest(digest)
+    if (cached !== undefined) {
+      await remember(ref, digest, { headers: { 'content-type': cached.mediaType }, body: cached.bytes })
+      serveManifest(req, res, cached, 'HIT', 'REVALIDATED')
+      return
+    }
+    if (req.method === 'HEAD') { sendHead(res, answer, 'MISS'); return }
+    const { got, leader } = await fetchShared(req, ctx, digest)
+    if (got.stored === true) await remember(ref, digest, got)
+    sendFetched(req, res, got, leader ? 'MISS' : 'JOINED')
+  }
+
+  /** One upstream HEAD per (host, repository, tag, Accept) in flight. */
+  async function headTag (req: IncomingMessage, ctx: PullThroughContext, ref: TagRef): Promise<HeadOutcome> {
+    const authorization = headerValue(req.headers, 'authorization')
+    const run = async (): Promise<HeadOutcome> => {
+      try {
+        const a = await upstream.request({ host: ctx.host, method: 'HEAD', path: upstreamPath(ctx), headers: upstreamHeaders(req), followRedirects: true })
+        discard(a.body)
+        return { answer: { status: a.status, headers: a.headers, ms: a.ms }, authorization }
+      } catch (error) {
+        return { error, authorization }
+      }
+    }
+    const shared = await heads.run(tagKey(ref), run)
+    const refused = shared.answer?.status === 401 || shared.answer?.status === 403
+    return refused && shared.authorization !== authorization ? await run() : shared
+  }
+
+  /** GET of a manifest (by digest, or by tag when the HEAD gave no digest), shared while in flight. */
+  async function fetchShared (req: IncomingMessage, ctx: PullThroughContext, reference: string): Promise<{ got: Buffered, leader: boolean }> {
+    let leader = false
+    const key = `${ctx.host}/${ctx.repository}@${reference}#${headerValue(req.headers, 'authorization') === undefined ? 'anon' : 'auth'}`
+    const got = await gets.run(key, async () => {
+      leader = true
+      const a = await upstream.request({ host: ctx.host, method: 'GET', path: upstreamPath(ctx, reference), headers: upstreamHeaders(req), followRedirects: true })
+      const got: Buffered = { status: a.status, headers: a.headers, ms: a.ms, body: await readAll(a.body, MAX_MANIFEST_BYTES) }
+      if (a.status !== 200) return got
+      const asked = parseDigest(reference)
+      const algorithm = asked?.algorithm ?? 'sha256'
+      got.digest = `${algorithm}:${createHash(algorithm).update(got.body).digest('hex')}`
+      if (asked !== undefined && got.digest !== asked.digest) {
+        throw new ProxyError(502, 'ERR_UPSTREAM_DIGEST', `upstream ${ctx.host}: manifest ${asked.digest} has digest ${got.digest}`)
+      }
+      got.stored = await cache.putManifest(got.digest, got.body, mediaTypeOf(got.headers))
+      return got
+    })
+    return { got, leader }
+  }
+
+  async function remember (ref: TagRef, digest: string, m: { headers: Buffered['headers'], body: Buffer }): Promise<void> {
+    await cache.putTag(ref, { digest, mediaType: mediaTypeOf(m.headers), size: m.body.length, fetchedAt: Date.now() })
+      .catch(err => log.warn({ err: (err as Error).message, tag: ref.tag }, 'tag record not persisted'))
+  }
+
+  /** A non-200 HEAD answer: HEAD clients get it as it is; GET clients get the upstream's GET. */
+  async function answerUnchanged (req: IncomingMessage, res: ServerResponse, ctx: PullThroughContext, head: Omit<Buffered, 'body'>): Promise<void> {
+    if (req.method === 'HEAD') { sendHead(res, head, 'MISS'); return }
+    await forward(req, res, ctx, 'MISS')
+  }
+
+  async function forward (req: IncomingMessage, res: ServerResponse, ctx: PullThroughContext, status: CacheStatus): Promise<void> {
+    const method = req.method === 'HEAD' ? 'HEAD' : 'GET'
+    const a = await upstream.request({ host: ctx.host, method, path: upstreamPath(ctx), headers: upstreamHeaders(req), followRedirects: true })
+    await sendAnswer(res, a, method, status)
+  }
+
+  return { handle }
+}
+
+function serveManifest (req: IncomingMessage, res: ServerResponse, m: CachedManifest, status: CacheStatus, upstreamStatus?: string): void {
+  res.writeHead(200, {
+    'content-type': m.mediaType,
+    'content-length': m.bytes.length,
+    'docker-content-digest': m.digest,
+    'docker-distribution-api-version': 'registry/2.0',
+    etag: `"${m.digest}"`,
+    ...cacheHeaders(status, upstreamStatus),
+  })
+  res.end(req.method === 'HEAD' ? undefined : m.bytes)
+}
+
+function sendHead (res: ServerResponse, a: Omit<Buffered, 'body'>, status: CacheStatus): void {
+  res.writeHead(a.status, { ...stripHopByHop(a.headers), ...cacheHeaders(status), 'x-crossdock-upstream-ms': String(Math.round(a.ms)) })
+  res.end()
+}
+
+function sendFetched (req: IncomingMessage, res: ServerResponse, got: Buffered, status: CacheStatus): void {
+  const headers: Record<string, string | string[]> = { ...stripHopByHop(got.headers), ...cacheHeaders(status), 'x-crossdock-upstream-ms': String(Math.round(got.ms)) }
+  if (got.status === 200 && got.digest !== undefined) headers['docker-content-digest'] = got.digest
+  headers['content-length'] = String(got.body.length)
+  res.writeHead(got.status, headers)
+  res.end(req.method === 'HEAD' ? undefined : got.body)
+}
+
+function mediaTypeOf (headers: Buffered['headers']): string {
+  return (headerValue(headers, 'content-type') ?? 'application/octet-stream').split(';')[0].trim()
+}
+
+async function readAll (body: Readable, max: number): Promise<Buffer> {
+  const chunks: Buffer[] = []
+  let n = 0
+  for await (const c of body) {
+    n += (c as Buffer).length
+    if (n > max) { discard(body); throw new ProxyError(502, 'ERR_UPSTREAM_TOO_LARGE', `upstream manifest larger than ${max} bytes`) }
+    chunks.push(c as Buffer)
+  }
+  return Buffer.concat(chunks)
+}

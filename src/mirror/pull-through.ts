@@ -1,0 +1,195 @@
+/**
+ * The caching handlers of the pull-through mirror: GET/HEAD of blobs and manifests for upstream H.
+ *
+ * Blobs (key: digest):
+ *   cached ───────────────────────────────► disk (Range, HEAD)                         HIT
+ *   in flight ────────────────────────────► TailReader on the staging file             JOINED
+ *   else GET upstream (redirects followed) ─► 200 → BlobFill ─► TailReader             MISS
+ *                                           └► too big / no room → streamed through    BYPASS
+ *                                           └► non-200 → the upstream's answer as is   MISS
+ *   HEAD never becomes an upstream GET.
+ *
+ * Manifests:
+ *   by digest: cached → HIT; else GET upstream, verify the digest, cache with its media type.
+ *   by tag: ENABLE_MANIFEST_CACHE tier fresh → HIT without asking upstream. Otherwise one shared
+ *     upstream HEAD per (host, repository, tag, Accept) → Docker-Content-Digest; cached → HIT
+ *     (rpardini header: REVALIDATED); else GET by digest → cache → MISS. HEAD failing (network,
+ *     timeout, 429, 5xx) with a known tag → served from cache, STALE; with an unknown tag the
+ *     upstream's answer reaches the client unchanged.
+ *
+ * Response headers: X-Cache-Status (HIT, MISS, JOINED, STALE, BYPASS) and rpardini's
+ * X-Docker-Registry-Proxy-Cache-Upstream-Status; the request log line (request-log.ts) reads them.
+ */
+import type { IncomingMessage, ServerResponse } from 'node:http'
+import type { Readable } from 'node:stream'
+import { pipeline } from 'node:stream/promises'
+import type { Config } from '../config/index.js'
+import type { Logger } from '../log.js'
+import { proxyErrorFrom, writeProxyError } from '../errors.js'
+import { SingleFlight } from '../util/single-flight.js'
+import type { UpstreamClient, UpstreamResponse } from '../upstream/upstream-client.js'
+import { stripHopByHop, headerValue } from '../upstream/headers.js'
+import type { CacheStore } from '../cache/cache-store.js'
+import { TailReader, type BlobFill } from '../cache/blob-fill.js'
+import { parseByteRange, type ByteRange } from '../cache/byte-range.js'
+import { parseDigest } from '../cache/cache-paths.js'
+import type { PullThroughHandler, MirrorContext, ImageRequest } from './mirror-router.js'
+import { createManifestHandler } from './pull-through-manifests.js'
+
+export type CacheStatus = 'HIT' | 'MISS' | 'JOINED' | 'STALE' | 'BYPASS'
+
+export interface PullThroughOptions {
+  config: Config
+  log: Logger
+  cache: CacheStore
+  upstream: Pick<UpstreamClient, 'request'>
+}
+
+/** What a handler needs of the request context (the router passes more). */
+export type PullThroughContext = Pick<MirrorContext, 'host' | 'door'> & ImageRequest
+
+type BlobOpen = { kind: 'fill', fill: BlobFill } | { kind: 'answer', answer: UpstreamResponse } | { kind: 'bypass', answer: UpstreamResponse } | { kind: 'cached' }
+
+export function createPullThrough (opts: PullThroughOptions): PullThroughHandler {
+  const { cache, upstream } = opts
+  const log = opts.log.child({ module: 'pull-through' })
+  const opens = new SingleFlight<BlobOpen>()
+  const manifests = createManifestHandler({ ...opts, log })
+
+  async function handle (req: IncomingMessage, res: ServerResponse, ctx: PullThroughContext): Promise<void> {
+    try {
+      if (ctx.kind === 'blob') await blob(req, res, ctx)
+      else await manifests.handle(req, res, ctx)
+    } catch (err) {
+      if (!res.headersSent) writeProxyError(res, proxyErrorFrom(err, ctx.host))
+      else res.destroy(err as Error)
+    }
+  }
+
+  async function blob (req: IncomingMessage, res: ServerResponse, ctx: PullThroughContext): Promise<void> {
+    const method = req.method === 'HEAD' ? 'HEAD' : 'GET'
+    const d = parseDigest(ctx.reference)
+    // A digest we cannot verify (or not a digest at all) is not cached: the upstream answers.
+    if (d === undefined) { await forward(req, res, ctx, 'BYPASS'); return }
+    for (let attempt = 0; attempt < 3; attempt++) {
+      const opened = await cache.openBlob(d.digest)
+      if (opened !== undefined) {
+        const { blob, fh } = opened
+        await serveBody(req, res, { status: 'HIT', size: blob.size, digest: d.digest, mediaType: blob.mediaType }, (start, end) => fh.createReadStream({ start, end, highWaterMark: 1 << 20 }), () => { void fh.close() })
+        return
+      }
+      const inflight = cache.inflight(d.digest)
+      if (inflight !== undefined) { await serveFill(req, res, inflight, 'JOINED'); return }
+      if (method === 'HEAD') { await forward(req, res, ctx, 'MISS'); return }
+
+      let leader = false
+      const result = await opens.run(d.digest, async () => { leader = true; return await openFill(req, ctx, d.digest) })
+      if (result.kind === 'cached') continue
+      if (result.kind === 'fill') { await serveFill(req, res, result.fill, leader ? 'MISS' : 'JOINED'); return }
+      if (!leader) { await forward(req, res, ctx, 'MISS'); return } // the leader's answer was not shareable
+      if (result.kind === 'bypass') { await sendAnswer(res, result.answer, 'GET', 'BYPASS'); return }
+      await sendAnswer(res, result.answer, 'GET', 'MISS')
+      return
+    }
+    await forward(req, res, ctx, 'BYPASS')
+  }
+
+  /** The one upstream GET of a blob miss; a 200 becomes the cache's fill. */
+  async function openFill (req: IncomingMessage, ctx: PullThroughContext, digest: string): Promise<BlobOpen> {
+    if (cache.statBlob(digest) !== undefined) return { kind: 'cached' }
+    const answer = await upstream.request({ host: ctx.host, method: 'GET', path: upstreamPath(ctx), headers: upstreamHeaders(req), followRedirects: true })
+    if (answer.status !== 200) return { kind: 'answer', answer }
+    const length = headerValue(answer.headers, 'content-length')
+    const expectedSize = length !== undefined && /^\d+$/.test(length) ? Number(length) : undefined
+    const started = cache.beginBlobFill(digest, answer.body, { expectedSize, mediaType: headerValue(answer.headers, 'content-type') })
+    if ('bypass' in started) {
+      log.warn({ host: ctx.host, repository: ctx.repository, digest, size: expectedSize, reason: started.bypass }, 'blob streamed through uncached')
+      return { kind: 'bypass', answer }
+    }
+    return { kind: 'fill', fill: started.fill }
+  }
+
+  async function serveFill (req: IncomingMessage, res: ServerResponse, fill: BlobFill, status: CacheStatus): Promise<void> {
+    await serveBody(req, res, { status, size: fill.size, digest: fill.digest.digest, mediaType: fill.mediaType }, (start, end) => new TailReader(fill, start, end))
+  }
+
+  /** Writes a cached (or filling) body: HEAD, 200, 206 for one satisfiable range, 416 otherwise. */
+  async function serveBody (req: IncomingMessage, res: ServerResponse, what: { status: CacheStatus, size: number | undefined, digest: string, mediaType?: string }, open: (start: number, end?: number) => Readable, release?: () => void): Promise<void> {
+    const headers: Record<string, string | number> = {
+      'content-type': what.mediaType ?? 'application/octet-stream',
+      'docker-content-digest': what.digest,
+      etag: `"${what.digest}"`,
+      ...cacheHeaders(what.status),
+    }
+    const size = what.size
+    let range: ByteRange | undefined
+    let code = 200
+    if (size !== undefined) {
+      headers['accept-ranges'] = 'bytes'
+      const asked = parseByteRange(headerValue(req.headers, 'range'), size)
+      if (asked === 'unsatisfiable') {
+        release?.()
+        res.writeHead(416, { ...headers, 'content-range': `bytes */${size}`, 'content-length': 0 })
+        res.end()
+        return
+      }
+      if (asked !== undefined) { range = asked; code = 206; headers['content-range'] = `bytes ${asked.start}-${asked.end}/${size}` }
+      headers['content-length'] = range !== undefined ? range.end - range.start + 1 : size
+    }
+    if (req.method === 'HEAD') {
+      release?.()
+      res.writeHead(code, headers)
+      res.end()
+      return
+    }
+    const body = range !== undefined ? open(range.start, range.end) : open(0)
+    res.writeHead(code, headers)
+    // A reader error (the fill failed) destroys `res`: the client sees an aborted transfer.
+    await pipeline(body, res).catch(() => {})
+  }
+
+  /** Sends the request upstream unchanged (redirects followed) and streams the answer back. */
+  async function forward (req: IncomingMessage, res: ServerResponse, ctx: PullThroughContext, status: CacheStatus): Promise<void> {
+    const method = req.method === 'HEAD' ? 'HEAD' : 'GET'
+    const answer = await upstream.request({ host: ctx.host, method, path: upstreamPath(ctx), headers: upstreamHeaders(req, true), followRedirects: true })
+    await sendAnswer(res, answer, method, status)
+  }
+
+  return { handle }
+}
+
+/** The headers of the client's request that the upstream should see. */
+export function upstreamHeaders (req: IncomingMessage, withRange = false): Record<string, string | string[]> {
+  const out: Record<string, string | string[]> = {}
+  const names = ['authorization', 'accept', 'user-agent', ...(withRange ? ['range', 'if-none-match'] : [])]
+  for (const n of names) {
+    const v = req.headers[n]
+    if (v !== undefined) out[n] = v
+  }
+  return out
+}
+
+export function upstreamPath (ctx: ImageRequest, reference = ctx.reference): string {
+  return `/v2/${ctx.repository}/${ctx.kind === 'blob' ? 'blobs' : 'manifests'}/${encodeURIComponent(reference).replace(/%3A/gi, ':')}`
+}
+
+/** X-Cache-Status and rpardini's header (nginx's $upstream_cache_status vocabulary). */
+export function cacheHeaders (status: CacheStatus, upstreamStatus?: string): Record<string, string> {
+  return {
+    'x-cache-status': status,
+    'x-docker-registry-proxy-cache-upstream-status': upstreamStatus ?? (status === 'JOINED' ? 'MISS' : status),
+  }
+}
+
+/** Streams an upstream answer to the client as it is (status, end-to-end headers, body). */
+export async function sendAnswer (res: ServerResponse, answer: UpstreamResponse, method: string, status: CacheStatus): Promise<void> {
+  res.writeHead(answer.status, { ...stripHopByHop(answer.headers), ...cacheHeaders(status), 'x-crossdock-upstream-ms': String(Math.round(answer.ms)) })
+  if (method === 'HEAD') { discard(answer.body); res.end(); return }
+  await pipeline(answer.body, res).catch(() => {})
+}
+
+/** Drops a body we do not want (undici errors a body destroyed unread: that error is expected). */
+export function discard (body: Readable): void {
+  body.on('error', () => {})
+  body.destroy()
+}

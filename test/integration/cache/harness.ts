@@ -1,0 +1,163 @@
+/**
+ * The proxy door with the pull-through cache plugged in, composed as app.ts composes it (config →
+ * CA → leaf minter → dialer → upstream client → cache → pull-through → mirror router → proxy door),
+ * so these tests run through a real CONNECT + TLS client until app.ts wires the cache itself.
+ * Also: a streaming proxied client (the shared one buffers whole bodies).
+ */
+import http from 'node:http'
+import tls from 'node:tls'
+import { mkdtemp, rm } from 'node:fs/promises'
+import { tmpdir } from 'node:os'
+import { join } from 'node:path'
+import { Writable } from 'node:stream'
+import type { AddressInfo } from 'node:net'
+import { pino } from 'pino'
+import type { Test } from 'tap'
+import { loadConfig, type Config } from '../../../src/config/index.js'
+import { loadOrCreateCa } from '../../../src/tls/ca.js'
+import { LeafCertMinter } from '../../../src/tls/leaf-certs.js'
+import { Dialer } from '../../../src/upstream/dialer.js'
+import { UpstreamClient } from '../../../src/upstream/upstream-client.js'
+import { MirrorRouter, type PullThroughHandler } from '../../../src/mirror/mirror-router.js'
+import { createProxyServer } from '../../../src/proxy/proxy-server.js'
+import { createDirector } from '../../../src/proxy/director.js'
+import { formatAuthority } from '../../../src/proxy/connect-authority.js'
+import { openCacheStore, type CacheStore } from '../../../src/cache/cache-store.js'
+import { createPullThrough } from '../../../src/mirror/pull-through.js'
+import { TEST_CA_FILE } from '../../helpers/fake-upstream.js'
+import { connectThrough } from '../../helpers/proxy-client.js'
+
+export interface Harness {
+  config: Config
+  cache: CacheStore
+  proxyPort: number
+  caPem: string
+  dir: string
+  logs: Array<Record<string, any>>
+  /** Requests that reached the pull-through handler so far. */
+  handled: () => number
+  /** Resolves once `n` requests reached the pull-through handler. */
+  handledAtLeast: (n: number) => Promise<void>
+  stop: () => Promise<void>
+}
+
+export async function startHarness (t: Test, env: Record<string, string>, opts: { dir?: string } = {}): Promise<Harness> {
+  const dir = opts.dir ?? await mkdtemp(join(tmpdir(), 'crossdock-cache-it-'))
+  if (opts.dir === undefined) t.teardown(async () => { await rm(dir, { recursive: true, force: true }) })
+  const config = loadConfig({
+    PROXY_PORT: '0', LISTEN_HOST: '127.0.0.1', CA_DIR: join(dir, 'ca'), CACHE_DIR: join(dir, 'cache'),
+    UPSTREAM_CA_FILE: TEST_CA_FILE, LOG_LEVEL: 'debug', CACHE_MIN_FREE: '0', ...env,
+  }, dir)
+  const logs: Array<Record<string, any>> = []
+  const log = pino({ level: 'debug' }, new Writable({
+    write (chunk: Buffer, _e, cb) {
+      for (const line of chunk.toString('utf8').split('\n')) if (line.trim() !== '') logs.push(JSON.parse(line))
+      cb()
+    },
+  }))
+  const ca = await loadOrCreateCa({ caDir: config.caDir, log })
+  const minter = new LeafCertMinter(ca)
+  await minter.init()
+  const dialer = new Dialer({ connectTo: config.upstreamConnectTo, disableIpv6: false, connectTimeoutMs: config.timeouts.connectMs })
+  const upstream = new UpstreamClient({ dialer, verifySsl: true, upstreamCaFile: config.upstreamCaFile, connectTimeoutMs: config.timeouts.connectMs, readTimeoutMs: config.timeouts.readMs })
+  const cache = await openCacheStore({ dir: config.cacheDir, maxSize: config.cache.maxSize, inactiveMs: config.cache.inactiveMs, minFree: config.cache.minFree, idleTimeoutMs: config.timeouts.readMs, log })
+  const pull = createPullThrough({ config, log, cache, upstream })
+  let handled = 0
+  const waiters: Array<() => void> = []
+  const counting: PullThroughHandler = {
+    handle: async (req, res, ctx) => {
+      handled++
+      for (const w of waiters.splice(0)) w()
+      await pull.handle(req, res, ctx)
+    },
+  }
+  const mirror = new MirrorRouter(upstream, counting)
+  const intercepted = new Set(config.registries)
+  const proxy = createProxyServer({
+    log,
+    dialer,
+    secureContextFor: async host => await minter.secureContextFor(host),
+    shouldIntercept: a => intercepted.has(a.host),
+    clientHeaderTimeoutMs: config.timeouts.clientHeaderMs,
+    keepAliveTimeoutMs: config.timeouts.keepAliveMs,
+    onIntercepted: async (req, res, target) => {
+      const host = target.port === 443 ? target.host : formatAuthority(target)
+      await mirror.handle(req, res, { host, door: 'proxy', path: req.url ?? '/', allowPush: false })
+    },
+    director: createDirector({ caCertPem: () => ca.certPem, proxyPort: 0, extraRoutes: {} }),
+  })
+  await new Promise<void>(resolve => proxy.server.listen(0, '127.0.0.1', resolve))
+  let stopped = false
+  const stop = async (): Promise<void> => {
+    if (stopped) return
+    stopped = true
+    await proxy.close()
+    await upstream.close()
+    await cache.close()
+  }
+  t.teardown(stop)
+  return {
+    config,
+    cache,
+    proxyPort: (proxy.server.address() as AddressInfo).port,
+    caPem: ca.certPem,
+    dir,
+    logs,
+    handled: () => handled,
+    handledAtLeast: async n => { while (handled < n) await new Promise<void>(resolve => waiters.push(resolve)) },
+    stop,
+  }
+}
+
+export interface Streamed {
+  status: number
+  headers: http.IncomingHttpHeaders
+  res: http.IncomingMessage
+  socket: tls.TLSSocket
+}
+
+/** A request through the proxy door that resolves at the response headers, body unread. */
+export async function streamThrough (h: Pick<Harness, 'proxyPort' | 'caPem'>, host: string, path: string, opts: { method?: string, headers?: Record<string, string> } = {}): Promise<Streamed> {
+  const tunnel = await connectThrough(h.proxyPort, `${host}:443`)
+  if (tunnel.status !== 200) throw new Error(`CONNECT answered ${tunnel.status}`)
+  const socket = tls.connect({ socket: tunnel.socket, servername: host, ca: h.caPem })
+  await new Promise<void>((resolve, reject) => { socket.once('secureConnect', resolve); socket.once('error', reject) })
+  return await new Promise((resolve, reject) => {
+    const req = http.request({ createConnection: () => socket, host, method: opts.method ?? 'GET', path, headers: { host, ...opts.headers } }, res => {
+      resolve({ status: res.statusCode ?? 0, headers: res.headers, res, socket })
+    })
+    req.on('error', reject)
+    req.end()
+  })
+}
+
+export interface Fetched {
+  status: number
+  headers: http.IncomingHttpHeaders
+  body: Buffer
+  /** True when the body ended cleanly; false when the connection was aborted mid-body. */
+  complete: boolean
+}
+
+export async function fetchThrough (h: Pick<Harness, 'proxyPort' | 'caPem'>, host: string, path: string, opts: { method?: string, headers?: Record<string, string> } = {}): Promise<Fetched> {
+  const s = await streamThrough(h, host, path, opts)
+  return await readBody(s)
+}
+
+export async function readBody (s: Streamed): Promise<Fetched> {
+  const chunks: Buffer[] = []
+  return await new Promise(resolve => {
+    let settled = false
+    const done = (complete: boolean): void => {
+      if (settled) return
+      settled = true
+      s.socket.destroy()
+      resolve({ status: s.status, headers: s.headers, body: Buffer.concat(chunks), complete })
+    }
+    s.res.on('data', (c: Buffer) => chunks.push(c))
+    s.res.on('end', () => done(s.res.complete))
+    s.res.on('aborted', () => done(false))
+    s.res.on('error', () => done(false))
+    s.res.on('close', () => done(s.res.complete))
+  })
+}
