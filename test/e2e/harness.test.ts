@@ -29,8 +29,8 @@ if (requirePrivateNetns(t)) {
     const a = buildImage(scope.path('det-a'), '1', { randomBytes: 4096, platforms: ['linux/amd64', 'linux/arm64/v8'] })
     const b = buildImage(scope.path('det-b'), '1', { randomBytes: 4096, platforms: ['linux/amd64', 'linux/arm64/v8'] })
     t.equal(a.digest, b.digest, 'same spec, same index digest')
-    t.equal(a.mediaType, 'application/vnd.oci.image.index.v1+json')
-    t.equal(a.manifests.length, 2)
+    t.equal(a.mediaType, 'application/vnd.oci.image.index.v1+json', 'two platforms make an OCI index')
+    t.equal(a.manifests.length, 2, 'one manifest per platform')
     const other = buildImage(scope.path('det-c'), '1', { randomBytes: 4096, seed: 'other' })
     t.not(other.manifests[0]?.digest, a.manifests[0]?.digest, 'another seed, another image')
     const hex = a.digest.slice('sha256:'.length)
@@ -41,48 +41,48 @@ if (requirePrivateNetns(t)) {
   t.test('distribution serves the seeded image over verified TLS and logs requests', async t => {
     t.ok(upstream.requests('PUT', '/v2/library/tiny/manifests/1').some(e => e.status === 201), 'manifest PUT logged as 201')
     const r = await skopeo(scope, ['inspect', '--raw', '--cert-dir', certDirFor(scope, FIXTURE.testCa), `docker://${upstream.address}/library/tiny:1`])
-    t.equal(r.code, 0, r.stderr)
+    t.equal(r.code, 0, `skopeo inspect with the fixture CA exits 0 ${r.stderr}`)
     t.equal(`sha256:${createHash('sha256').update(r.stdout).digest('hex')}`, tiny.digest, 'raw manifest hashes to the built digest')
     const q = await skopeo(scope, ['inspect', '--raw', `docker://${upstream.address}/library/tiny:1`])
     t.not(q.code, 0, 'without the fixture CA, TLS verification fails')
-    t.match(q.stderr, /x509|certificate/)
+    t.match(q.stderr, /x509|certificate/, 'with a certificate error')
   })
 
   t.test('dockerd pulls, runs and re-pulls straight from the registry', async t => {
     const ref = `${upstream.address}/library/tiny:1`
     await dockerd.dockerOk(['pull', '-q', ref])
-    t.equal((await dockerd.dockerOk(['image', 'inspect', '--format', '{{index .RepoDigests 0}}', ref])).trim(), `${upstream.address}/library/tiny@${tiny.digest}`)
+    t.equal((await dockerd.dockerOk(['image', 'inspect', '--format', '{{index .RepoDigests 0}}', ref])).trim(), `${upstream.address}/library/tiny@${tiny.digest}`, 'RepoDigest is the built manifest digest')
     for (const layer of tiny.layers) {
-      t.equal(upstream.requests('GET', `/v2/library/tiny/blobs/${layer.digest}`).length, 1, `layer ${layer.digest.slice(0, 19)} fetched once`)
+      t.equal((await upstream.waitForRequests('GET', `/v2/library/tiny/blobs/${layer.digest}`)).length, 1, `layer ${layer.digest.slice(0, 19)} fetched once`)
     }
     t.equal((await dockerd.dockerOk(['run', '--rm', '--network', 'none', ref])).trim(), 'hello from e2e', 'image runs')
 
     // Upstream down: the pull fails. Restarted on the same port and storage: it works again.
     await dockerd.dockerOk(['rmi', ref])
     await upstream.stop()
-    t.notOk(upstream.running())
+    t.notOk(upstream.running(), 'registry stopped')
     const down = await dockerd.docker(['pull', '-q', ref])
     t.not(down.code, 0, 'pull fails while the registry is down')
-    t.match(down.stderr, /connection refused/)
+    t.match(down.stderr, /connection refused/, 'because nothing listens')
     const port = upstream.port
     await upstream.start()
     t.equal(upstream.port, port, 'same port after restart')
     await dockerd.dockerOk(['pull', '-q', ref])
-    t.equal(upstream.requests('GET', `/v2/library/tiny/blobs/${tiny.layers[1]?.digest ?? ''}`).length, 2, 'blob served again from the same storage')
+    t.equal((await upstream.waitForRequests('GET', `/v2/library/tiny/blobs/${tiny.layers[1]?.digest ?? ''}`, 2)).length, 2, 'blob served again from the same storage')
   })
 
   t.test('plain-HTTP registry with htpasswd auth', async t => {
     const creds = { user: 'e2e', password: 's3cret' }
     const plain = await startDistribution(scope, { host: HOST, name: 'plain-auth', tls: false, auth: creds })
-    t.match(plain.url, /^http:\/\//)
+    t.match(plain.url, /^http:\/\//, 'plain HTTP url')
     const img = await seedImage(scope, plain, 'team/app', 'v1', { seed: 'app', randomBytes: 1024 }, creds)
     const anon = await skopeo(scope, ['inspect', '--raw', '--tls-verify=false', `docker://${plain.address}/team/app:v1`])
     t.not(anon.code, 0, 'anonymous read refused')
-    t.ok(plain.requests('GET', '/v2/').some(e => e.status === 401), '401 logged for the anonymous ping')
+    t.ok((await plain.waitForRequests('GET', '/v2/')).some(e => e.status === 401), '401 logged for the anonymous ping')
     const ok = await skopeo(scope, ['inspect', '--raw', '--tls-verify=false', '--creds', 'e2e:s3cret', `docker://${plain.address}/team/app:v1`])
-    t.equal(ok.code, 0, ok.stderr)
-    t.equal(`sha256:${createHash('sha256').update(ok.stdout).digest('hex')}`, img.digest)
-    t.ok(plain.requests('GET', '/v2/team/app/manifests/v1').some(e => e.status === 200), 'authenticated GET logged as 200')
+    t.equal(ok.code, 0, `skopeo inspect with credentials exits 0 ${ok.stderr}`)
+    t.equal(`sha256:${createHash('sha256').update(ok.stdout).digest('hex')}`, img.digest, 'raw manifest hashes to the built digest')
+    t.ok((await plain.waitForRequests('GET', '/v2/team/app/manifests/v1', 2)).some(e => e.status === 200), 'authenticated GET logged as 200')
   })
 
   t.test('ctr pulls from the registry over verified TLS (hosts.toml)', async t => {
@@ -94,7 +94,7 @@ if (requirePrivateNetns(t)) {
     await ctd.ctrOk(['images', 'pull', '--hosts-dir', hostsDir, `${upstream.address}/library/tiny:1`])
     const ls = await ctd.ctrOk(['images', 'ls'])
     t.match(ls, tiny.digest, 'ctr records the manifest digest')
-    t.ok(upstream.requests('HEAD', '/v2/library/tiny/manifests/1').some(e => /containerd/.test(e.userAgent)), 'containerd UA in the access log')
+    t.ok((await upstream.waitForRequests('HEAD', '/v2/library/tiny/manifests/1')).some(e => /containerd/.test(e.userAgent)), 'containerd UA in the access log')
     await ctd.stop()
     t.ok(pidGone(ctd.pid), 'containerd stopped')
   })

@@ -3,13 +3,14 @@
 // registry standing in for both (UPSTREAM_CONNECT_TO); and a CONNECT to a host crossdock does not
 // intercept is a raw tunnel that leaves the far end's TLS untouched.
 import t, { type Test } from 'tap'
-import { randomBytes, X509Certificate } from 'node:crypto'
+import { createHash, randomBytes, X509Certificate } from 'node:crypto'
 import { readFileSync } from 'node:fs'
 import { request, get } from 'node:http'
 import type { AddressInfo, Socket } from 'node:net'
 import tls from 'node:tls'
 import {
-  requirePrivateNetns, createScope, startDistribution, seedImage, startCrossdock, startDockerd, waitFor, FIXTURE,
+  requirePrivateNetns, createScope, startDistribution, seedImage, startCrossdock, startDockerd, startContainerd, skopeo,
+  waitFor, FIXTURE,
   type BuiltImage, type Crossdock, type Descriptor, type Distribution, type Dockerd, type LogLine,
 } from '../helpers/e2e/index.js'
 
@@ -44,23 +45,23 @@ if (requirePrivateNetns(t)) {
 
   t.test('the proxy door serves the CA dockerd trusts', async t => {
     const served = await httpGet(`${crossdock.proxyUrl}/ca.crt`)
-    t.equal(served.status, 200)
+    t.equal(served.status, 200, 'GET /ca.crt 200')
     t.equal(served.body, readFileSync(crossdock.caCert, 'utf8'), '/ca.crt is $CA_DIR/ca.crt')
     t.ok(new X509Certificate(served.body).ca, 'it is a CA certificate')
   })
 
   t.test('docker pull of a Docker Hub short name goes through crossdock', async t => {
     await dockerd.dockerOk(['pull', '-q', 'tiny:1'])
-    t.equal(await repoDigest(dockerd, 'tiny:1'), `tiny@${hubTiny.digest}`)
-    assertArrived(t, 'library/tiny', hubTiny, 'registry-1.docker.io', hubTiny.layers)
+    t.equal(await repoDigest(dockerd, 'tiny:1'), `tiny@${hubTiny.digest}`, 'RepoDigest is the seeded manifest')
+    await assertArrived(t, 'library/tiny', hubTiny, 'registry-1.docker.io', hubTiny.layers)
     t.equal((await dockerd.dockerOk(['run', '--rm', '--network', 'none', 'tiny:1'])).trim(), 'hello from e2e', 'pulled layers are intact: the image runs')
   })
 
   t.test('docker pull from ghcr.io goes through crossdock', async t => {
     await dockerd.dockerOk(['pull', '-q', 'ghcr.io/e2e-org/tiny:1'])
-    t.equal(await repoDigest(dockerd, 'ghcr.io/e2e-org/tiny:1'), `ghcr.io/e2e-org/tiny@${ghcrTiny.digest}`)
+    t.equal(await repoDigest(dockerd, 'ghcr.io/e2e-org/tiny:1'), `ghcr.io/e2e-org/tiny@${ghcrTiny.digest}`, 'RepoDigest is the seeded manifest')
     // dockerd already has the busybox layer (shared with tiny:1): it only fetches the random one.
-    assertArrived(t, 'e2e-org/tiny', ghcrTiny, 'ghcr.io', ghcrTiny.layers.slice(1))
+    await assertArrived(t, 'e2e-org/tiny', ghcrTiny, 'ghcr.io', ghcrTiny.layers.slice(1))
   })
 
   t.test('after docker rmi, both images pull again', async t => {
@@ -69,16 +70,28 @@ if (requirePrivateNetns(t)) {
     t.not(gone.code, 0, 'tiny:1 is gone from dockerd')
     await dockerd.dockerOk(['pull', '-q', 'tiny:1'])
     await dockerd.dockerOk(['pull', '-q', 'ghcr.io/e2e-org/tiny:1'])
-    t.equal(await repoDigest(dockerd, 'tiny:1'), `tiny@${hubTiny.digest}`)
-    t.equal(await repoDigest(dockerd, 'ghcr.io/e2e-org/tiny:1'), `ghcr.io/e2e-org/tiny@${ghcrTiny.digest}`)
-    const manifestReads = (repo: string): number => crossdockRequests(crossdock.logs, repo === 'library/tiny' ? 'registry-1.docker.io' : 'ghcr.io', new RegExp(`^/v2/${repo}/manifests/`)).length
-    t.ok(manifestReads('library/tiny') >= 2, 'crossdock logged the tag resolution of both Docker Hub pulls')
-    t.ok(manifestReads('e2e-org/tiny') >= 2, 'crossdock logged the tag resolution of both ghcr.io pulls')
+    t.equal(await repoDigest(dockerd, 'tiny:1'), `tiny@${hubTiny.digest}`, 'RepoDigest is the seeded manifest')
+    t.equal(await repoDigest(dockerd, 'ghcr.io/e2e-org/tiny:1'), `ghcr.io/e2e-org/tiny@${ghcrTiny.digest}`, 'RepoDigest is the seeded manifest')
     // rmi dropped every layer, so the random layers came through crossdock a second time.
     for (const [host, repo, image] of [['registry-1.docker.io', 'library/tiny', hubTiny], ['ghcr.io', 'e2e-org/tiny', ghcrTiny]] as const) {
       const path = `/v2/${repo}/blobs/${image.layers[1]?.digest ?? ''}`
-      t.ok(crossdockRequests(crossdock.logs, host, path).filter(l => l.status === 200).length >= 2, `${host}: random layer served by crossdock for both pulls`)
+      const secondServed = await waitFor(`a second GET ${path}`, () => crossdock.logs.filter(l => isRequest(l, host, path) && l.status === 200).length >= 2, { timeoutMs: 5000 }).catch(() => false)
+      t.ok(secondServed, `${host}: random layer served by crossdock for both pulls`)
     }
+  })
+
+  t.test('skopeo and ctr pull through crossdock too (proxy env and CA on the client)', async t => {
+    const viaCrossdock = { httpsProxy: crossdock.proxyUrl, trust: [crossdock.caCert] }
+    const raw = await skopeo(scope, ['inspect', '--raw', 'docker://ghcr.io/e2e-org/tiny:1'], viaCrossdock)
+    t.equal(raw.code, 0, `skopeo inspect exits 0 ${raw.stderr}`)
+    t.equal(`sha256:${createHash('sha256').update(raw.stdout).digest('hex')}`, ghcrTiny.digest, 'skopeo got the manifest bytes the upstream holds')
+    // dockerd resolves tags with HEAD; a GET of the tag is skopeo's.
+    t.ok(await crossdock.waitForLog(l => isRequest(l, 'ghcr.io', '/v2/e2e-org/tiny/manifests/1') && l.status === 200), 'crossdock logged skopeo\'s GET of the tag')
+
+    const ctd = await startContainerd(scope)
+    await ctd.ctrOk(['images', 'pull', 'docker.io/library/tiny:1'], viaCrossdock)
+    t.match(await ctd.ctrOk(['images', 'ls']), hubTiny.digest, 'ctr recorded the Docker Hub manifest digest')
+    t.ok((await upstream.waitForRequests('HEAD', '/v2/library/tiny/manifests/1')).some(e => /containerd/.test(e.userAgent)), 'the upstream saw containerd\'s HEAD, through crossdock')
   })
 
   t.test('CONNECT to an intercepted host meets a leaf minted by crossdock', async t => {
@@ -119,14 +132,13 @@ if (requirePrivateNetns(t)) {
   })
 
   /** What reached the upstream for one pull, and that crossdock logged the same requests. */
-  function assertArrived (t: Test, repo: string, image: BuiltImage, host: string, newLayers: Descriptor[]): void {
-    const byDigest = upstream.requests('GET', `/v2/${repo}/manifests/${image.digest}`)
-    const byTag = upstream.requests(undefined, `/v2/${repo}/manifests/1`)
-    t.ok(byTag.length + byDigest.length > 0, `upstream saw the manifest of ${repo}`)
+  async function assertArrived (t: Test, repo: string, image: BuiltImage, host: string, newLayers: Descriptor[]): Promise<void> {
+    const manifests = await upstream.waitForRequests(undefined, new RegExp(`^/v2/${repo}/manifests/(1|${image.digest})$`))
+    t.ok(manifests.some(e => e.status === 200), `upstream served the manifest of ${repo}`)
     for (const blob of [image.manifests[0]?.config, ...newLayers]) {
       const path = `/v2/${repo}/blobs/${blob?.digest ?? 'missing'}`
-      t.ok(upstream.requests('GET', path).some(e => e.status === 200), `upstream served ${path.slice(0, 60)}…`)
-      t.ok(crossdockRequests(crossdock.logs, host, path).some(l => l.status === 200), `crossdock logged GET ${host}${path.slice(0, 40)}… 200`)
+      t.ok((await upstream.waitForRequests('GET', path)).some(e => e.status === 200), `upstream served ${path.slice(0, 60)}…`)
+      t.ok(await crossdock.waitForLog(l => isRequest(l, host, path) && l.status === 200), `crossdock logged GET ${host}${path.slice(0, 40)}… 200`)
     }
   }
 
@@ -138,9 +150,8 @@ if (requirePrivateNetns(t)) {
   }
 }
 
-function crossdockRequests (logs: LogLine[], host: string, path: string | RegExp): LogLine[] {
-  return logs.filter(l => l.msg === 'request' && l.host === host && l.method === 'GET' &&
-    (typeof path === 'string' ? l.path === path : path.test(String(l.path))))
+function isRequest (l: LogLine, host: string, path: string): boolean {
+  return l.msg === 'request' && l.host === host && l.method === 'GET' && l.path === path
 }
 
 async function repoDigest (dockerd: Dockerd, ref: string): Promise<string> {

@@ -44,6 +44,12 @@ export interface Crossdock {
   readonly dirs: { ca: string, cache: string, storage: string }
   /** Every stdout line since the first start, parsed (non-JSON lines as `{ msg, raw: true }`). */
   readonly logs: LogLine[]
+  /**
+   * The first log line matching `match`, waiting up to `timeoutMs` (default 5 s) for it: crossdock
+   * writes a request's line when the response closes, which may be after the client has exited.
+   * Undefined if none came, so tests can assert on it.
+   */
+  waitForLog: (match: (line: LogLine) => boolean, timeoutMs?: number) => Promise<LogLine | undefined>
   readonly pid: () => number | undefined
   running: () => boolean
   start: () => Promise<void>
@@ -104,6 +110,8 @@ export async function startCrossdock (scope: Scope, opts: CrossdockOptions): Pro
     caCert: join(dirs.ca, 'ca.crt'),
     dirs,
     logs,
+    waitForLog: async (match, timeoutMs = 5000) =>
+      await waitFor('a crossdock log line', () => logs.find(match), { timeoutMs, intervalMs: 20 }).catch(() => undefined),
     pid: () => daemon?.pid,
     running: () => daemon !== undefined && !daemon.hasExited(),
     start,

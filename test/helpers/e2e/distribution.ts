@@ -54,6 +54,11 @@ export interface Distribution {
   readonly accessLog: AccessLogEntry[]
   /** Access-log entries with this method whose path matches (string: equals; RegExp: test). */
   requests: (method?: string, path?: string | RegExp) => AccessLogEntry[]
+  /**
+   * Waits (up to `timeoutMs`, default 5 s) until at least `count` entries match, then returns the
+   * matches: the registry logs a request after answering it, so a client may finish first.
+   */
+  waitForRequests: (method: string | undefined, path: string | RegExp, count?: number, timeoutMs?: number) => Promise<AccessLogEntry[]>
   running: () => boolean
   /** (Re)starts on the same port and storage; resolves once /v2/ answers. */
   start: () => Promise<void>
@@ -123,6 +128,9 @@ export async function startDistribution (scope: Scope, opts: DistributionOptions
   await start()
 
   const scheme = tls ? 'https' : 'http'
+  const requests = (method?: string, path?: string | RegExp): AccessLogEntry[] => accessLog.filter(e =>
+    (method === undefined || e.method === method) &&
+    (path === undefined || (typeof path === 'string' ? e.path === path : path.test(e.path))))
   return {
     host: opts.host,
     get port () { return port },
@@ -130,9 +138,11 @@ export async function startDistribution (scope: Scope, opts: DistributionOptions
     get url () { return `${scheme}://${opts.host}:${port}` },
     tls,
     accessLog,
-    requests: (method, path) => accessLog.filter(e =>
-      (method === undefined || e.method === method) &&
-      (path === undefined || (typeof path === 'string' ? e.path === path : path.test(e.path)))),
+    requests,
+    waitForRequests: async (method, path, count = 1, timeoutMs = 5000) => {
+      await waitFor(`${count} × ${method ?? '*'} ${String(path)} in the access log`, () => requests(method, path).length >= count, { timeoutMs, intervalMs: 20 }).catch(() => undefined)
+      return requests(method, path)
+    },
     running: () => daemon !== undefined && !daemon.hasExited(),
     start,
     stop,
