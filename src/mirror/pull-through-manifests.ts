@@ -25,7 +25,7 @@ import { MAX_MANIFEST_BYTES, type CachedManifest } from '../cache/cache-store.js
 import { parseDigest } from '../cache/cache-paths.js'
 import { manifestTier, tagKey, type TagRef } from '../cache/tag-key.js'
 import {
-  cacheHeaders, discard, sendAnswer, upstreamHeaders, upstreamPath,
+  cacheHeaders, discard, sendAnswer, upstreamHeaders, writeHead, upstreamPath,
   type CacheStatus, type PullThroughContext, type PullThroughOptions,
 } from './pull-through.js'
 
@@ -169,7 +169,7 @@ export function createManifestHandler (opts: PullThroughOptions) {
 }
 
 function serveManifest (req: IncomingMessage, res: ServerResponse, m: CachedManifest, status: CacheStatus, upstreamStatus?: string): void {
-  res.writeHead(200, {
+  writeHead(res, 200, {
     'content-type': m.mediaType,
     'content-length': m.bytes.length,
     'docker-content-digest': m.digest,
@@ -181,7 +181,7 @@ function serveManifest (req: IncomingMessage, res: ServerResponse, m: CachedMani
 }
 
 function sendHead (res: ServerResponse, a: Omit<Buffered, 'body'>, status: CacheStatus): void {
-  res.writeHead(a.status, { ...stripHopByHop(a.headers), ...cacheHeaders(status), 'x-crossdock-upstream-ms': String(Math.round(a.ms)) })
+  writeHead(res, a.status, { ...stripHopByHop(a.headers), ...cacheHeaders(status), 'x-crossdock-upstream-ms': String(Math.round(a.ms)) })
   res.end()
 }
 
@@ -189,7 +189,7 @@ function sendFetched (req: IncomingMessage, res: ServerResponse, got: Buffered, 
   const headers: Record<string, string | string[]> = { ...stripHopByHop(got.headers), ...cacheHeaders(status), 'x-crossdock-upstream-ms': String(Math.round(got.ms)) }
   if (got.status === 200 && got.digest !== undefined) headers['docker-content-digest'] = got.digest
   headers['content-length'] = String(got.body.length)
-  res.writeHead(got.status, headers)
+  writeHead(res, got.status, headers)
   res.end(req.method === 'HEAD' ? undefined : got.body)
 }
 

@@ -129,7 +129,7 @@ export function createPullThrough (opts: PullThroughOptions): PullThroughHandler
       const asked = parseByteRange(headerValue(req.headers, 'range'), size)
       if (asked === 'unsatisfiable') {
         release?.()
-        res.writeHead(416, { ...headers, 'content-range': `bytes */${size}`, 'content-length': 0 })
+        writeHead(res, 416, { ...headers, 'content-range': `bytes */${size}`, 'content-length': 0 })
         res.end()
         return
       }
@@ -138,12 +138,12 @@ export function createPullThrough (opts: PullThroughOptions): PullThroughHandler
     }
     if (req.method === 'HEAD') {
       release?.()
-      res.writeHead(code, headers)
+      writeHead(res, code, headers)
       res.end()
       return
     }
     const body = range !== undefined ? open(range.start, range.end) : open(0)
-    res.writeHead(code, headers)
+    writeHead(res, code, headers)
     // A reader error (the fill failed) destroys `res`: the client sees an aborted transfer.
     await pipeline(body, res).catch(() => {})
   }
@@ -183,9 +183,18 @@ export function cacheHeaders (status: CacheStatus, upstreamStatus?: string): Rec
 
 /** Streams an upstream answer to the client as it is (status, end-to-end headers, body). */
 export async function sendAnswer (res: ServerResponse, answer: UpstreamResponse, method: string, status: CacheStatus): Promise<void> {
-  res.writeHead(answer.status, { ...stripHopByHop(answer.headers), ...cacheHeaders(status), 'x-crossdock-upstream-ms': String(Math.round(answer.ms)) })
+  writeHead(res, answer.status, { ...stripHopByHop(answer.headers), ...cacheHeaders(status), 'x-crossdock-upstream-ms': String(Math.round(answer.ms)) })
   if (method === 'HEAD') { discard(answer.body); res.end(); return }
   await pipeline(answer.body, res).catch(() => {})
+}
+
+/**
+ * writeHead through setHeader, so that the request log (request-log.ts reads `res.getHeader`) sees
+ * X-Cache-Status: headers passed to `res.writeHead` directly are not visible to `getHeader`.
+ */
+export function writeHead (res: ServerResponse, status: number, headers: Record<string, string | string[] | number>): void {
+  for (const [k, v] of Object.entries(headers)) res.setHeader(k, v)
+  res.writeHead(status)
 }
 
 /** Drops a body we do not want (undici errors a body destroyed unread: that error is expected). */

@@ -1,6 +1,6 @@
 // The pull-through cache through a real CONNECT + TLS client: repeat pulls, HEAD and Range on
 // cached blobs, redirects, tag resolution (shared HEADs, Accept, multi-arch), cache keys.
-import t from 'tap'
+import t, { type Test } from 'tap'
 import { randomBytes } from 'node:crypto'
 import { FakeUpstream, sha256 } from '../../helpers/fake-upstream.js'
 import { startHarness, fetchThrough, type Harness } from './harness.js'
@@ -10,7 +10,7 @@ const OCI_INDEX = 'application/vnd.oci.image.index.v1+json'
 const ACCEPT = `${OCI_INDEX}, ${OCI_MANIFEST}, application/vnd.docker.distribution.manifest.v2+json`
 const HUB = 'registry-1.docker.io'
 
-async function startBoth (t: Tap.Test, env: Record<string, string> = {}): Promise<{ up: FakeUpstream, h: Harness }> {
+async function startBoth (t: Test, env: Record<string, string> = {}): Promise<{ up: FakeUpstream, h: Harness }> {
   const up = new FakeUpstream()
   await up.start()
   t.teardown(async () => { await up.stop() })
