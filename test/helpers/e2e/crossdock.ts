@@ -39,6 +39,8 @@ export interface Crossdock {
   readonly proxyPort: number
   /** `http://host:proxyPort`: what clients put in HTTPS_PROXY. */
   readonly proxyUrl: string
+  /** `host:port` of the registry door from the "crossdock listening" line; '' when it has none. */
+  readonly registryAddress: string
   /** `$CA_DIR/ca.crt`, the root clients must trust (exists once started). */
   readonly caCert: string
   readonly dirs: { ca: string, cache: string, storage: string }
@@ -107,6 +109,11 @@ export async function startCrossdock (scope: Scope, opts: CrossdockOptions): Pro
     host: opts.host,
     proxyPort,
     proxyUrl: `http://${opts.host}:${proxyPort}`,
+    // REGISTRY_PORT=0 lets crossdock pick, so the address comes from its startup line.
+    get registryAddress () {
+      const line = [...logs].reverse().find(l => typeof l.proxy === 'string' && 'registry' in l)
+      return typeof line?.registry === 'string' ? line.registry : ''
+    },
     caCert: join(dirs.ca, 'ca.crt'),
     dirs,
     logs,
