@@ -13,7 +13,12 @@ import { UpstreamClient } from './upstream/upstream-client.js'
 import { MirrorRouter } from './mirror/mirror-router.js'
 import { createDirector } from './proxy/director.js'
 import { createProxyServer, type ProxyServer } from './proxy/proxy-server.js'
-import { formatAuthority, type Authority } from './proxy/connect-authority.js'
+import { formatAuthority, parseAuthority, type Authority } from './proxy/connect-authority.js'
+import { openCacheStore } from './cache/cache-store.js'
+import { createPullThrough } from './mirror/pull-through.js'
+import { createHostedRegistry } from './registry/hosted-registry.js'
+import { createRegistryServer } from './registry/registry-server.js'
+import { loadClientAuth } from './auth/client-auth.js'
 
 export interface App {
   start: () => Promise<void>
@@ -40,17 +45,33 @@ export async function createApp ({ config, log }: { config: Config, log: Logger 
     connectTimeoutMs: config.timeouts.connectMs,
     readTimeoutMs: config.timeouts.readMs,
   })
-  const mirror = new MirrorRouter(upstream)
+  const cache = await openCacheStore({
+    dir: config.cacheDir,
+    maxSize: config.cache.maxSize,
+    inactiveMs: config.cache.inactiveMs,
+    minFree: config.cache.minFree,
+    idleTimeoutMs: config.timeouts.readMs,
+    log: log.child({ module: 'cache' }),
+  })
+  const mirror = new MirrorRouter(upstream, createPullThrough({ config, log, cache, upstream }))
 
   const intercepted = new Set(config.registries)
-  const hosted = new Set(config.hostedHostnames)
+  const hostedNames = new Set(config.hostedHostnames)
   // A configured `host:port` entry intercepts that port; a bare host intercepts 443.
-  const shouldIntercept = (t: Authority): boolean => {
-    const key = formatAuthority(t)
-    if (intercepted.has(key) || hosted.has(key)) return true
-    return t.port === 443 && (intercepted.has(t.host) || hosted.has(t.host))
-  }
+  const matches = (names: Set<string>, t: Authority): boolean => names.has(formatAuthority(t)) || (t.port === 443 && names.has(t.host))
+  const shouldIntercept = (t: Authority): boolean => matches(intercepted, t) || matches(hostedNames, t)
   const upstreamHost = (t: Authority): string => t.port === 443 ? t.host : formatAuthority(t)
+
+  const clientAuth = await loadClientAuth({
+    htpasswdFile: config.htpasswdFile,
+    anonymousPull: config.authAnonymousPull,
+    log,
+    // Anonymous CONNECTs (AUTH_ANONYMOUS_PULL) only to hosts we terminate, where each request is
+    // checked again; never raw tunnels, or the proxy would be an open relay.
+    anonymousConnect: a => { const t = parseAuthority(a); return t !== undefined && shouldIntercept(t) },
+  })
+  const hosted = await createHostedRegistry({ config, log, authorize: clientAuth?.authorizeAccess })
+  const registry = createRegistryServer({ config, log, hosted })
 
   const proxyLog = log.child({ module: 'proxy' })
   const proxy: ProxyServer = createProxyServer({
@@ -58,9 +79,14 @@ export async function createApp ({ config, log }: { config: Config, log: Logger 
     dialer,
     secureContextFor: async host => await minter.secureContextFor(host),
     shouldIntercept,
+    authorizeConnect: clientAuth?.authorizeConnect,
     clientHeaderTimeoutMs: config.timeouts.clientHeaderMs,
     keepAliveTimeoutMs: config.timeouts.keepAliveMs,
     onIntercepted: async (req, res, target) => {
+      if (matches(hostedNames, target)) {
+        await hosted.handle(req, res, { door: 'proxy' })
+        return
+      }
       const host = upstreamHost(target)
       await mirror.handle(req, res, { host, door: 'proxy', path: req.url ?? '/', allowPush: config.allowPush })
     },
@@ -72,16 +98,20 @@ export async function createApp ({ config, log }: { config: Config, log: Logger 
   })
 
   let proxyAddress = ''
+  let registryAddress = ''
   return {
     start: async () => {
       await listen(proxy.server, config.proxyPort, config.listenHost)
       proxyAddress = formatAddress(proxy.server.address() as AddressInfo)
+      registryAddress = formatAddress(await registry.listen())
     },
     stop: async () => {
-      await proxy.close()
+      await Promise.all([proxy.close(), registry.close()])
+      await hosted.close()
+      await cache.close()
       await upstream.close()
     },
-    addresses: () => ({ proxy: proxyAddress, registry: '' }),
+    addresses: () => ({ proxy: proxyAddress, registry: registryAddress }),
   }
 }
 

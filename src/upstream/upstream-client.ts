@@ -112,6 +112,8 @@ export class UpstreamClient {
       if (req.followRedirects !== true || !REDIRECTS.has(res.statusCode) || location === undefined || hop >= MAX_REDIRECTS) {
         return { status: res.statusCode, headers: res.headers, body: res.body, url: url.href, ms: performance.now() - started }
       }
+      // undici reports a destroyed, unread body as an error event; nobody else listens here.
+      res.body.on('error', () => {})
       res.body.destroy()
       url = new URL(location, url)
       if (res.statusCode === 303 && method !== 'HEAD') method = 'GET'

@@ -47,14 +47,15 @@ t.test('UPSTREAM_PROXY carries upstream requests and tunnels', async t => {
 
   const res = await proxiedRequest({ proxyPort: app.proxyPort, ca: app.caPem, host: 'registry-1.docker.io', path: '/v2/library/tiny/manifests/1' })
   t.equal(res.status, 200)
-  t.equal(egress.connects.length, 1, 'the upstream connection went through the egress proxy')
-  t.equal(egress.connects[0].authority, `127.0.0.1:${upstream.port}`, 'to the UPSTREAM_CONNECT_TO address')
+  t.ok(egress.connects.length >= 1, 'upstream connections went through the egress proxy')
+  t.ok(egress.connects.every(c => c.authority === `127.0.0.1:${upstream.port}`), 'to the UPSTREAM_CONNECT_TO address')
+  const upstreamConnects = egress.connects.length
   t.equal(upstream.hits.at(-1)?.host, 'registry-1.docker.io', 'Host and SNI keep the real name')
 
   const tunnel = await connectThrough(app.proxyPort, 'tunnel.test:443')
   t.equal(tunnel.status, 200)
   tunnel.socket.destroy()
-  t.equal(egress.connects.length, 2, 'tunnels use the egress proxy too')
+  t.equal(egress.connects.length, upstreamConnects + 1, 'tunnels use the egress proxy too')
   t.notOk(JSON.stringify(app.logs).includes('s3cret'), 'egress credentials never reach the logs')
 
   const wrong = await startApp({ UPSTREAM_CONNECT_TO: upstream.connectTo(['registry-1.docker.io']), UPSTREAM_PROXY: `http://corp:nope@127.0.0.1:${egress.port}` })
