@@ -122,6 +122,9 @@ export async function run (cmd: string, args: string[], opts: { env?: Record<str
       const stderr = Buffer.concat(err).toString('utf8') + (signal !== null ? `\n[killed by ${signal}]` : '')
       resolve({ code, stdout: Buffer.concat(out).toString('utf8'), stderr })
     })
+    // A command that exits without reading its stdin makes our write fail with EPIPE; that is
+    // not an error of the run (its exit code says what happened).
+    child.stdin.on('error', () => {})
     child.stdin.end(opts.input ?? '')
   })
 }
