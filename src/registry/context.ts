@@ -3,6 +3,7 @@
  * and the hooks of the door that called us. Handlers throw OciError; the router writes it.
  */
 import type { IncomingMessage, ServerResponse } from 'node:http'
+import type { Readable } from 'node:stream'
 import type { Logger } from '../log.js'
 import type { RegistryStorage } from './storage/stores.js'
 
@@ -22,6 +23,16 @@ export interface Access {
  */
 export type Authorizer = (req: IncomingMessage, access: Access) => Promise<void>
 
+/**
+ * Content the hosted registry may copy in for a cross-repository mount whose `from` is not one of
+ * its own repositories but a pull-through namespace (`docker.io/library/alpine`): the composition
+ * root plugs the pull-through cache in here, so the registry does not depend on the cache.
+ * Resolves undefined when `from` is no such namespace or the blob is not there; never fetches from
+ * an upstream. `open` gives the bytes as a stream the caller owns (undefined if gone meanwhile);
+ * the registry verifies the digest while copying, as for any upload.
+ */
+export type MountSource = (from: string, digest: string) => Promise<{ size: number, open: () => Promise<Readable | undefined> } | undefined>
+
 export interface RequestContext {
   req: IncomingMessage
   res: ServerResponse
@@ -36,6 +47,8 @@ export interface RequestContext {
   log: Logger
   /** Checks another access than the route's own (a mount reads from the `from` repository). */
   authorize: (access: Access) => Promise<void>
+  /** Blobs a mount may copy from outside hosted storage (absent: mounts are between hosted repositories only). */
+  mountSource?: MountSource
 }
 
 export type Handler = (ctx: RequestContext) => Promise<void>

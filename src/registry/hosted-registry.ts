@@ -6,11 +6,11 @@
 import type { IncomingMessage, ServerResponse } from 'node:http'
 import type { Config } from '../config/index.js'
 import type { Logger } from '../log.js'
-import type { Authorizer } from './context.js'
+import type { Authorizer, MountSource } from './context.js'
 import { dispatch } from './routes.js'
 import { createFsStorage, type FsStorage } from './storage/fs-storage.js'
 
-export type { Authorizer, Access, Action } from './context.js'
+export type { Authorizer, Access, Action, MountSource } from './context.js'
 
 export interface HostedRequestContext {
   door: 'proxy' | 'registry'
@@ -28,6 +28,8 @@ export interface HostedRegistryOptions {
   log: Logger
   /** Client access control; absent means every request is allowed. */
   authorize?: Authorizer
+  /** Where a mount from a pull-through namespace finds its blob (the cache); absent: hosted only. */
+  mountSource?: MountSource
 }
 
 /** Purge stale sessions at most this often (and at least every UPLOAD_MAX_AGE / 4). */
@@ -52,7 +54,7 @@ export async function createHostedRegistry (opts: HostedRegistryOptions): Promis
 
   return {
     handle: async (req, res, ctx) => {
-      await dispatch(req, res, { storage, log, authorize: opts.authorize, basePath: ctx.basePath })
+      await dispatch(req, res, { storage, log, authorize: opts.authorize, basePath: ctx.basePath, mountSource: opts.mountSource })
     },
     close: async () => {
       clearInterval(timer)

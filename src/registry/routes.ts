@@ -11,7 +11,7 @@
 import type { IncomingMessage, ServerResponse } from 'node:http'
 import { OciError, writeOciError } from '../errors.js'
 import type { Logger } from '../log.js'
-import type { Action, Authorizer, Handler, RequestContext } from './context.js'
+import type { Action, Authorizer, Handler, MountSource, RequestContext } from './context.js'
 import type { RegistryStorage } from './storage/stores.js'
 import { assertName } from './names.js'
 import { hasBody } from './http.js'
@@ -108,6 +108,7 @@ export interface DispatchOptions {
   log: Logger
   authorize?: Authorizer
   basePath?: string
+  mountSource?: MountSource
 }
 
 /**
@@ -128,7 +129,7 @@ export async function dispatch (req: IncomingMessage, res: ServerResponse, opts:
     const { route, name, params } = matchRoute(req.method ?? 'GET', pathname, query)
     const authorize = async (access: { action: Action, name?: string }): Promise<void> => { await opts.authorize?.(req, access) }
     await authorize({ action: route.action, ...(name !== '' ? { name } : {}) })
-    const ctx: RequestContext = { req, res, name, params, query, basePath, storage: opts.storage, log: opts.log, authorize }
+    const ctx: RequestContext = { req, res, name, params, query, basePath, storage: opts.storage, log: opts.log, authorize, mountSource: opts.mountSource }
     await route.handler(ctx)
   } catch (err) {
     if (res.headersSent || (req.destroyed && !req.complete)) {

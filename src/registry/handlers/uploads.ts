@@ -110,8 +110,34 @@ export const mountBlob: Handler = async (ctx) => {
       sendCreated(ctx, digest)
       return
     }
+    if (await mountFromSource(ctx, from, digest)) {
+      sendCreated(ctx, digest)
+      return
+    }
   }
   sendSession(ctx, 202, await ctx.storage.uploads.create(ctx.name, { algorithm: parseDigest(digest).algorithm }))
+}
+
+/**
+ * A mount from outside hosted storage (a pull-through namespace, via ctx.mountSource): link the
+ * content if we already hold it, else copy it in through an upload session, which verifies the
+ * digest before anything becomes visible. False when the source does not have it.
+ */
+async function mountFromSource (ctx: RequestContext, from: string, digest: string): Promise<boolean> {
+  const source = await ctx.mountSource?.(from, digest)
+  if (source === undefined) return false
+  if (await ctx.storage.blobs.link(ctx.name, digest) !== undefined) return true
+  const body = await source.open()
+  if (body === undefined) return false
+  const s = await ctx.storage.uploads.create(ctx.name, { algorithm: parseDigest(digest).algorithm })
+  try {
+    await ctx.storage.uploads.complete(ctx.name, s.id, digest, body)
+  } catch (err) {
+    body.destroy()
+    await ctx.storage.uploads.cancel(ctx.name, s.id)
+    throw err
+  }
+  return true
 }
 
 // spec: end-5. Append a chunk (or the whole stream); 416 with Range when out of order.
