@@ -79,6 +79,7 @@ export async function createApp ({ config, log }: { config: Config, log: Logger 
     dialer,
     secureContextFor: async host => await minter.secureContextFor(host),
     shouldIntercept,
+    allowedPorts: new Set(config.connectAllowedPorts),
     authorizeConnect: clientAuth?.authorizeConnect,
     clientHeaderTimeoutMs: config.timeouts.clientHeaderMs,
     keepAliveTimeoutMs: config.timeouts.keepAliveMs,

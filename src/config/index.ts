@@ -45,6 +45,7 @@ export const VARIABLES: readonly VariableSpec[] = [
   { name: 'PROXY_PORT', default: '3128', describe: 'Port of the proxy door (CONNECT, /ca.crt, /setup/*, /healthz, /metrics).' },
   { name: 'REGISTRY_PORT', default: '5000', describe: 'Port of the registry door (hosted registry and path-prefixed pull-through). 0 picks a free port.' },
   { name: 'LISTEN_HOST', default: '0.0.0.0', describe: 'Address both doors listen on.' },
+  { name: 'CONNECT_ALLOWED_PORTS', default: '443', describe: 'Ports CONNECT may reach (tunnels included), besides the ports of configured registries and HOSTED_HOSTNAMES. Others get 403.' },
   { name: 'HOSTED_HOSTNAMES', default: '', describe: 'Host names whose CONNECTs are served by the hosted registry (e.g. registry.internal).' },
   { name: 'CA_DIR', default: './ca', describe: 'Where the root CA (ca.crt, ca.key) is created on first start and reused.' },
   { name: 'CA_CRT_FILE', default: '', describe: 'The operator\'s own CA certificate (PEM); with CA_KEY_FILE.' },
@@ -71,6 +72,8 @@ export interface Config {
   /** Upstream hosts intercepted on the proxy door (Docker Hub's hosts, REGISTRIES, AUTH_REGISTRIES hosts). */
   registries: string[]
   hostedHostnames: string[]
+  /** Ports CONNECT may reach: CONNECT_ALLOWED_PORTS plus explicit ports of registries and hosted names. */
+  connectAllowedPorts: number[]
   authRegistries: RegistryCredential[]
   allowPush: boolean
   verifySsl: boolean
@@ -135,6 +138,9 @@ export function loadConfig (env: Env = process.env, cwd = process.cwd()): Config
   const registryTlsKey = optionalPath('REGISTRY_TLS_KEY')
   if ((registryTlsCert === undefined) !== (registryTlsKey === undefined)) fail(registryTlsCert === undefined ? 'REGISTRY_TLS_CERT' : 'REGISTRY_TLS_KEY', '', 'REGISTRY_TLS_CERT and REGISTRY_TLS_KEY to be set together')
 
+  const explicitPorts = [...registries, ...hostedHostnames].map(h => /:(\d+)$/.exec(h)?.[1]).filter((p): p is string => p !== undefined).map(Number)
+  const connectAllowedPorts = unique([...splitList(raw('CONNECT_ALLOWED_PORTS')).map(p => String(parsePort('CONNECT_ALLOWED_PORTS', p))), ...explicitPorts.map(String)]).map(Number)
+
   const upstreamProxyRaw = raw('UPSTREAM_PROXY').trim()
   return {
     proxyPort: parsePort('PROXY_PORT', raw('PROXY_PORT')),
@@ -142,6 +148,7 @@ export function loadConfig (env: Env = process.env, cwd = process.cwd()): Config
     listenHost: raw('LISTEN_HOST').trim(),
     registries,
     hostedHostnames,
+    connectAllowedPorts,
     authRegistries,
     allowPush: parseBool('ALLOW_PUSH', raw('ALLOW_PUSH')),
     verifySsl: parseBool('VERIFY_SSL', raw('VERIFY_SSL')),

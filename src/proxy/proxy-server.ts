@@ -29,6 +29,8 @@ export interface ProxyServerOptions {
   dialer: Dialer
   secureContextFor: (host: string) => Promise<tls.SecureContext>
   shouldIntercept: (target: Authority) => boolean
+  /** CONNECT targets on other ports are refused with 403 (no relay to arbitrary services). */
+  allowedPorts: ReadonlySet<number>
   onIntercepted: InterceptedHandler
   director: (req: http.IncomingMessage, res: http.ServerResponse) => Promise<void>
   /** Client access control on CONNECT; returns undefined when allowed, or a reason for 407. */
@@ -89,6 +91,11 @@ export function createProxyServer (opts: ProxyServerOptions): ProxyServer {
     if (target === undefined) {
       log.warn({ door: 'proxy', method: 'CONNECT', authority: String(req.url).slice(0, 300), status: 400 }, 'bad CONNECT authority')
       socket.end('HTTP/1.1 400 Bad Request\r\ncontent-type: text/plain\r\nconnection: close\r\n\r\ncrossdock: CONNECT needs host:port\n')
+      return
+    }
+    if (!opts.allowedPorts.has(target.port)) {
+      log.warn({ door: 'proxy', method: 'CONNECT', host: formatAuthority(target), status: 403, remote: socket.remoteAddress }, 'CONNECT port not allowed')
+      socket.end(`HTTP/1.1 403 Forbidden\r\ncontent-type: text/plain\r\nconnection: close\r\n\r\ncrossdock: CONNECT to port ${target.port} is not allowed (CONNECT_ALLOWED_PORTS)\n`)
       return
     }
     if (opts.authorizeConnect !== undefined) {

@@ -31,9 +31,10 @@ export interface ProxiedRequest {
 export async function connectThrough (proxyPort: number, authority: string, headers: Record<string, string> = {}): Promise<{ status: number, socket: import('node:net').Socket, body: string }> {
   return await new Promise((resolve, reject) => {
     const req = http.request({ host: '127.0.0.1', port: proxyPort, method: 'CONNECT', path: authority, headers: { host: authority, ...headers } })
-    req.once('connect', (res, socket) => {
+    req.once('connect', (res, socket, head: Buffer) => {
       if (res.statusCode === 200) { resolve({ status: 200, socket, body: '' }); return }
-      let body = ''
+      // Bytes that arrived with the response head are handed over here, not as 'data'.
+      let body = head.toString()
       socket.on('data', d => { body += d.toString() })
       socket.on('close', () => resolve({ status: res.statusCode ?? 0, socket, body }))
       socket.on('error', () => resolve({ status: res.statusCode ?? 0, socket, body }))

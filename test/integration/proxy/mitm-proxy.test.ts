@@ -40,6 +40,7 @@ t.test('MITM door', async t => {
 
   const app = await startApp({
     UPSTREAM_CONNECT_TO: `${upstream.connectTo(['registry-1.docker.io', 'ghcr.io', 'auth.docker.io'])},tunnel.test:443:127.0.0.1:${farPort},quay.io:443:127.0.0.1:${deadPort}`,
+    CONNECT_ALLOWED_PORTS: `443 ${deadPort}`,
   })
   t.teardown(async () => { await app.stop(); await upstream.stop(); far.close() })
   const base = { proxyPort: app.proxyPort, ca: app.caPem }
@@ -140,6 +141,9 @@ t.test('MITM door', async t => {
     t.match(down.body.toString(), /^upstream quay\.io(:443)?: connection refused\n$/)
     const tunnelDown = await connectThrough(app.proxyPort, `127.0.0.1:${deadPort}`)
     t.equal(tunnelDown.status, 502)
+    const otherPort = await connectThrough(app.proxyPort, `127.0.0.1:${app.proxyPort}`)
+    t.equal(otherPort.status, 403, 'CONNECT to a port outside CONNECT_ALLOWED_PORTS is refused')
+    t.match(otherPort.body, /CONNECT_ALLOWED_PORTS/)
   })
 
   t.test('requests are logged, one line each, with door and host', async t => {

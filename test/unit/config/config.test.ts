@@ -23,6 +23,9 @@ t.test('defaults match the design and rpardini', async t => {
   t.ok(c.cache.secondaryRegex?.test('1.2.3'))
   t.notOk(c.cache.secondaryRegex?.test('latest'))
   t.same(c.authRegistries, [])
+  t.same(c.connectAllowedPorts, [443])
+  t.same(loadConfig({ REGISTRIES: 'registry.internal:5000', HOSTED_HOSTNAMES: 'push.internal:8443', CONNECT_ALLOWED_PORTS: '443,8080' }).connectAllowedPorts, [443, 8080, 5000, 8443],
+    'explicit registry ports are allowed')
 })
 
 t.test('sizes and durations use nginx syntax', async t => {
