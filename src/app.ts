@@ -18,6 +18,8 @@ import { openCacheStore } from './cache/cache-store.js'
 import { createPullThrough } from './mirror/pull-through.js'
 import { createHostedRegistry } from './registry/hosted-registry.js'
 import { createRegistryServer } from './registry/registry-server.js'
+import { createRegistryDoor } from './mirror/registry-door.js'
+import { containerdSetupRoute } from './proxy/setup-scripts.js'
 import { loadClientAuth } from './auth/client-auth.js'
 
 export interface App {
@@ -70,8 +72,25 @@ export async function createApp ({ config, log }: { config: Config, log: Logger 
     // checked again; never raw tunnels, or the proxy would be an open relay.
     anonymousConnect: a => { const t = parseAuthority(a); return t !== undefined && shouldIntercept(t) },
   })
-  const hosted = await createHostedRegistry({ config, log, authorize: clientAuth?.authorizeAccess })
-  const registry = createRegistryServer({ config, log, hosted })
+  // Answered on both doors; the registry port is only known once it listens (REGISTRY_PORT=0).
+  const containerdSetup = containerdSetupRoute({
+    registryPort: () => (registry.server.address() as AddressInfo | null)?.port ?? config.registryPort,
+    scheme: config.registryTlsCert !== undefined ? 'https' : 'http',
+  })
+  // Upstream namespaces on the registry port (`/v2/docker.io/…`, `?ns=`) share the proxy door's
+  // cache. The door takes its MirrorRouter injected: it moves to one over the token-dance client
+  // (AuthenticatingUpstream) once that lands, as this door's clients cannot answer challenges.
+  const registryDoor = createRegistryDoor({
+    registries: config.registries,
+    hostedHostnames: config.hostedHostnames,
+    mirror,
+    cache,
+    authorize: clientAuth?.authorizeAccess,
+    extraRoutes: { '/setup/containerd': containerdSetup },
+    log,
+  })
+  const hosted = await createHostedRegistry({ config, log, authorize: clientAuth?.authorizeAccess, mountSource: registryDoor.mountSource })
+  const registry = createRegistryServer({ config, log, hosted, route: registryDoor.route })
 
   const proxyLog = log.child({ module: 'proxy' })
   const proxy: ProxyServer = createProxyServer({
@@ -94,7 +113,7 @@ export async function createApp ({ config, log }: { config: Config, log: Logger 
     director: createDirector({
       caCertPem: () => ca.certPem,
       proxyPort: config.proxyPort,
-      extraRoutes: {},
+      extraRoutes: { '/setup/containerd': containerdSetup },
     }),
   })
 
