@@ -58,6 +58,16 @@ export interface CachedManifest {
 
 export type BeginFillResult = { fill: BlobFill } | { bypass: string }
 
+/**
+ * Where a cached item was first fetched from, kept in its index metadata so operators can see what
+ * the cache holds (`crossdock cache ls`). Content is shared by digest: a blob later read through
+ * other repositories keeps the first one.
+ */
+export interface CacheOrigin {
+  host: string
+  repository: string
+}
+
 export interface CacheStoreOptions {
   dir: string
   maxSize: number
@@ -97,6 +107,8 @@ export class CacheStore {
   private readonly now: () => number
   private free = Infinity
   private readonly freeTimer: NodeJS.Timeout
+  /** Entries removed since start: for the size bound (evict) and for CACHE_INACTIVE (expire). */
+  private readonly removed = { evict: 0, expire: 0 }
 
   constructor (private readonly opts: CacheStoreOptions, private readonly stagingDir: string) {
     this.dir = opts.dir
@@ -171,7 +183,7 @@ export class CacheStore {
    * large for the cache, no room beside other downloads, disk below CACHE_MIN_FREE) the caller
    * still owns it and should stream it through uncached. Throws if a fill of `digest` is in flight.
    */
-  beginBlobFill (digest: string, body: Readable, opts: { expectedSize?: number, mediaType?: string } = {}): BeginFillResult {
+  beginBlobFill (digest: string, body: Readable, opts: { expectedSize?: number, mediaType?: string, origin?: CacheOrigin } = {}): BeginFillResult {
     const d = parseDigest(digest)
     if (d === undefined) throw new Error(`not a verifiable digest: ${digest}`)
     if (this.fills.has(d.digest)) throw new Error(`a fill of ${d.digest} is already in flight`)
@@ -190,7 +202,7 @@ export class CacheStore {
       expectedSize: size,
       mediaType: opts.mediaType,
       idleTimeoutMs: this.opts.idleTimeoutMs,
-      commit: async f => await this.commitBlob(f),
+      commit: async f => await this.commitBlob(f, opts.origin),
       onSettled: f => {
         this.bound.release(reservation)
         this.reservations.delete(d.digest)
@@ -204,7 +216,7 @@ export class CacheStore {
     return { fill }
   }
 
-  private async commitBlob (fill: BlobFill): Promise<string> {
+  private async commitBlob (fill: BlobFill, origin?: CacheOrigin): Promise<string> {
     const d = fill.digest
     const key = blobKey(d)
     const size = fill.written
@@ -212,7 +224,7 @@ export class CacheStore {
     const target = contentPath(this.dir, d)
     await mkdir(dirname(target), { recursive: true })
     await rename(fill.path, target)
-    await cacache.index.insert(this.dir, key, integrityOf(d), { size, metadata: { digest: d.digest, mediaType: fill.mediaType } })
+    await cacache.index.insert(this.dir, key, integrityOf(d), { size, metadata: { digest: d.digest, mediaType: fill.mediaType, ...origin } })
     const r = this.reservations.get(d.digest)
     if (r !== undefined) this.bound.release(r)
     if (!this.bound.add(key, { kind: 'blob', digest: d.digest, size, path: target, mediaType: fill.mediaType, lastReadAt: this.now() })) {
@@ -248,7 +260,7 @@ export class CacheStore {
    * Stores a manifest under its digest. Returns false (storing nothing) when `bytes` do not hash to
    * `digest`, or when the manifest is too large to cache. Idempotent.
    */
-  async putManifest (digest: string, bytes: Buffer, mediaType: string): Promise<boolean> {
+  async putManifest (digest: string, bytes: Buffer, mediaType: string, origin?: CacheOrigin): Promise<boolean> {
     const d = parseDigest(digest)
     if (d === undefined || bytes.length > MAX_MANIFEST_BYTES) return false
     if (createHash(d.algorithm).update(bytes).digest('hex') !== d.hex) return false
@@ -256,7 +268,7 @@ export class CacheStore {
     if (this.bound.peek(key) !== undefined) return true
     await this.settledRemovals(key, `content:${d.digest}`)
     // cacache hashes what it writes: one algorithm, the digest's own.
-    await cacache.put(this.dir, key, bytes, { algorithms: [d.algorithm], integrity: integrityOf(d), size: bytes.length, metadata: { digest: d.digest, mediaType } })
+    await cacache.put(this.dir, key, bytes, { algorithms: [d.algorithm], integrity: integrityOf(d), size: bytes.length, metadata: { digest: d.digest, mediaType, ...origin } })
     return this.bound.add(key, { kind: 'manifest', digest: d.digest, size: bytes.length, path: contentPath(this.dir, d), mediaType, lastReadAt: this.now() })
   }
 
@@ -282,8 +294,13 @@ export class CacheStore {
 
   // ── housekeeping ──────────────────────────────────────────────────────────────────────────
 
-  stats (): { entries: number, usedBytes: number, reservedBytes: number, inflight: number, maxSize: number, freeBytes: number } {
-    return { entries: this.bound.count, usedBytes: this.bound.usedBytes, reservedBytes: this.bound.reserved, inflight: this.fills.size, maxSize: this.bound.maxSize, freeBytes: this.free }
+  stats (): { entries: number, usedBytes: number, reservedBytes: number, inflight: number, maxSize: number, freeBytes: number, evictions: number, expirations: number } {
+    return { entries: this.bound.count, usedBytes: this.bound.usedBytes, reservedBytes: this.bound.reserved, inflight: this.fills.size, maxSize: this.bound.maxSize, freeBytes: this.free, evictions: this.removed.evict, expirations: this.removed.expire }
+  }
+
+  /** Resolves once no blob fill is in flight, fills started meanwhile included (graceful shutdown). */
+  async fillsSettled (): Promise<void> {
+    while (this.fills.size > 0) await Promise.allSettled([...this.fills.values()].map(async f => await f.done))
   }
 
   /** Drops entries not read for CACHE_INACTIVE now (also done periodically). */
@@ -303,6 +320,7 @@ export class CacheStore {
 
   private remove (key: string, value: StoreEntry, reason: RemoveReason): void {
     this.log.debug({ key, size: value.size, reason }, 'cache entry removed')
+    if (reason === 'evict' || reason === 'expire') this.removed[reason]++
     const d = parseDigest(value.digest)
     // Content is shared by `blob:X` and `manifest:X`; tags never own it.
     const otherKey = d === undefined ? undefined : value.kind === 'blob' ? manifestKey(d) : value.kind === 'manifest' ? blobKey(d) : undefined

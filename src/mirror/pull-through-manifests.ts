@@ -142,7 +142,7 @@ export function createManifestHandler (opts: PullThroughOptions) {
       if (asked !== undefined && got.digest !== asked.digest) {
         throw new ProxyError(502, 'ERR_UPSTREAM_DIGEST', `upstream ${ctx.host}: manifest ${asked.digest} has digest ${got.digest}`)
       }
-      got.stored = await cache.putManifest(got.digest, got.body, mediaTypeOf(got.headers))
+      got.stored = await cache.putManifest(got.digest, got.body, mediaTypeOf(got.headers), { host: ctx.host, repository: ctx.repository })
       return got
     })
     return { got, leader }

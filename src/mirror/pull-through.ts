@@ -101,7 +101,7 @@ export function createPullThrough (opts: PullThroughOptions): PullThroughHandler
     if (answer.status !== 200) return { kind: 'answer', answer }
     const length = headerValue(answer.headers, 'content-length')
     const expectedSize = length !== undefined && /^\d+$/.test(length) ? Number(length) : undefined
-    const started = cache.beginBlobFill(digest, answer.body, { expectedSize, mediaType: headerValue(answer.headers, 'content-type') })
+    const started = cache.beginBlobFill(digest, answer.body, { expectedSize, mediaType: headerValue(answer.headers, 'content-type'), origin: { host: ctx.host, repository: ctx.repository } })
     if ('bypass' in started) {
       log.warn({ host: ctx.host, repository: ctx.repository, digest, size: expectedSize, reason: started.bypass }, 'blob streamed through uncached')
       return { kind: 'bypass', answer }

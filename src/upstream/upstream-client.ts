@@ -51,6 +51,12 @@ export interface UpstreamClientOptions {
   upstreamCaFile?: string
   connectTimeoutMs: number
   readTimeoutMs: number
+  /**
+   * Called once per `request` with the final answer's status and headers (after redirects), or
+   * status 0 when none came; `host` is the host asked, not a redirect target. For metrics: it must
+   * not throw, and must not touch the body.
+   */
+  onResponse?: (r: { host: string, status: number, ms: number, headers: Record<string, string | string[] | undefined> }) => void
 }
 
 const REDIRECTS = new Set([301, 302, 303, 307, 308])
@@ -58,8 +64,10 @@ const MAX_REDIRECTS = 5
 
 export class UpstreamClient {
   private readonly agent: Agent
+  private readonly onResponse: UpstreamClientOptions['onResponse']
 
   constructor (opts: UpstreamClientOptions) {
+    this.onResponse = opts.onResponse
     const ca = [...tls.rootCertificates]
     if (opts.upstreamCaFile !== undefined) {
       try {
@@ -106,11 +114,14 @@ export class UpstreamClient {
           signal: req.signal,
         })
       } catch (err) {
+        this.onResponse?.({ host: req.host, status: 0, ms: performance.now() - started, headers: {} })
         throw proxyErrorFrom(err, url.host)
       }
       const location = headerValue(res.headers, 'location')
       if (req.followRedirects !== true || !REDIRECTS.has(res.statusCode) || location === undefined || hop >= MAX_REDIRECTS) {
-        return { status: res.statusCode, headers: res.headers, body: res.body, url: url.href, ms: performance.now() - started }
+        const ms = performance.now() - started
+        this.onResponse?.({ host: req.host, status: res.statusCode, ms, headers: res.headers })
+        return { status: res.statusCode, headers: res.headers, body: res.body, url: url.href, ms }
       }
       // undici reports a destroyed, unread body as an error event; nobody else listens here.
       res.body.on('error', () => {})
@@ -126,7 +137,13 @@ export class UpstreamClient {
     }
   }
 
+  /** Waits for requests in flight, then closes every connection. */
   async close (): Promise<void> {
     await this.agent.close()
+  }
+
+  /** Aborts requests in flight and closes every connection (shutdown past its timeout). */
+  async destroy (): Promise<void> {
+    await this.agent.destroy()
   }
 }

@@ -1,0 +1,239 @@
+/**
+ * Prometheus metrics (`/metrics` on both doors). Each app has its own prom-client Registry, not the
+ * global one, so a test can start several apps in one process.
+ *
+ * Instrumentation stays outside the request paths; three feeds:
+ *
+ *   request-log.ts ──observeRequest(line)──► requests, cache outcomes, pull-through bytes
+ *   UpstreamClient ──observeUpstream(r)────► upstream requests, latency, Docker Hub rate limits
+ *   hosted wrapper ──observeHosted(…)──────► hosted pushes and pulls
+ *   scrape time ────collect()──────────────► cache size/entries/evictions (cache.stats()),
+ *                                            certificates minted, hosted storage bytes
+ *
+ * Labels are bounded: door, kind, status, cache_status and the upstream host (configured registries,
+ * their token realms and redirect targets of those). Never a repository, a path, a user or a token.
+ */
+import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics } from 'prom-client'
+import type { RequestLogLine } from './request-log.js'
+
+export type RequestKind = 'blob' | 'manifest' | 'tag' | 'upload' | 'other'
+
+/** What an upstream answered (UpstreamClient's onResponse hook); status 0 when nothing came back. */
+export interface UpstreamObservation {
+  host: string
+  status: number
+  ms: number
+  headers: Record<string, string | string[] | undefined>
+}
+
+/** Read at scrape time; any of them may be absent (the CLI, a test without a cache). */
+export interface MetricSources {
+  cache?: { stats: () => { entries: number, usedBytes: number, maxSize: number, inflight: number, evictions: number, expirations: number } }
+  minter?: { readonly minted: number }
+  /** Bytes of hosted blob content; called at most once per `storageEveryMs`. */
+  hostedStorageBytes?: () => Promise<number>
+}
+
+export interface Metrics {
+  readonly registry: Registry
+  observeRequest: (line: RequestLogLine) => void
+  observeUpstream: (r: UpstreamObservation) => void
+  observeHosted: (r: { method: string, path: string, status: number }) => void
+  /** Plugs in what scrape-time gauges read (called once the cache, minter… exist). */
+  collectFrom: (sources: MetricSources) => void
+  /** The exposition text and its content type. */
+  render: () => Promise<{ contentType: string, body: string }>
+}
+
+export interface MetricsOptions {
+  /** Node's process metrics (collectDefaultMetrics); default true. */
+  processMetrics?: boolean
+  /** How long a hosted storage size stays fresh (a directory walk); default 60 s. */
+  storageEveryMs?: number
+}
+
+// Upstream latency: from a token fetch on loopback (ms) to a slow registry's first byte (s).
+const LATENCY_BUCKETS = [0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30]
+// What the cache counts as served from it: no upstream transfer of their own.
+const FROM_CACHE = new Set(['HIT', 'JOINED', 'STALE'])
+const CACHE_STATUSES = new Set(['HIT', 'MISS', 'JOINED', 'STALE', 'BYPASS'])
+
+export function createMetrics (opts: MetricsOptions = {}): Metrics {
+  const registry = new Registry()
+  let sources: MetricSources = {}
+
+  const requests = new Counter({
+    name: 'crossdock_requests_total',
+    help: 'HTTP requests answered, by door (proxy, registry, director), kind (blob, manifest, tag, upload, other) and status code.',
+    labelNames: ['door', 'kind', 'status'] as const,
+    registers: [registry],
+  })
+  const cacheRequests = new Counter({
+    name: 'crossdock_cache_requests_total',
+    help: 'Pull-through cache outcomes by kind (blob, manifest, tag) and cache_status (HIT, MISS, JOINED, STALE, BYPASS).',
+    labelNames: ['kind', 'cache_status'] as const,
+    registers: [registry],
+  })
+  const pullThroughBytes = new Counter({
+    name: 'crossdock_pull_through_bytes_total',
+    help: 'Body bytes the pull-through cache sent to clients, by kind and source: cache (HIT, JOINED, STALE) or upstream (MISS, BYPASS).',
+    labelNames: ['kind', 'source'] as const,
+    registers: [registry],
+  })
+  const upstreamRequests = new Counter({
+    name: 'crossdock_upstream_requests_total',
+    help: 'Requests crossdock made to upstreams, by upstream host and final status (after redirects); status "error" when no response came.',
+    labelNames: ['host', 'status'] as const,
+    registers: [registry],
+  })
+  const upstreamLatency = new Histogram({
+    name: 'crossdock_upstream_duration_seconds',
+    help: 'Time until an upstream\'s response headers arrived (redirects included), by upstream host and status.',
+    labelNames: ['host', 'status'] as const,
+    buckets: LATENCY_BUCKETS,
+    registers: [registry],
+  })
+  const rateLimit = new Gauge({
+    name: 'crossdock_upstream_ratelimit_limit',
+    help: 'Pull rate limit the upstream announced (Docker Hub\'s ratelimit-limit header), last value seen, by upstream host.',
+    labelNames: ['host'] as const,
+    registers: [registry],
+  })
+  const rateRemaining = new Gauge({
+    name: 'crossdock_upstream_ratelimit_remaining',
+    help: 'Pulls left in the upstream\'s rate-limit window (Docker Hub\'s ratelimit-remaining header), last value seen, by upstream host.',
+    labelNames: ['host'] as const,
+    registers: [registry],
+  })
+  const hostedPushes = new Counter({
+    name: 'crossdock_hosted_pushes_total',
+    help: 'Manifests pushed to the hosted registry (PUT of a manifest answered 201), through either door.',
+    registers: [registry],
+  })
+  const hostedPulls = new Counter({
+    name: 'crossdock_hosted_pulls_total',
+    help: 'Manifests pulled from the hosted registry (GET of a manifest answered 200), through either door.',
+    registers: [registry],
+  })
+
+  // ── scrape-time values ──────────────────────────────────────────────────────────────────────
+  new Gauge({
+    name: 'crossdock_cache_size_bytes',
+    help: 'Bytes held by the pull-through cache (committed entries).',
+    registers: [registry],
+    collect () { const s = sources.cache?.stats(); if (s !== undefined) this.set(s.usedBytes) },
+  })
+  new Gauge({
+    name: 'crossdock_cache_max_size_bytes',
+    help: 'The cache\'s size bound (CACHE_MAX_SIZE).',
+    registers: [registry],
+    collect () { const s = sources.cache?.stats(); if (s !== undefined) this.set(s.maxSize) },
+  })
+  new Gauge({
+    name: 'crossdock_cache_entries',
+    help: 'Entries in the pull-through cache (blobs, manifests and tag records).',
+    registers: [registry],
+    collect () { const s = sources.cache?.stats(); if (s !== undefined) this.set(s.entries) },
+  })
+  new Gauge({
+    name: 'crossdock_cache_fills_in_flight',
+    help: 'Blob downloads being written into the cache right now.',
+    registers: [registry],
+    collect () { const s = sources.cache?.stats(); if (s !== undefined) this.set(s.inflight) },
+  })
+  new Counter({
+    name: 'crossdock_cache_evictions_total',
+    help: 'Cache entries removed since start, by reason: size (CACHE_MAX_SIZE) or inactive (CACHE_INACTIVE).',
+    labelNames: ['reason'] as const,
+    registers: [registry],
+    // The store counts; a counter cannot be set, so it is re-filled with the store's totals.
+    collect () {
+      const s = sources.cache?.stats()
+      if (s === undefined) return
+      this.reset()
+      this.inc({ reason: 'size' }, s.evictions)
+      this.inc({ reason: 'inactive' }, s.expirations)
+    },
+  })
+  new Counter({
+    name: 'crossdock_certificates_minted_total',
+    help: 'Leaf certificates minted for intercepted hosts since start.',
+    registers: [registry],
+    collect () {
+      if (sources.minter === undefined) return
+      this.reset()
+      this.inc(sources.minter.minted)
+    },
+  })
+  const storageEveryMs = opts.storageEveryMs ?? 60_000
+  let storage: { at: number, bytes: Promise<number> } | undefined
+  new Gauge({
+    name: 'crossdock_hosted_storage_bytes',
+    help: 'Bytes of blob content in the hosted registry\'s storage (REGISTRY_STORAGE_DIR), refreshed at most once a minute.',
+    registers: [registry],
+    // A directory walk: cached so that a 1 s scrape interval does not walk a large registry every second.
+    async collect () {
+      const walk = sources.hostedStorageBytes
+      if (walk === undefined) return
+      if (storage === undefined || Date.now() - storage.at >= storageEveryMs) storage = { at: Date.now(), bytes: walk() }
+      this.set(await storage.bytes.catch(() => Number.NaN))
+    },
+  })
+
+  if (opts.processMetrics !== false) collectDefaultMetrics({ register: registry, prefix: 'crossdock_' })
+
+  return {
+    registry,
+    observeRequest: line => {
+      const kind = requestKind(line.path)
+      requests.inc({ door: line.door, kind, status: String(line.status) })
+      const cacheStatus = line.cacheStatus
+      if (cacheStatus === undefined || !CACHE_STATUSES.has(cacheStatus)) return
+      cacheRequests.inc({ kind, cache_status: cacheStatus })
+      if (line.bytes > 0) pullThroughBytes.inc({ kind, source: FROM_CACHE.has(cacheStatus) ? 'cache' : 'upstream' }, line.bytes)
+    },
+    observeUpstream: r => {
+      const host = r.host.toLowerCase()
+      const status = r.status === 0 ? 'error' : String(r.status)
+      upstreamRequests.inc({ host, status })
+      upstreamLatency.observe({ host, status }, r.ms / 1000)
+      const limit = rateLimitValue(r.headers['ratelimit-limit'])
+      const remaining = rateLimitValue(r.headers['ratelimit-remaining'])
+      if (limit !== undefined) rateLimit.set({ host }, limit)
+      if (remaining !== undefined) rateRemaining.set({ host }, remaining)
+    },
+    observeHosted: r => {
+      if (!MANIFEST_REFERENCE.test(r.path)) return
+      if (r.method === 'PUT' && r.status === 201) hostedPushes.inc()
+      else if (r.method === 'GET' && r.status === 200) hostedPulls.inc()
+    },
+    collectFrom: s => { sources = { ...sources, ...s } },
+    render: async () => ({ contentType: registry.contentType, body: await registry.metrics() }),
+  }
+}
+
+const BLOB_PATH = /\/v2\/.+\/blobs\/([^/?]+)(\?.*)?$/
+const UPLOAD_PATH = /\/v2\/.+\/blobs\/uploads(\/|\?|$)/
+const MANIFEST_REFERENCE = /\/v2\/.+\/manifests\/([^/?]+)(\?.*)?$/
+
+/**
+ * What a request was about, from its path only (a door may mount the API below a prefix, so
+ * the patterns are not anchored at the start): manifests by digest are `manifest`, by tag `tag`.
+ */
+export function requestKind (path: string | undefined): RequestKind {
+  if (path === undefined) return 'other'
+  if (UPLOAD_PATH.test(path)) return 'upload'
+  if (BLOB_PATH.test(path)) return 'blob'
+  const m = MANIFEST_REFERENCE.exec(path)
+  // A digest reference has a colon (`sha256:…`, maybe as %3A); a tag never does.
+  if (m !== null) return /:|%3a/i.test(m[1]) ? 'manifest' : 'tag'
+  return 'other'
+}
+
+/** `76;w=21600` → 76 (Docker Hub: remaining pulls, then the window in seconds). */
+function rateLimitValue (header: string | string[] | undefined): number | undefined {
+  const v = Array.isArray(header) ? header[0] : header
+  if (v === undefined) return undefined
+  const m = /^\s*(\d+)/.exec(v)
+  return m === null ? undefined : Number(m[1])
+}
