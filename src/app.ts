@@ -21,10 +21,19 @@ import { createRegistryServer } from './registry/registry-server.js'
 import { createRegistryDoor } from './mirror/registry-door.js'
 import { containerdSetupRoute } from './proxy/setup-scripts.js'
 import { loadClientAuth } from './auth/client-auth.js'
+import { createFsStorage } from './registry/storage/fs-storage.js'
+import { createMetrics, countHostedRequests } from './observability/metrics.js'
+import { createHealth } from './observability/health.js'
+import { createOpsRoutes } from './observability/ops-routes.js'
+import { observeRequest } from './observability/request-log.js'
 
 export interface App {
   start: () => Promise<void>
-  stop: () => Promise<void>
+  /**
+   * Stops accepting on both doors; requests and cache fills in flight may finish for `timeoutMs`
+   * (default SHUTDOWN_TIMEOUT), then whatever is left is cut.
+   */
+  stop: (opts?: { timeoutMs?: number }) => Promise<void>
   /** `host:port` of each door once started. */
   addresses: () => { proxy: string, registry: string }
 }
@@ -34,6 +43,7 @@ export async function createApp ({ config, log }: { config: Config, log: Logger 
   const minter = new LeafCertMinter(ca)
   await minter.init()
 
+  const metrics = createMetrics()
   const dialer = new Dialer({
     connectTo: config.upstreamConnectTo,
     upstreamProxy: config.upstreamProxy,
@@ -46,6 +56,7 @@ export async function createApp ({ config, log }: { config: Config, log: Logger 
     upstreamCaFile: config.upstreamCaFile,
     connectTimeoutMs: config.timeouts.connectMs,
     readTimeoutMs: config.timeouts.readMs,
+    onResponse: metrics.observeUpstream,
   })
   const cache = await openCacheStore({
     dir: config.cacheDir,
@@ -72,6 +83,16 @@ export async function createApp ({ config, log }: { config: Config, log: Logger 
     // checked again; never raw tunnels, or the proxy would be an open relay.
     anonymousConnect: a => { const t = parseAuthority(a); return t !== undefined && shouldIntercept(t) },
   })
+  // /metrics, /healthz and /readyz on both doors.
+  const hostedStorage = await createFsStorage(config.registryStorageDir)
+  metrics.collectFrom({
+    cache,
+    minter,
+    hostedStorageBytes: async () => { let n = 0; for await (const b of hostedStorage.blobs.list()) n += b.size; return n },
+  })
+  let stopping = false
+  const health = createHealth({ caNotAfter: () => ca.notAfter, cacheDir: config.cacheDir, registryDir: config.registryStorageDir, minFree: config.cache.minFree, stopping: () => stopping })
+  const ops = createOpsRoutes({ metrics, health })
   // Answered on both doors; the registry port is only known once it listens (REGISTRY_PORT=0).
   const containerdSetup = containerdSetupRoute({
     registryPort: () => (registry.server.address() as AddressInfo | null)?.port ?? config.registryPort,
@@ -86,11 +107,13 @@ export async function createApp ({ config, log }: { config: Config, log: Logger 
     mirror,
     cache,
     authorize: clientAuth?.authorizeAccess,
-    extraRoutes: { '/setup/containerd': containerdSetup },
+    extraRoutes: { '/setup/containerd': containerdSetup, ...ops },
     log,
   })
-  const hosted = await createHostedRegistry({ config, log, authorize: clientAuth?.authorizeAccess, mountSource: registryDoor.mountSource })
+  const hosted = countHostedRequests(await createHostedRegistry({ config, log, authorize: clientAuth?.authorizeAccess, mountSource: registryDoor.mountSource }), metrics)
   const registry = createRegistryServer({ config, log, hosted, route: registryDoor.route })
+  // Prepended: counted before the registry server's handler runs (which writes its own log line).
+  registry.server.prependListener('request', (req: http.IncomingMessage, res: http.ServerResponse) => observeRequest(req, res, { door: 'registry' }, metrics.observeRequest))
 
   const proxyLog = log.child({ module: 'proxy' })
   const proxy: ProxyServer = createProxyServer({
@@ -102,6 +125,7 @@ export async function createApp ({ config, log }: { config: Config, log: Logger 
     authorizeConnect: clientAuth?.authorizeConnect,
     clientHeaderTimeoutMs: config.timeouts.clientHeaderMs,
     keepAliveTimeoutMs: config.timeouts.keepAliveMs,
+    observeRequest: metrics.observeRequest,
     onIntercepted: async (req, res, target) => {
       if (matches(hostedNames, target)) {
         await hosted.handle(req, res, { door: 'proxy' })
@@ -113,7 +137,7 @@ export async function createApp ({ config, log }: { config: Config, log: Logger 
     director: createDirector({
       caCertPem: () => ca.certPem,
       proxyPort: config.proxyPort,
-      extraRoutes: { '/setup/containerd': containerdSetup },
+      extraRoutes: { '/setup/containerd': containerdSetup, ...ops },
     }),
   })
 
@@ -125,11 +149,16 @@ export async function createApp ({ config, log }: { config: Config, log: Logger 
       proxyAddress = formatAddress(proxy.server.address() as AddressInfo)
       registryAddress = formatAddress(await registry.listen())
     },
-    stop: async () => {
-      await Promise.all([proxy.close(), registry.close()])
+    stop: async ({ timeoutMs = config.timeouts.shutdownMs } = {}) => {
+      stopping = true
+      const deadline = Date.now() + timeoutMs
+      const cutRegistry = setTimeout(() => registry.server.closeAllConnections(), timeoutMs)
+      await Promise.all([proxy.close({ timeoutMs }), registry.close().finally(() => clearTimeout(cutRegistry))])
+      // Fills whose clients went away keep going: finished, the next pull finds the blob cached.
+      await settlesWithin(cache.fillsSettled(), deadline - Date.now())
       await hosted.close()
       await cache.close()
-      await upstream.close()
+      if (!await settlesWithin(upstream.close(), deadline - Date.now())) await upstream.destroy()
     },
     addresses: () => ({ proxy: proxyAddress, registry: registryAddress }),
   }
@@ -140,6 +169,17 @@ async function listen (server: http.Server, port: number, host: string): Promise
     server.once('error', reject)
     server.listen(port, host, () => { server.removeListener('error', reject); resolve() })
   })
+}
+
+/** Whether `p` settled within `ms` (it keeps running either way). */
+async function settlesWithin (p: Promise<unknown>, ms: number): Promise<boolean> {
+  let timer: NodeJS.Timeout | undefined
+  const late = new Promise<false>(resolve => { timer = setTimeout(() => resolve(false), Math.max(0, ms)) })
+  try {
+    return await Promise.race([p.then(() => true, () => true), late])
+  } finally {
+    clearTimeout(timer)
+  }
 }
 
 function formatAddress (a: AddressInfo): string {

@@ -42,6 +42,7 @@ export const VARIABLES: readonly VariableSpec[] = [
   { name: 'PROXY_READ_TIMEOUT', default: '900s', describe: 'Timeout between two reads from an upstream (headers and body).' },
   { name: 'CLIENT_HEADER_TIMEOUT', default: '60s', describe: 'Time a client has to send its request headers.' },
   { name: 'KEEPALIVE_TIMEOUT', default: '300s', describe: 'Idle time before a client keep-alive connection is closed.' },
+  { name: 'SHUTDOWN_TIMEOUT', default: '30s', describe: 'On SIGTERM/SIGINT, how long requests and cache fills in flight may take to finish before they are cut.' },
   { name: 'PROXY_PORT', default: '3128', describe: 'Port of the proxy door (CONNECT, /ca.crt, /setup/*, /healthz, /metrics).' },
   { name: 'REGISTRY_PORT', default: '5000', describe: 'Port of the registry door (hosted registry and path-prefixed pull-through). 0 picks a free port.' },
   { name: 'LISTEN_HOST', default: '0.0.0.0', describe: 'Address both doors listen on.' },
@@ -91,7 +92,7 @@ export interface Config {
   htpasswdFile?: string
   authAnonymousPull: boolean
   logLevel: string
-  timeouts: { connectMs: number, readMs: number, clientHeaderMs: number, keepAliveMs: number }
+  timeouts: { connectMs: number, readMs: number, clientHeaderMs: number, keepAliveMs: number, shutdownMs: number }
   cache: {
     maxSize: number
     inactiveMs: number
@@ -171,6 +172,7 @@ export function loadConfig (env: Env = process.env, cwd = process.cwd()): Config
       readMs: parseDuration('PROXY_READ_TIMEOUT', raw('PROXY_READ_TIMEOUT')),
       clientHeaderMs: parseDuration('CLIENT_HEADER_TIMEOUT', raw('CLIENT_HEADER_TIMEOUT')),
       keepAliveMs: parseDuration('KEEPALIVE_TIMEOUT', raw('KEEPALIVE_TIMEOUT')),
+      shutdownMs: parseDuration('SHUTDOWN_TIMEOUT', raw('SHUTDOWN_TIMEOUT')),
     },
     cache: {
       maxSize: parseSize('CACHE_MAX_SIZE', raw('CACHE_MAX_SIZE')),

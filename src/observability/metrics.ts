@@ -13,6 +13,7 @@
  * Labels are bounded: door, kind, status, cache_status and the upstream host (configured registries,
  * their token realms and redirect targets of those). Never a repository, a path, a user or a token.
  */
+import type { IncomingMessage, ServerResponse } from 'node:http'
 import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics } from 'prom-client'
 import type { RequestLogLine } from './request-log.js'
 
@@ -57,6 +58,7 @@ const LATENCY_BUCKETS = [0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30]
 // What the cache counts as served from it: no upstream transfer of their own.
 const FROM_CACHE = new Set(['HIT', 'JOINED', 'STALE'])
 const CACHE_STATUSES = new Set(['HIT', 'MISS', 'JOINED', 'STALE', 'BYPASS'])
+const WRITES = new Set(['PUT', 'POST', 'PATCH', 'DELETE'])
 
 export function createMetrics (opts: MetricsOptions = {}): Metrics {
   const registry = new Registry()
@@ -169,9 +171,10 @@ export function createMetrics (opts: MetricsOptions = {}): Metrics {
   let storage: { at: number, bytes: Promise<number> } | undefined
   new Gauge({
     name: 'crossdock_hosted_storage_bytes',
-    help: 'Bytes of blob content in the hosted registry\'s storage (REGISTRY_STORAGE_DIR), refreshed at most once a minute.',
+    help: 'Bytes of blob content in the hosted registry\'s storage (REGISTRY_STORAGE_DIR).',
     registers: [registry],
-    // A directory walk: cached so that a 1 s scrape interval does not walk a large registry every second.
+    // A directory walk: kept until a hosted write (or a minute, for `crossdock gc` running outside)
+    // so that a 1 s scrape interval does not walk a large registry every second.
     async collect () {
       const walk = sources.hostedStorageBytes
       if (walk === undefined) return
@@ -203,6 +206,7 @@ export function createMetrics (opts: MetricsOptions = {}): Metrics {
       if (remaining !== undefined) rateRemaining.set({ host }, remaining)
     },
     observeHosted: r => {
+      if (WRITES.has(r.method) && r.status < 300) storage = undefined
       if (!MANIFEST_REFERENCE.test(r.path)) return
       if (r.method === 'PUT' && r.status === 201) hostedPushes.inc()
       else if (r.method === 'GET' && r.status === 200) hostedPulls.inc()
@@ -236,4 +240,18 @@ function rateLimitValue (header: string | string[] | undefined): number | undefi
   if (v === undefined) return undefined
   const m = /^\s*(\d+)/.exec(v)
   return m === null ? undefined : Number(m[1])
+}
+
+/**
+ * The hosted registry with its pushes and pulls counted. Both doors call `handle` (the registry
+ * port, and HOSTED_HOSTNAMES through the proxy door), so wrapping it counts each request once.
+ */
+export function countHostedRequests<H extends { handle: (req: IncomingMessage, res: ServerResponse, ctx: never) => Promise<void> }> (hosted: H, metrics: Pick<Metrics, 'observeHosted'>): H {
+  type Ctx = Parameters<H['handle']>[2]
+  const handle = hosted.handle.bind(hosted) as (req: IncomingMessage, res: ServerResponse, ctx: Ctx) => Promise<void>
+  const counted = async (req: IncomingMessage, res: ServerResponse, ctx: Ctx): Promise<void> => {
+    res.once('finish', () => metrics.observeHosted({ method: req.method ?? '', path: req.url ?? '', status: res.statusCode }))
+    await handle(req, res, ctx)
+  }
+  return { ...hosted, handle: counted }
 }

@@ -20,7 +20,8 @@ import type { Logger } from '../log.js'
 import type { Dialer } from '../upstream/dialer.js'
 import { parseAuthority, formatAuthority, type Authority } from './connect-authority.js'
 import { openTunnel } from './tunnel.js'
-import { logRequest } from '../observability/request-log.js'
+import { logRequest, type RequestObserver } from '../observability/request-log.js'
+import { trackForGracefulClose } from '../util/graceful-close.js'
 
 export type InterceptedHandler = (req: http.IncomingMessage, res: http.ServerResponse, target: Authority) => Promise<void>
 
@@ -37,12 +38,19 @@ export interface ProxyServerOptions {
   authorizeConnect?: (req: http.IncomingMessage) => Promise<string | undefined>
   clientHeaderTimeoutMs: number
   keepAliveTimeoutMs: number
+  /** Sees every request's log line (the metrics). */
+  observeRequest?: RequestObserver
 }
 
 export interface ProxyServer {
   server: http.Server
-  /** Stops accepting; destroys intercepted connections and tunnels. */
-  close: () => Promise<void>
+  /**
+   * Stops accepting and closes raw tunnels at once (opaque bytes: a busy one cannot be told from an
+   * idle one). Intercepted and director requests in flight may finish for `timeoutMs` (default 0);
+   * each intercepted connection is ended when its last response is done. At the deadline
+   * everything left is destroyed. Resolves when every connection is gone.
+   */
+  close: (opts?: { timeoutMs?: number }) => Promise<void>
 }
 
 const TLS_HIGH_WATER_MARK = 256 * 1024
@@ -52,11 +60,24 @@ export function createProxyServer (opts: ProxyServerOptions): ProxyServer {
   const targets = new WeakMap<net.Socket, Authority>()
   const open = new Set<net.Socket>()
   const track = (s: net.Socket): void => { open.add(s); s.once('close', () => open.delete(s)) }
+  /** Raw CONNECT sockets that carry an intercepted TLS session (they close with it). */
+  const carriers = new WeakSet<net.Socket>()
+  /** Requests in flight per intercepted TLS socket, so shutdown can end idle sessions and wait for busy ones. */
+  const active = new WeakMap<net.Socket, number>()
+  let closing = false
 
   const inner = http.createServer({ requestTimeout: 0, headersTimeout: opts.clientHeaderTimeoutMs, keepAliveTimeout: opts.keepAliveTimeoutMs }, (req, res) => {
     const target = targets.get(req.socket)
     if (target === undefined) { res.destroy(); return }
-    logRequest(log, req, res, { door: 'proxy', host: target.port === 443 ? target.host : formatAuthority(target) })
+    const session = req.socket
+    active.set(session, (active.get(session) ?? 0) + 1)
+    if (closing) res.setHeader('connection', 'close')
+    res.once('close', () => {
+      const left = (active.get(session) ?? 1) - 1
+      active.set(session, left)
+      if (closing && left === 0) session.end()
+    })
+    logRequest(log, req, res, { door: 'proxy', host: target.port === 443 ? target.host : formatAuthority(target) }, opts.observeRequest)
     opts.onIntercepted(req, res, target).catch(err => {
       log.error({ err, host: target.host, path: req.url }, 'intercepted request failed')
       if (!res.headersSent) { res.writeHead(500, { 'content-type': 'text/plain' }); res.end('crossdock: internal error\n') } else res.destroy()
@@ -65,12 +86,13 @@ export function createProxyServer (opts: ProxyServerOptions): ProxyServer {
   inner.on('clientError', (err, socket) => { log.debug({ err: err.message }, 'intercepted client error'); socket.destroy() })
 
   const server = http.createServer({ requestTimeout: 0, headersTimeout: opts.clientHeaderTimeoutMs, keepAliveTimeout: opts.keepAliveTimeoutMs }, (req, res) => {
-    logRequest(log, req, res, { door: 'director' })
+    logRequest(log, req, res, { door: 'director' }, opts.observeRequest)
     opts.director(req, res).catch(err => {
       log.error({ err, path: req.url }, 'director failed')
       if (!res.headersSent) { res.writeHead(500); res.end() } else res.destroy()
     })
   })
+  const graceful = trackForGracefulClose(server)
   server.on('clientError', (err, socket) => {
     log.debug({ err: err.message }, 'proxy client error')
     if (socket.writable) socket.end(`HTTP/1.1 ${(err as { code?: string }).code === 'HPE_HEADER_OVERFLOW' ? 431 : 400} Bad Request\r\nconnection: close\r\n\r\n`)
@@ -87,6 +109,10 @@ export function createProxyServer (opts: ProxyServerOptions): ProxyServer {
   })
 
   async function handleConnect (req: http.IncomingMessage, socket: net.Socket, head: Buffer): Promise<void> {
+    if (closing) {
+      socket.end('HTTP/1.1 503 Service Unavailable\r\ncontent-type: text/plain\r\nconnection: close\r\n\r\ncrossdock: shutting down\n')
+      return
+    }
     const target = parseAuthority(req.url)
     if (target === undefined) {
       log.warn({ door: 'proxy', method: 'CONNECT', authority: String(req.url).slice(0, 300), status: 400 }, 'bad CONNECT authority')
@@ -132,18 +158,22 @@ export function createProxyServer (opts: ProxyServerOptions): ProxyServer {
       tlsSocket.destroy()
     })
     targets.set(tlsSocket, target)
+    carriers.add(socket)
     track(tlsSocket)
     inner.emit('connection', tlsSocket)
   }
 
   return {
     server,
-    close: async () => {
-      const closed = new Promise<void>(resolve => server.close(() => resolve()))
-      server.closeIdleConnections()
-      for (const s of open) s.destroy()
-      inner.closeAllConnections()
-      await closed
+    close: async ({ timeoutMs = 0 } = {}) => {
+      closing = true
+      for (const s of open) {
+        if (targets.has(s)) { if ((active.get(s) ?? 0) === 0) s.end() } else if (!carriers.has(s)) s.destroy()
+      }
+      const cut = setTimeout(() => { for (const s of open) s.destroy() }, timeoutMs)
+      // The outer server counts CONNECT sockets among its connections: this waits for them too.
+      await graceful.close(timeoutMs)
+      clearTimeout(cut)
     },
   }
 }
