@@ -27,6 +27,8 @@ export interface GcOptions {
   out: (line: string) => void
   /** Keep unreferenced blobs and untagged manifests written less than this long before the run (default 0). */
   graceMs?: number
+  /** Runs between mark and sweep: lets a test land a push exactly while gc is deciding. */
+  afterMark?: () => Promise<void>
 }
 
 interface ManifestLinks {
@@ -92,6 +94,7 @@ export async function runGc (opts: GcOptions): Promise<{ removed: number, bytes:
     }
   }
 
+  await opts.afterMark?.()
   let removed = 0
   let bytes = 0
   let young = 0

@@ -60,8 +60,11 @@ export function createRegistryServer (opts: RegistryServerOptions): RegistryServ
     },
     close: async () => {
       const closed = new Promise<void>(resolve => server.close(() => resolve()))
+      // Keep-alive connections that finish their request after close() would otherwise linger
+      // until KEEPALIVE_TIMEOUT; end each one as soon as it is idle. In-flight requests complete.
+      const sweep = setInterval(() => server.closeIdleConnections(), 100)
       server.closeIdleConnections()
-      await closed
+      try { await closed } finally { clearInterval(sweep) }
     },
   }
 }

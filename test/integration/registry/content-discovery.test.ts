@@ -1,7 +1,7 @@
 // Conformance, "Content Discovery" category (spec: end-8a, end-8b) and distribution's catalog:
 // lexical order, n/last pagination with Link, n=0, unknown repositories.
 import t from 'tap'
-import { startRegistry, pushImage } from './registry-harness.js'
+import { startRegistry, pushImage } from './fixtures/registry-harness.js'
 
 const h = await startRegistry()
 t.teardown(h.close)

@@ -1,7 +1,7 @@
 // Conformance, "Content Management" category (spec: end-9, end-10): deleting tags, manifests and
 // blobs, with 202 on success and 404 for what is not there.
 import t from 'tap'
-import { startRegistry, pushBlob, pushImage, digestOf } from './registry-harness.js'
+import { startRegistry, pushBlob, pushImage, digestOf } from './fixtures/registry-harness.js'
 
 const h = await startRegistry()
 t.teardown(h.close)

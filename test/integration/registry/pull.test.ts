@@ -1,7 +1,7 @@
 // Conformance, "Pull" category (spec: end-1, end-2, end-3): manifests by tag and digest, blobs with
 // Range, HEAD, 404s, and the media types docker and OCI clients push.
 import t from 'tap'
-import { startRegistry, rawRequest, pushBlob, pushImage, digestOf, OCI_INDEX, DOCKER_MANIFEST, DOCKER_LIST } from './registry-harness.js'
+import { startRegistry, rawRequest, pushBlob, pushImage, digestOf, OCI_INDEX, DOCKER_MANIFEST, DOCKER_LIST } from './fixtures/registry-harness.js'
 
 const h = await startRegistry()
 t.teardown(h.close)

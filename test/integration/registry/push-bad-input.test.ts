@@ -1,7 +1,7 @@
 // Conformance, "Push" category, the refusals: each bad request gets the spec's status and error
 // code, and leaves the storage directory exactly as it was (same files, same sizes).
 import t from 'tap'
-import { startRegistry, rawRequest, filesUnder, pushBlob, digestOf, OCI_MANIFEST, DOCKER_MANIFEST } from './registry-harness.js'
+import { startRegistry, rawRequest, filesUnder, pushBlob, digestOf, OCI_MANIFEST, DOCKER_MANIFEST } from './fixtures/registry-harness.js'
 
 const h = await startRegistry()
 t.teardown(h.close)

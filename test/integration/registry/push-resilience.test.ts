@@ -4,7 +4,7 @@ import t from 'tap'
 import { request as httpRequest } from 'node:http'
 import { readdir, utimes } from 'node:fs/promises'
 import { join } from 'node:path'
-import { startRegistry, pushImage, digestOf, filesUnder, OCI_MANIFEST } from './registry-harness.js'
+import { startRegistry, pushImage, digestOf, filesUnder, OCI_MANIFEST } from './fixtures/registry-harness.js'
 
 const h = await startRegistry({ env: { UPLOAD_MAX_AGE: '1h' } })
 t.teardown(h.close)

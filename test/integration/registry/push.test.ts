@@ -4,7 +4,7 @@ import t from 'tap'
 import { createHash } from 'node:crypto'
 import { readdir } from 'node:fs/promises'
 import { join } from 'node:path'
-import { startRegistry, pushBlob, pushImage, digestOf, OCI_MANIFEST } from './registry-harness.js'
+import { startRegistry, pushBlob, pushImage, digestOf, OCI_MANIFEST } from './fixtures/registry-harness.js'
 
 const h = await startRegistry()
 t.teardown(h.close)

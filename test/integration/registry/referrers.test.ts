@@ -1,7 +1,7 @@
 // Conformance, referrers (spec: end-12a, end-12b, and end-7's OCI-Subject): manifests with a
 // subject are listed as descriptors of an image index, filterable by artifactType.
 import t from 'tap'
-import { startRegistry, pushBlob, pushImage, digestOf, OCI_MANIFEST, OCI_INDEX } from './registry-harness.js'
+import { startRegistry, pushBlob, pushImage, digestOf, OCI_MANIFEST, OCI_INDEX } from './fixtures/registry-harness.js'
 
 const h = await startRegistry()
 t.teardown(h.close)
