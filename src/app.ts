@@ -10,6 +10,10 @@ import { loadOrCreateCa } from './tls/ca.js'
 import { LeafCertMinter } from './tls/leaf-certs.js'
 import { Dialer } from './upstream/dialer.js'
 import { UpstreamClient } from './upstream/upstream-client.js'
+import { UpstreamCredentials } from './upstream/credentials.js'
+import { BasicInjectingUpstream } from './upstream/basic-injection.js'
+import { AuthenticatingUpstream } from './upstream/token-auth.js'
+import { UpstreamAccessPolicy } from './mirror/access-policy.js'
 import { MirrorRouter } from './mirror/mirror-router.js'
 import { createDirector } from './proxy/director.js'
 import { createProxyServer, type ProxyServer } from './proxy/proxy-server.js'
@@ -66,7 +70,15 @@ export async function createApp ({ config, log }: { config: Config, log: Logger 
     idleTimeoutMs: config.timeouts.readMs,
     log: log.child({ module: 'cache' }),
   })
-  const mirror = new MirrorRouter(upstream, createPullThrough({ config, log, cache, upstream }))
+  const credentials = new UpstreamCredentials(config.authRegistries)
+  if (credentials.size > 0) log.info({ hosts: credentials.describe().map(c => c.host) }, 'upstream credentials configured (AUTH_REGISTRIES)')
+  // Proxy door: clients run the token dance through us; Basic is added only when they sent no
+  // Authorization. Registry door: crossdock runs the dance itself (its clients cannot).
+  const proxyUpstream = new BasicInjectingUpstream(upstream, credentials)
+  const doorUpstream = new AuthenticatingUpstream({ upstream, credentials, log })
+  const access = new UpstreamAccessPolicy({ credentials, upstream, anonymous: new AuthenticatingUpstream({ upstream, credentials: UpstreamCredentials.none(), log }), log })
+  const mirror = new MirrorRouter(proxyUpstream, createPullThrough({ config, log, cache, upstream: proxyUpstream, access }))
+  const doorMirror = new MirrorRouter(doorUpstream, createPullThrough({ config, log, cache, upstream: doorUpstream, access }))
 
   const intercepted = new Set(config.registries)
   const hostedNames = new Set(config.hostedHostnames)
@@ -99,12 +111,11 @@ export async function createApp ({ config, log }: { config: Config, log: Logger 
     scheme: config.registryTlsCert !== undefined ? 'https' : 'http',
   })
   // Upstream namespaces on the registry port (`/v2/docker.io/…`, `?ns=`) share the proxy door's
-  // cache. The door takes its MirrorRouter injected: it moves to one over the token-dance client
-  // (AuthenticatingUpstream) once that lands, as this door's clients cannot answer challenges.
+  // cache and access policy, over the token-dance client (its clients cannot answer challenges).
   const registryDoor = createRegistryDoor({
     registries: config.registries,
     hostedHostnames: config.hostedHostnames,
-    mirror,
+    mirror: doorMirror,
     cache,
     authorize: clientAuth?.authorizeAccess,
     extraRoutes: { '/setup/containerd': containerdSetup, ...ops },

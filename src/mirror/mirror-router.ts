@@ -43,7 +43,7 @@ export function parseImagePath (path: string): ImageRequest | undefined {
 }
 
 export class MirrorRouter {
-  constructor (private readonly upstream: UpstreamClient, private readonly pullThrough?: PullThroughHandler) {}
+  constructor (private readonly upstream: Pick<UpstreamClient, 'request'>, private readonly pullThrough?: PullThroughHandler) {}
 
   async handle (req: IncomingMessage, res: ServerResponse, ctx: MirrorContext): Promise<void> {
     const method = req.method ?? 'GET'

@@ -13,7 +13,7 @@ import { stripHopByHop } from '../upstream/headers.js'
 
 const BODYLESS = new Set(['GET', 'HEAD', 'OPTIONS', 'TRACE'])
 
-export async function passthrough (upstream: UpstreamClient, req: IncomingMessage, res: ServerResponse, host: string): Promise<void> {
+export async function passthrough (upstream: Pick<UpstreamClient, 'request'>, req: IncomingMessage, res: ServerResponse, host: string): Promise<void> {
   const method = req.method ?? 'GET'
   const abort = new AbortController()
   const onClose = (): void => { if (!res.writableFinished) abort.abort() }

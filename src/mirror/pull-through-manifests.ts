@@ -11,6 +11,10 @@
  *       ├─ error / timeout / 429 / 5xx + tag known ────────────────────────────► STALE
  *       └─ anything else ─► the upstream's answer, unchanged (a GET asks again with GET for its body)
  *
+ * Every cached answer (HIT, STALE, JOINED, and a tag resolved by another client's HEAD) first asks
+ * the access policy (access-policy.ts); answers fetched with the client's own Authorization are
+ * reported to it, so the same credential's next hit needs no check.
+ *
  * Manifests and error answers are small, so upstream answers here are read whole (bounded by
  * MAX_MANIFEST_BYTES) and can be shared by every client waiting on the same request.
  */
@@ -25,9 +29,10 @@ import { MAX_MANIFEST_BYTES, type CachedManifest } from '../cache/cache-store.js
 import { parseDigest } from '../cache/cache-paths.js'
 import { manifestTier, tagKey, type TagRef } from '../cache/tag-key.js'
 import {
-  cacheHeaders, discard, sendAnswer, upstreamHeaders, writeHead, upstreamPath,
+  accessContext, cacheHeaders, discard, sendAnswer, upstreamHeaders, writeHead, upstreamPath,
   type CacheStatus, type PullThroughContext, type PullThroughOptions,
 } from './pull-through.js'
+import { ALLOW_ALL, admit } from './access-policy.js'
 
 /** An upstream answer read whole. */
 interface Buffered {
@@ -49,6 +54,9 @@ interface HeadOutcome {
 
 export function createManifestHandler (opts: PullThroughOptions) {
   const { cache, upstream, config, log } = opts
+  const access = opts.access ?? ALLOW_ALL
+  const allowed = async (req: IncomingMessage, res: ServerResponse, ctx: PullThroughContext, reference?: string): Promise<boolean> =>
+    await admit(access, req, res, accessContext(req, ctx, reference))
   const heads = new SingleFlight<HeadOutcome>()
   const gets = new SingleFlight<Buffered>()
 
@@ -61,10 +69,13 @@ export function createManifestHandler (opts: PullThroughOptions) {
 
   async function byDigest (req: IncomingMessage, res: ServerResponse, ctx: PullThroughContext, digest: string): Promise<void> {
     const cached = await cache.getManifest(digest)
-    if (cached !== undefined) { serveManifest(req, res, cached, 'HIT'); return }
+    if (cached !== undefined) {
+      if (await allowed(req, res, ctx)) serveManifest(req, res, cached, 'HIT')
+      return
+    }
     if (req.method === 'HEAD') { await forward(req, res, ctx, 'MISS'); return }
     const { got, leader } = await fetchShared(req, ctx, digest)
-    sendFetched(req, res, got, leader ? 'MISS' : 'JOINED')
+    if (leader || got.status !== 200 || await allowed(req, res, ctx)) sendFetched(req, res, got, leader ? 'MISS' : 'JOINED')
   }
 
   async function byTag (req: IncomingMessage, res: ServerResponse, ctx: PullThroughContext): Promise<void> {
@@ -73,7 +84,10 @@ export function createManifestHandler (opts: PullThroughOptions) {
     const { ttlMs } = manifestTier(config.cache, ctx.reference)
     if (known !== undefined && ttlMs > 0 && Date.now() - known.fetchedAt < ttlMs) {
       const m = await cache.getManifest(known.digest)
-      if (m !== undefined) { serveManifest(req, res, m, 'HIT'); return }
+      if (m !== undefined) {
+        if (await allowed(req, res, ctx)) serveManifest(req, res, m, 'HIT')
+        return
+      }
     }
 
     const outcome = await headTag(req, ctx, ref)
@@ -81,6 +95,7 @@ export function createManifestHandler (opts: PullThroughOptions) {
     if (answer === undefined || answer.status === 429 || answer.status >= 500) {
       const m = known !== undefined ? await cache.getManifest(known.digest) : undefined
       if (m !== undefined) {
+        if (!await allowed(req, res, ctx)) return
         log.warn({ host: ctx.host, repository: ctx.repository, tag: ctx.reference, upstreamStatus: answer?.status, err: (outcome.error as Error | undefined)?.message }, 'upstream failed; tag served from cache (STALE)')
         serveManifest(req, res, m, 'STALE')
         return
@@ -88,6 +103,11 @@ export function createManifestHandler (opts: PullThroughOptions) {
       if (answer === undefined) throw outcome.error
     }
     if (answer.status !== 200) { await answerUnchanged(req, res, ctx, answer); return }
+    // The HEAD is the access check when it carried this client's credentials; a HEAD shared with
+    // another client's credentials proves nothing about this one.
+    const own = accessContext(req, ctx)
+    if (outcome.authorization === headerValue(req.headers, 'authorization')) access.recordFetch({ ...own, status: 200 })
+    else if (!await admit(access, req, res, own)) return
 
     const digest = parseDigest(headerValue(answer.headers, 'docker-content-digest') ?? '')?.digest
     if (digest === undefined) {
@@ -95,7 +115,7 @@ export function createManifestHandler (opts: PullThroughOptions) {
       if (req.method === 'HEAD') { sendHead(res, answer, 'MISS'); return }
       const { got, leader } = await fetchShared(req, ctx, ctx.reference)
       if (got.stored === true && got.digest !== undefined) await remember(ref, got.digest, got)
-      sendFetched(req, res, got, leader ? 'MISS' : 'JOINED')
+      if (leader || got.status !== 200 || await allowed(req, res, ctx)) sendFetched(req, res, got, leader ? 'MISS' : 'JOINED')
       return
     }
     const cached = await cache.getManifest(digest)
@@ -107,7 +127,7 @@ export function createManifestHandler (opts: PullThroughOptions) {
     if (req.method === 'HEAD') { sendHead(res, answer, 'MISS'); return }
     const { got, leader } = await fetchShared(req, ctx, digest)
     if (got.stored === true) await remember(ref, digest, got)
-    sendFetched(req, res, got, leader ? 'MISS' : 'JOINED')
+    if (leader || got.status !== 200 || await allowed(req, res, ctx, digest)) sendFetched(req, res, got, leader ? 'MISS' : 'JOINED')
   }
 
   /** One upstream HEAD per (host, repository, tag, Accept) in flight. */
@@ -135,6 +155,7 @@ export function createManifestHandler (opts: PullThroughOptions) {
       leader = true
       const a = await upstream.request({ host: ctx.host, method: 'GET', path: upstreamPath(ctx, reference), headers: upstreamHeaders(req), followRedirects: true })
       const got: Buffered = { status: a.status, headers: a.headers, ms: a.ms, body: await readAll(a.body, MAX_MANIFEST_BYTES) }
+      access.recordFetch({ ...accessContext(req, ctx, reference), status: a.status })
       if (a.status !== 200) return got
       const asked = parseDigest(reference)
       const algorithm = asked?.algorithm ?? 'sha256'

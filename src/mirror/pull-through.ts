@@ -17,6 +17,11 @@
  *     timeout, 429, 5xx) with a known tag → served from cache, STALE; with an unknown tag the
  *     upstream's answer reaches the client unchanged.
  *
+ * Access (access-policy.ts): before anything cached or being filled is served (HIT, JOINED, STALE, a
+ * tag resolved by someone else's HEAD), `access.canServe` must say yes, so an image that the upstream
+ * serves only with credentials is not handed to clients it would refuse; every upstream 200 this
+ * module fetched with a client's Authorization is reported with `access.recordFetch`.
+ *
  * Response headers: X-Cache-Status (HIT, MISS, JOINED, STALE, BYPASS) and rpardini's
  * X-Docker-Registry-Proxy-Cache-Upstream-Status; the request log line (request-log.ts) reads them.
  */
@@ -35,6 +40,7 @@ import { parseByteRange, type ByteRange } from '../cache/byte-range.js'
 import { parseDigest } from '../cache/cache-paths.js'
 import type { PullThroughHandler, MirrorContext, ImageRequest } from './mirror-router.js'
 import { createManifestHandler } from './pull-through-manifests.js'
+import { ALLOW_ALL, admit, upstreamAuthorizationOf, type AccessContext, type AccessPolicy } from './access-policy.js'
 
 export type CacheStatus = 'HIT' | 'MISS' | 'JOINED' | 'STALE' | 'BYPASS'
 
@@ -43,6 +49,8 @@ export interface PullThroughOptions {
   log: Logger
   cache: CacheStore
   upstream: Pick<UpstreamClient, 'request'>
+  /** Who may be served cached items (default: everyone, as before access checks existed). */
+  access?: AccessPolicy
 }
 
 /** What a handler needs of the request context (the router passes more). */
@@ -52,6 +60,7 @@ type BlobOpen = { kind: 'fill', fill: BlobFill } | { kind: 'answer', answer: Ups
 
 export function createPullThrough (opts: PullThroughOptions): PullThroughHandler {
   const { cache, upstream } = opts
+  const access = opts.access ?? ALLOW_ALL
   const log = opts.log.child({ module: 'pull-through' })
   const opens = new SingleFlight<BlobOpen>()
   const manifests = createManifestHandler({ ...opts, log })
@@ -75,17 +84,24 @@ export function createPullThrough (opts: PullThroughOptions): PullThroughHandler
       const opened = await cache.openBlob(d.digest)
       if (opened !== undefined) {
         const { blob, fh } = opened
+        if (!await admit(access, req, res, accessContext(req, ctx))) { void fh.close(); return }
         await serveBody(req, res, { status: 'HIT', size: blob.size, digest: d.digest, mediaType: blob.mediaType }, (start, end) => fh.createReadStream({ start, end, highWaterMark: 1 << 20 }), () => { void fh.close() })
         return
       }
       const inflight = cache.inflight(d.digest)
-      if (inflight !== undefined) { await serveFill(req, res, inflight, 'JOINED'); return }
+      if (inflight !== undefined) {
+        if (await admit(access, req, res, accessContext(req, ctx))) await serveFill(req, res, inflight, 'JOINED')
+        return
+      }
       if (method === 'HEAD') { await forward(req, res, ctx, 'MISS'); return }
 
       let leader = false
       const result = await opens.run(d.digest, async () => { leader = true; return await openFill(req, ctx, d.digest) })
       if (result.kind === 'cached') continue
-      if (result.kind === 'fill') { await serveFill(req, res, result.fill, leader ? 'MISS' : 'JOINED'); return }
+      if (result.kind === 'fill') {
+        if (leader || await admit(access, req, res, accessContext(req, ctx))) await serveFill(req, res, result.fill, leader ? 'MISS' : 'JOINED')
+        return
+      }
       if (!leader) { await forward(req, res, ctx, 'MISS'); return } // the leader's answer was not shareable
       if (result.kind === 'bypass') { await sendAnswer(res, result.answer, 'GET', 'BYPASS'); return }
       await sendAnswer(res, result.answer, 'GET', 'MISS')
@@ -98,6 +114,7 @@ export function createPullThrough (opts: PullThroughOptions): PullThroughHandler
   async function openFill (req: IncomingMessage, ctx: PullThroughContext, digest: string): Promise<BlobOpen> {
     if (cache.statBlob(digest) !== undefined) return { kind: 'cached' }
     const answer = await upstream.request({ host: ctx.host, method: 'GET', path: upstreamPath(ctx), headers: upstreamHeaders(req), followRedirects: true })
+    access.recordFetch({ ...accessContext(req, ctx), status: answer.status })
     if (answer.status !== 200) return { kind: 'answer', answer }
     const length = headerValue(answer.headers, 'content-length')
     const expectedSize = length !== undefined && /^\d+$/.test(length) ? Number(length) : undefined
@@ -156,6 +173,11 @@ export function createPullThrough (opts: PullThroughOptions): PullThroughHandler
   }
 
   return { handle }
+}
+
+/** What the access policy needs to know about a request. */
+export function accessContext (req: IncomingMessage, ctx: PullThroughContext, reference = ctx.reference): AccessContext {
+  return { host: ctx.host, repository: ctx.repository, kind: ctx.kind, reference, authorization: upstreamAuthorizationOf(req, ctx.door), accept: headerValue(req.headers, 'accept') }
 }
 
 /** The headers of the client's request that the upstream should see. */

@@ -1,0 +1,196 @@
+/**
+ * Private images stay private: may this client be served this cached blob, manifest or tag?
+ * (rpardini's README warns its cache "will make your private images very public"; ours does not.)
+ *
+ *   canServe(host, repository, item, client's upstream Authorization)
+ *     operator configured credentials for host ──────────────────────────────► yes (see below)
+ *     repository known anonymous-readable (and the item is known there) ─────► yes
+ *     verdict cached for (credential, host, repository[, digest]) ────────────► that verdict
+ *     else one upstream HEAD of the item: with the client's Authorization, or anonymously (token
+ *       dance without credentials) for a client that has none
+ *       200 ─► yes (anonymous: the repository is public)    401/403/404 ─► no, as the upstream said
+ *       anything else (5xx, unreachable) ─► no, 503: a private item is not served unverified
+ *
+ * Knowledge comes from what the pull-through sees (`recordFetch`): a fill that went upstream with no
+ * Authorization proves the repository public; one with the client's Authorization proves that
+ * credential for the repository (no HEAD needed for the same token's next hit). A digest filled with
+ * credentials from a repository not known public is *restricted*: served through another repository
+ * only after that repository is shown to hold it (the HEAD above), since a public repository must not
+ * become a side door to a private layer whose digest someone knows.
+ *
+ * Knowledge lives in memory: after a restart nothing is known public, so the first hit per
+ * repository is checked again (fail closed, one HEAD; Docker Hub does not count HEADs).
+ */
+import { createHash } from 'node:crypto'
+import type { IncomingMessage, ServerResponse } from 'node:http'
+import { LRUCache } from 'lru-cache'
+import { OciError, writeOciError } from '../errors.js'
+import type { Logger } from '../log.js'
+import { SingleFlight } from '../util/single-flight.js'
+import type { UpstreamClient, UpstreamResponse } from '../upstream/upstream-client.js'
+import type { UpstreamCredentials } from '../upstream/credentials.js'
+import { headerValue } from '../upstream/headers.js'
+import type { MirrorContext } from './mirror-router.js'
+
+export interface AccessContext {
+  host: string
+  repository: string
+  kind: 'blob' | 'manifest'
+  /** Tag or digest, as asked. */
+  reference: string
+  /** The Authorization the client meant for the upstream (proxy door only; see `upstreamAuthorizationOf`). */
+  authorization?: string
+  /** The client's Accept, for a manifest HEAD. */
+  accept?: string
+}
+
+export type AccessDecision =
+  | { allowed: true }
+  | { allowed: false, status: number, headers: Record<string, string>, reason: string }
+
+/** Consulted by the pull-through handlers before anything cached (or being filled) is served. */
+export interface AccessPolicy {
+  /** Resolves (never rejects) with whether `ctx`'s client may be served the cached item. */
+  canServe: (ctx: AccessContext) => Promise<AccessDecision>
+  /** Called with every upstream answer to a fetch the pull-through made with `ctx`'s Authorization. */
+  recordFetch: (ctx: AccessContext & { status: number }) => void
+}
+
+/** Serves everything: the cache as it was before access checks (tests of the cache alone). */
+export const ALLOW_ALL: AccessPolicy = { canServe: async () => ({ allowed: true }), recordFetch: () => {} }
+
+export interface UpstreamAccessPolicyOptions {
+  /** Operator credentials: hosts with an entry share their cached content with every client. */
+  credentials: UpstreamCredentials
+  /** Sends the client's own Authorization as is (the raw UpstreamClient). */
+  upstream: Pick<UpstreamClient, 'request'>
+  /** Anonymous token dance (an AuthenticatingUpstream with no credentials). */
+  anonymous: Pick<UpstreamClient, 'request'>
+  log: Logger
+  now?: () => number
+  /** How long an accepted credential stays accepted without asking again (default 5 min). */
+  allowTtlMs?: number
+  /** How long a refusal is remembered (default 1 min: a `docker login` must not wait long). */
+  denyTtlMs?: number
+  /** How long a repository stays known anonymous-readable (default 1 h: repositories may go private). */
+  publicTtlMs?: number
+}
+
+const MANIFEST_ACCEPT = [
+  'application/vnd.oci.image.index.v1+json', 'application/vnd.oci.image.manifest.v1+json',
+  'application/vnd.docker.distribution.manifest.list.v2+json', 'application/vnd.docker.distribution.manifest.v2+json',
+].join(', ')
+
+interface Verdict { decision: AccessDecision, until: number }
+
+export class UpstreamAccessPolicy implements AccessPolicy {
+  private readonly now: () => number
+  private readonly log: Logger
+  private readonly publicUntil = new LRUCache<string, number>({ max: 50_000 })
+  private readonly verdicts = new LRUCache<string, Verdict>({ max: 50_000 })
+  /** Restricted digest → the `host/repository`s it is known to be in. */
+  private readonly members = new LRUCache<string, Set<string>>({ max: 100_000 })
+  private readonly checks = new SingleFlight<AccessDecision>()
+
+  constructor (private readonly opts: UpstreamAccessPolicyOptions) {
+    this.now = opts.now ?? Date.now
+    this.log = opts.log.child({ module: 'access-policy' })
+  }
+
+  async canServe (ctx: AccessContext): Promise<AccessDecision> {
+    // The operator configured credentials for this upstream, so every client of crossdock pulls with
+    // them anyway (the proxy door injects them, the registry door uses them): they chose to share
+    // what those credentials can read. Refusing cached copies would only cost upstream requests.
+    if (this.opts.credentials.forHost(ctx.host) !== undefined) return { allowed: true }
+    const repo = repoKey(ctx)
+    const digest = ctx.reference.includes(':') ? ctx.reference : undefined
+    const known = digest !== undefined ? this.members.get(digest) : undefined
+    const elsewhere = known !== undefined && !known.has(repo)
+    if (!elsewhere && (this.publicUntil.get(repo) ?? 0) > this.now()) return { allowed: true }
+    const key = `${credentialKey(ctx.authorization)}|${repo}${elsewhere ? `|${digest ?? ''}` : ''}`
+    const cached = this.verdicts.get(key)
+    if (cached !== undefined && cached.until > this.now()) return cached.decision
+    return await this.checks.run(key, async () => await this.check(ctx, key))
+  }
+
+  recordFetch (ctx: AccessContext & { status: number }): void {
+    if (ctx.status !== 200 || this.opts.credentials.forHost(ctx.host) !== undefined) return
+    const repo = repoKey(ctx)
+    const digest = ctx.reference.includes(':') ? ctx.reference : undefined
+    if (ctx.authorization === undefined) {
+      this.publicUntil.set(repo, this.now() + (this.opts.publicTtlMs ?? 3_600_000))
+      if (digest !== undefined) this.members.get(digest)?.add(repo)
+      return
+    }
+    this.verdicts.set(`${credentialKey(ctx.authorization)}|${repo}`, { decision: { allowed: true }, until: this.now() + (this.opts.allowTtlMs ?? 300_000) })
+    if (digest === undefined) return
+    const members = this.members.get(digest)
+    if (members !== undefined) members.add(repo)
+    else if ((this.publicUntil.get(repo) ?? 0) <= this.now()) this.members.set(digest, new Set([repo]))
+  }
+
+  /** One upstream HEAD of the item, as the client (or anonymously); the verdict is cached. */
+  private async check (ctx: AccessContext, key: string): Promise<AccessDecision> {
+    const repo = repoKey(ctx)
+    const path = `/v2/${ctx.repository}/${ctx.kind === 'blob' ? 'blobs' : 'manifests'}/${encodeURIComponent(ctx.reference).replace(/%3A/gi, ':')}`
+    const headers: Record<string, string> = ctx.kind === 'manifest' ? { accept: ctx.accept ?? MANIFEST_ACCEPT } : {}
+    let answer: UpstreamResponse
+    try {
+      answer = ctx.authorization !== undefined
+        ? await this.opts.upstream.request({ host: ctx.host, method: 'HEAD', path, headers: { ...headers, authorization: ctx.authorization }, followRedirects: true })
+        : await this.opts.anonymous.request({ host: ctx.host, method: 'HEAD', path, headers, followRedirects: true })
+    } catch (err) {
+      this.log.warn({ host: ctx.host, repository: ctx.repository, err: (err as Error).message }, 'access check failed; cached item not served')
+      return refusal(503, {}, `crossdock cannot verify access to ${ctx.host}/${ctx.repository}: ${(err as Error).message}`)
+    }
+    answer.body.on('error', () => {})
+    answer.body.destroy()
+    let decision: AccessDecision
+    if (answer.status === 200) {
+      decision = { allowed: true }
+      if (ctx.authorization === undefined) this.publicUntil.set(repo, this.now() + (this.opts.publicTtlMs ?? 3_600_000))
+      if (ctx.reference.includes(':')) this.members.get(ctx.reference)?.add(repo)
+    } else if (answer.status === 401 || answer.status === 403 || answer.status === 404) {
+      const challenge = headerValue(answer.headers, 'www-authenticate')
+      decision = refusal(answer.status, challenge !== undefined ? { 'www-authenticate': challenge } : {}, `upstream ${ctx.host} refuses ${ctx.authorization === undefined ? 'anonymous' : 'these'} credentials for ${ctx.repository}`)
+    } else {
+      this.log.warn({ host: ctx.host, repository: ctx.repository, upstreamStatus: answer.status }, 'access check inconclusive; cached item not served')
+      return refusal(503, {}, `crossdock cannot verify access to ${ctx.host}/${ctx.repository}: upstream answered ${answer.status}`)
+    }
+    const ttl = decision.allowed ? (this.opts.allowTtlMs ?? 300_000) : (this.opts.denyTtlMs ?? 60_000)
+    this.verdicts.set(key, { decision, until: this.now() + ttl })
+    this.log.debug({ host: ctx.host, repository: ctx.repository, anonymous: ctx.authorization === undefined, status: answer.status }, 'access checked upstream')
+    return decision
+  }
+}
+
+/**
+ * The Authorization a request carries *for the upstream*: on the proxy door the client talks to the
+ * upstream through us; on the registry door a client's Authorization is for crossdock (htpasswd) and
+ * never an upstream credential.
+ */
+export function upstreamAuthorizationOf (req: IncomingMessage, door: MirrorContext['door']): string | undefined {
+  return door === 'proxy' ? headerValue(req.headers, 'authorization') : undefined
+}
+
+/** Asks `policy`; on a refusal writes the upstream-like OCI error and returns false. */
+export async function admit (policy: AccessPolicy, req: IncomingMessage, res: ServerResponse, ctx: AccessContext): Promise<boolean> {
+  const d = await policy.canServe(ctx)
+  if (d.allowed) return true
+  const code = d.status === 401 ? 'UNAUTHORIZED' : d.status === 403 ? 'DENIED' : d.status === 404 ? (ctx.kind === 'blob' ? 'BLOB_UNKNOWN' : 'MANIFEST_UNKNOWN') : 'UNAVAILABLE'
+  writeOciError(res, new OciError(code, d.reason, { status: d.status, headers: d.headers }), req.method)
+  return false
+}
+
+function refusal (status: number, headers: Record<string, string>, reason: string): AccessDecision {
+  return { allowed: false, status, headers, reason }
+}
+
+function repoKey (ctx: { host: string, repository: string }): string {
+  return `${ctx.host.toLowerCase()}/${ctx.repository}`
+}
+
+/** Credentials are keyed by a hash: the maps never hold a token or password. */
+function credentialKey (authorization: string | undefined): string {
+  return authorization === undefined ? 'anonymous' : createHash('sha256').update(authorization).digest('base64url')
+}
