@@ -55,7 +55,7 @@ export async function loadOrCreateCa (opts: LoadOrCreateCaOptions): Promise<Cert
     return ca
   }
 
-  const crtPath = join(opts.caDir, 'ca.crt')
+  const crtPath = caCertFile({ caDir: opts.caDir })
   const keyPath = join(opts.caDir, 'ca.key')
   const [crtStat, keyStat] = await Promise.all([statOrUndefined(crtPath), statOrUndefined(keyPath)])
   if (crtStat !== undefined && keyStat !== undefined) {
@@ -75,6 +75,11 @@ export async function loadOrCreateCa (opts: LoadOrCreateCaOptions): Promise<Cert
   const ca = await createCa(opts.caDir, crtPath, keyPath)
   log.info({ caFile: crtPath, subject: ca.cert.subject, fingerprint256: ca.cert.fingerprint256, notAfter: ca.notAfter }, 'created a new root CA; clients must trust ca.crt')
   return ca
+}
+
+/** The root certificate crossdock presents: the operator's CA_CRT_FILE, else `ca.crt` in CA_DIR. */
+export function caCertFile (opts: { caDir: string, caCrtFile?: string }): string {
+  return opts.caCrtFile ?? join(opts.caDir, 'ca.crt')
 }
 
 async function createCa (caDir: string, crtPath: string, keyPath: string): Promise<CertificateAuthority> {

@@ -1,0 +1,83 @@
+/**
+ * The pull-through cache as the operator commands see it: cacache's index read directly, never
+ * through openCacheStore (which sweeps tmp/ and would cut the fills of a `serve` running on the same
+ * CACHE_DIR). Layout and key grammar: src/cache/cache-paths.ts and tag-key.ts.
+ *
+ * Removal follows the store's rules: `blob:X` and `manifest:X` share X's content file, which goes
+ * only when neither key is left; tag records never own content. A running `serve` notices removed
+ * files on its next read of them (the entry is dropped and refetched); its size accounting catches
+ * up at its next start.
+ */
+import { readFile } from 'node:fs/promises'
+import cacache from 'cacache'
+import { blobKey, integrityOf, manifestKey, parseDigest, recencyPath, type ParsedDigest } from '../cache/cache-paths.js'
+
+export interface IndexedEntry {
+  key: string
+  kind: 'blob' | 'manifest' | 'tag'
+  /** The content's digest (for a tag: the manifest it points at). */
+  digest: ParsedDigest
+  /** Bytes on disk; 0 for a tag record (its bytes are the manifest's). */
+  size: number
+  /** The content file (for a tag: its manifest's). */
+  path: string
+  /** Last read (crossdock-recency.json), else when it was written; ms since the epoch. */
+  lastReadAt: number
+  /** Upstream host and repository it was first fetched for; absent for entries cached before crossdock recorded it. */
+  host?: string
+  repository?: string
+}
+
+/** Every index entry the store would load; entries it would drop (unknown key, bad digest) are left out. */
+export async function readCacheIndex (dir: string): Promise<IndexedEntry[]> {
+  const recency = await readRecency(dir)
+  const out: IndexedEntry[] = []
+  for (const e of Object.values(await cacache.ls(dir))) {
+    const meta = (e.metadata ?? {}) as { digest?: string, host?: string, repository?: string }
+    const lastReadAt = recency.get(e.key) ?? e.time
+    if (e.key.startsWith('tag:')) {
+      const d = parseDigest(meta.digest ?? '')
+      const ref = parseTagKey(e.key)
+      if (d !== undefined) out.push({ key: e.key, kind: 'tag', digest: d, size: 0, path: e.path, lastReadAt, ...ref })
+      continue
+    }
+    const kind = e.key.startsWith('blob:') ? 'blob' : e.key.startsWith('manifest:') ? 'manifest' : undefined
+    const d = parseDigest(meta.digest ?? '')
+    if (kind === undefined || d === undefined || e.key !== `${kind}:${d.digest}`) continue
+    out.push({ key: e.key, kind, digest: d, size: e.size ?? 0, path: e.path, lastReadAt, host: meta.host, repository: meta.repository })
+  }
+  return out
+}
+
+/**
+ * Removes `entries` from the index, and content no remaining key uses. `remaining` holds the keys
+ * that stay (it is updated). Idempotent: an entry already gone is not an error.
+ */
+export async function removeEntries (dir: string, entries: IndexedEntry[], remaining: Set<string>): Promise<void> {
+  for (const e of entries) remaining.delete(e.key)
+  for (const e of entries) {
+    await cacache.rm.entry(dir, e.key, { removeFully: true })
+    if (e.kind === 'tag') continue
+    if (!remaining.has(blobKey(e.digest)) && !remaining.has(manifestKey(e.digest))) {
+      await cacache.rm.content(dir, integrityOf(e.digest)).catch(err => { if ((err as NodeJS.ErrnoException).code !== 'ENOENT') throw err })
+    }
+  }
+}
+
+/** `tag:<host>/<repository>:<tag>#<accept>` (tagKey in tag-key.ts): host has no `/`, a tag no `:`. */
+function parseTagKey (key: string): { host?: string, repository?: string } {
+  const ref = key.slice('tag:'.length).split('#')[0]
+  const slash = ref.indexOf('/')
+  const colon = ref.lastIndexOf(':')
+  if (slash < 1 || colon < slash) return {}
+  return { host: ref.slice(0, slash), repository: ref.slice(slash + 1, colon) }
+}
+
+async function readRecency (dir: string): Promise<Map<string, number>> {
+  try {
+    const parsed = JSON.parse(await readFile(recencyPath(dir), 'utf8')) as { entries?: Record<string, unknown> }
+    return new Map(Object.entries(parsed.entries ?? {}).filter((kv): kv is [string, number] => typeof kv[1] === 'number'))
+  } catch {
+    return new Map()
+  }
+}
