@@ -54,8 +54,14 @@ export interface Crossdock {
   waitForLog: (match: (line: LogLine) => boolean, timeoutMs?: number) => Promise<LogLine | undefined>
   readonly pid: () => number | undefined
   running: () => boolean
-  start: () => Promise<void>
+  /**
+   * (Re)starts on the same ports and directories. `env` entries are merged into the environment
+   * for this and every later start (e.g. `{ ENABLE_MANIFEST_CACHE: 'true' }` on a warm cache).
+   */
+  start: (env?: Record<string, string>) => Promise<void>
   stop: () => Promise<void>
+  /** SIGKILL (a crash: no shutdown code runs); resolves once the process has exited. */
+  kill: () => Promise<void>
 }
 
 export function connectToValue (pairs: Record<string, string>): string {
@@ -83,8 +89,9 @@ export async function startCrossdock (scope: Scope, opts: CrossdockOptions): Pro
   }
 
   let daemon: Daemon | undefined
-  const start = async (): Promise<void> => {
+  const start = async (extraEnv: Record<string, string> = {}): Promise<void> => {
     if (daemon !== undefined && !daemon.hasExited()) throw new Error('crossdock: already running')
+    Object.assign(env, extraEnv)
     const d = startDaemon('crossdock', process.execPath, [CROSSDOCK_CLI, 'serve'], {
       env,
       cwd: base,
@@ -101,6 +108,13 @@ export async function startCrossdock (scope: Scope, opts: CrossdockOptions): Pro
     })
   }
   const stop = async (): Promise<void> => { await daemon?.stop(5_000) }
+  const kill = async (): Promise<void> => {
+    const d = daemon
+    if (d === undefined || d.hasExited()) return
+    process.kill(d.pid, 'SIGKILL')
+    await d.exited
+    await d.stop(0) // already gone: only closes its log file
+  }
   scope.defer('stop crossdock', stop)
   scope.attachLog('crossdock', () => daemon?.logTail(8000) ?? '')
   await start()
@@ -123,6 +137,7 @@ export async function startCrossdock (scope: Scope, opts: CrossdockOptions): Pro
     running: () => daemon !== undefined && !daemon.hasExited(),
     start,
     stop,
+    kill,
   }
 }
 
