@@ -105,7 +105,7 @@ export function createRegistryDoor (opts: RegistryDoorOptions): RegistryDoor {
       // ours and must never reach an upstream. Without it, it can only be a token the client got
       // from the upstream's own challenge, which the upstream should see.
       if (opts.authorize !== undefined) delete req.headers.authorization
-      log.debug({ host: decision.host, repository: decision.repository, upstreamPath: decision.path, via: decision.via, method }, 'registry door: upstream namespace')
+      log.debug({ method, path: req.url, host: decision.host, repository: decision.repository, upstreamPath: decision.path, via: decision.via }, 'registry door: upstream namespace')
       await opts.mirror.handle(req, res, { host: decision.host, door: 'registry', path: decision.path, allowPush: false })
     }
   }
