@@ -17,6 +17,8 @@ export interface ProxiedResponse {
 
 export interface ProxiedRequest {
   proxyPort: number
+  /** The proxy door's address (default 127.0.0.1; e2e files listen on their own loopback address). */
+  proxyHost?: string
   host: string
   port?: number
   ca: string
@@ -28,9 +30,9 @@ export interface ProxiedRequest {
 }
 
 /** Opens CONNECT host:port through the proxy and returns the raw tunnel socket (after 200). */
-export async function connectThrough (proxyPort: number, authority: string, headers: Record<string, string> = {}): Promise<{ status: number, socket: import('node:net').Socket, body: string }> {
+export async function connectThrough (proxyPort: number, authority: string, headers: Record<string, string> = {}, proxyHost = '127.0.0.1'): Promise<{ status: number, socket: import('node:net').Socket, body: string }> {
   return await new Promise((resolve, reject) => {
-    const req = http.request({ host: '127.0.0.1', port: proxyPort, method: 'CONNECT', path: authority, headers: { host: authority, ...headers } })
+    const req = http.request({ host: proxyHost, port: proxyPort, method: 'CONNECT', path: authority, headers: { host: authority, ...headers } })
     req.once('connect', (res, socket, head: Buffer) => {
       if (res.statusCode === 200) { resolve({ status: 200, socket, body: '' }); return }
       // Bytes that arrived with the response head are handed over here, not as 'data'.
@@ -46,7 +48,7 @@ export async function connectThrough (proxyPort: number, authority: string, head
 
 export async function proxiedRequest (r: ProxiedRequest): Promise<ProxiedResponse> {
   const authority = `${r.host}:${r.port ?? 443}`
-  const tunnel = await connectThrough(r.proxyPort, authority, r.proxyAuthorization !== undefined ? { 'proxy-authorization': r.proxyAuthorization } : {})
+  const tunnel = await connectThrough(r.proxyPort, authority, r.proxyAuthorization !== undefined ? { 'proxy-authorization': r.proxyAuthorization } : {}, r.proxyHost)
   if (tunnel.status !== 200) throw Object.assign(new Error(`CONNECT ${authority} answered ${tunnel.status}: ${tunnel.body}`), { status: tunnel.status, body: tunnel.body })
   const socket = tls.connect({ socket: tunnel.socket, servername: r.host, ca: r.ca })
   await new Promise<void>((resolve, reject) => { socket.once('secureConnect', resolve); socket.once('error', reject) })
