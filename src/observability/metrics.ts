@@ -59,6 +59,10 @@ const LATENCY_BUCKETS = [0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30]
 const FROM_CACHE = new Set(['HIT', 'JOINED', 'STALE'])
 const CACHE_STATUSES = new Set(['HIT', 'MISS', 'JOINED', 'STALE', 'BYPASS'])
 const WRITES = new Set(['PUT', 'POST', 'PATCH', 'DELETE'])
+// Not anchored at the start: a door may mount the API below a prefix (`/v2/docker.io/…` is still `/v2/…/blobs/…`).
+const BLOB_PATH = /\/v2\/.+\/blobs\/([^/?]+)(\?.*)?$/
+const UPLOAD_PATH = /\/v2\/.+\/blobs\/uploads(\/|\?|$)/
+const MANIFEST_REFERENCE = /\/v2\/.+\/manifests\/([^/?]+)(\?.*)?$/
 
 export function createMetrics (opts: MetricsOptions = {}): Metrics {
   const registry = new Registry()
@@ -215,10 +219,6 @@ export function createMetrics (opts: MetricsOptions = {}): Metrics {
     render: async () => ({ contentType: registry.contentType, body: await registry.metrics() }),
   }
 }
-
-const BLOB_PATH = /\/v2\/.+\/blobs\/([^/?]+)(\?.*)?$/
-const UPLOAD_PATH = /\/v2\/.+\/blobs\/uploads(\/|\?|$)/
-const MANIFEST_REFERENCE = /\/v2\/.+\/manifests\/([^/?]+)(\?.*)?$/
 
 /**
  * What a request was about, from its path only (a door may mount the API below a prefix, so
