@@ -118,6 +118,10 @@ export function createPullThrough (opts: PullThroughOptions): PullThroughHandler
     if (answer.status !== 200) return { kind: 'answer', answer }
     const length = headerValue(answer.headers, 'content-length')
     const expectedSize = length !== undefined && /^\d+$/.test(length) ? Number(length) : undefined
+    // Another pull-through over the same cache (the registry door's, with its own upstream client
+    // and single-flight) may have started this digest while our GET was waiting for headers.
+    const other = cache.inflight(digest)
+    if (other !== undefined) { discard(answer.body); return { kind: 'fill', fill: other } }
     const started = cache.beginBlobFill(digest, answer.body, { expectedSize, mediaType: headerValue(answer.headers, 'content-type'), origin: { host: ctx.host, repository: ctx.repository } })
     if ('bypass' in started) {
       log.warn({ host: ctx.host, repository: ctx.repository, digest, size: expectedSize, reason: started.bypass }, 'blob streamed through uncached')

@@ -80,6 +80,25 @@ t.test('one cache for every door: MITM then registry port, and the reverse', asy
   t.equal(d.up.count('GET', `/blobs/${a.layer}`) + d.up.count('GET', `/blobs/${b.layer}`), 2, 'each blob left the upstream once')
 })
 
+t.test('concurrent cold misses of one blob through both doors: both served, one cache entry', async t => {
+  const d = await startDoor(t)
+  const img = d.up.addImage('library/big', '1', randomBytes(1_000_000))
+  // Hold blob answers so both doors' leaders are waiting on the upstream at once: each door has
+  // its own pull-through (and upstream client) over the one cache.
+  d.up.fault = async (_req, _res, hit) => { if (hit.path.includes('/blobs/')) await new Promise(resolve => setTimeout(resolve, 300)); return false }
+  const [viaMitm, viaReg] = await Promise.all([
+    d.mitm(HUB, 'GET', `/v2/library/big/blobs/${img.layer}`),
+    d.reg('GET', `/v2/docker.io/library/big/blobs/${img.layer}`),
+  ])
+  t.equal(viaMitm.status, 200, 'proxy door: 200')
+  t.equal(viaReg.status, 200, 'registry door: 200 (not "a fill is already in flight")')
+  t.equal(sha256(viaMitm.body), img.layer)
+  t.equal(sha256(viaReg.body), img.layer)
+  t.ok(upstreamBlobGets(d.up) <= 2, 'at most one upstream GET per door')
+  const again = await d.reg('GET', `/v2/docker.io/library/big/blobs/${img.layer}`)
+  t.equal(again.headers['x-cache-status'], 'HIT', 'one committed entry serves both afterwards')
+})
+
 t.test('pushes into an upstream namespace: 405 UNSUPPORTED naming where to push', async t => {
   const d = await startDoor(t)
   const digest = 'sha256:' + 'b'.repeat(64)
