@@ -52,6 +52,7 @@ async function serve (upstreamPort: number, dir: string): Promise<void> {
     dialer,
     secureContextFor: async host => await minter.secureContextFor(host),
     shouldIntercept: a => a.host === HOST,
+    allowedPorts: new Set(config.connectAllowedPorts),
     clientHeaderTimeoutMs: config.timeouts.clientHeaderMs,
     keepAliveTimeoutMs: config.timeouts.keepAliveMs,
     onIntercepted: async (req, res, target) => { await mirror.handle(req, res, { host: target.host, door: 'proxy', path: req.url ?? '/', allowPush: false }) },

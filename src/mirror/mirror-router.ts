@@ -60,6 +60,16 @@ export class MirrorRouter {
       return
     }
     req.url = ctx.path
-    await passthrough(this.upstream, req, res, ctx.host)
+    // spec: end-1. The ping passes through so the upstream's auth challenge reaches the client, but
+    // it never depends on upstream health: a down or overloaded upstream must not stop clients
+    // (skopeo pings first) from pulling what the cache holds.
+    const ping = (method === 'GET' || method === 'HEAD') && /^\/v2\/?(\?.*)?$/.test(ctx.path)
+    await passthrough(this.upstream, req, res, ctx.host, ping ? { whenUnavailable: answerPing } : {})
   }
+}
+
+function answerPing (res: ServerResponse): void {
+  res.setHeader('x-cache-status', 'STALE')
+  res.writeHead(200, { 'content-type': 'application/json', 'content-length': 2, 'docker-distribution-api-version': 'registry/2.0' })
+  res.end(res.req?.method === 'HEAD' ? undefined : '{}')
 }

@@ -13,7 +13,15 @@ import { stripHopByHop } from '../upstream/headers.js'
 
 const BODYLESS = new Set(['GET', 'HEAD', 'OPTIONS', 'TRACE'])
 
-export async function passthrough (upstream: Pick<UpstreamClient, 'request'>, req: IncomingMessage, res: ServerResponse, host: string): Promise<void> {
+export interface PassthroughOptions {
+  /**
+   * Answers instead of the upstream when it cannot be reached or answers 5xx/429 (for requests
+   * that must not depend on upstream health, like the `/v2/` ping). Without it, such answers pass.
+   */
+  whenUnavailable?: (res: ServerResponse) => void
+}
+
+export async function passthrough (upstream: Pick<UpstreamClient, 'request'>, req: IncomingMessage, res: ServerResponse, host: string, opts: PassthroughOptions = {}): Promise<void> {
   const method = req.method ?? 'GET'
   const abort = new AbortController()
   const onClose = (): void => { if (!res.writableFinished) abort.abort() }
@@ -28,10 +36,16 @@ export async function passthrough (upstream: Pick<UpstreamClient, 'request'>, re
       body: hasBody ? req : null,
       signal: abort.signal,
     })
+    if (opts.whenUnavailable !== undefined && (answer.status >= 500 || answer.status === 429)) {
+      answer.body.resume()
+      opts.whenUnavailable(res)
+      return
+    }
     res.writeHead(answer.status, stripHopByHop(answer.headers))
     await pipeline(answer.body, res)
   } catch (err) {
-    if (!res.headersSent) writeProxyError(res, proxyErrorFrom(err, host))
+    if (!res.headersSent && opts.whenUnavailable !== undefined) opts.whenUnavailable(res)
+    else if (!res.headersSent) writeProxyError(res, proxyErrorFrom(err, host))
     else res.destroy()
   } finally {
     res.removeListener('close', onClose)

@@ -78,6 +78,7 @@ export async function startHarness (t: Test, env: Record<string, string>, opts: 
     dialer,
     secureContextFor: async host => await minter.secureContextFor(host),
     shouldIntercept: a => intercepted.has(a.host),
+    allowedPorts: new Set(config.connectAllowedPorts),
     clientHeaderTimeoutMs: config.timeouts.clientHeaderMs,
     keepAliveTimeoutMs: config.timeouts.keepAliveMs,
     onIntercepted: async (req, res, target) => {

@@ -136,9 +136,12 @@ t.test('MITM door', async t => {
   t.test('bad CONNECT authority and unreachable upstreams get clear errors', async t => {
     const bad = await connectThrough(app.proxyPort, 'no-port-here')
     t.equal(bad.status, 400)
-    const down = await proxiedRequest({ ...base, host: 'quay.io', path: '/v2/' })
+    const down = await proxiedRequest({ ...base, host: 'quay.io', path: '/v2/org/app/tags/list' })
     t.equal(down.status, 502)
     t.match(down.body.toString(), /^upstream quay\.io(:443)?: connection refused\n$/)
+    const ping = await proxiedRequest({ ...base, host: 'quay.io', path: '/v2/' })
+    t.equal(ping.status, 200, 'the /v2/ ping never depends on upstream health')
+    t.equal(ping.headers['docker-distribution-api-version'], 'registry/2.0')
     const tunnelDown = await connectThrough(app.proxyPort, `127.0.0.1:${deadPort}`)
     t.equal(tunnelDown.status, 502)
     const otherPort = await connectThrough(app.proxyPort, `127.0.0.1:${app.proxyPort}`)
