@@ -116,6 +116,7 @@ export async function createApp ({ config, log }: { config: Config, log: Logger 
     registries: config.registries,
     hostedHostnames: config.hostedHostnames,
     mirror: doorMirror,
+    access,
     cache,
     authorize: clientAuth?.authorizeAccess,
     extraRoutes: { '/setup/containerd': containerdSetup, ...ops },

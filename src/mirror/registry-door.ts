@@ -4,7 +4,7 @@
  * (parsing in registry-door-path.ts) and leaves the rest to the hosted registry:
  *
  *   client ─► registry server ─► route(req) ─┬─ upstream ns ─► authorize (pull) ─► MirrorRouter
- *                                             │                 strip our credentials   (door 'registry':
+ *                                             │                 drop Authorization      (door 'registry':
  *                                             │                                          reads cached,
  *                                             │                                          writes 405)
  *                                             ├─ refused ────► NAME_UNKNOWN / NAME_INVALID
@@ -18,7 +18,7 @@
  * reading the source through this door, which caches it).
  *
  * The MirrorRouter is injected: the composition root builds it over the upstream client this door
- * should use (one that does the registry token dance for clients that cannot reach the upstream).
+ * should use (AuthenticatingUpstream: crossdock does the token dance, its clients cannot).
  */
 import type { IncomingMessage, ServerResponse } from 'node:http'
 import type { Readable } from 'node:stream'
@@ -26,6 +26,7 @@ import { OciError, writeOciError } from '../errors.js'
 import type { Logger } from '../log.js'
 import type { CacheStore } from '../cache/cache-store.js'
 import type { MirrorContext } from './mirror-router.js'
+import type { AccessPolicy } from './access-policy.js'
 import { parseDoorRequest, resolveNamespace, UpstreamNames, type DoorRoute } from './registry-door-path.js'
 
 export type DoorHandler = (req: IncomingMessage, res: ServerResponse) => Promise<void>
@@ -47,6 +48,12 @@ export interface RegistryDoorOptions {
   /** The pull-through router over this door's upstream client. */
   mirror: { handle: (req: IncomingMessage, res: ServerResponse, ctx: MirrorContext) => Promise<void> }
   cache: Pick<CacheStore, 'statBlob' | 'openBlob'>
+  /**
+   * Private images stay private through mounts too: a cached blob is offered only when this
+   * door's clients may be served it from `from` (the same check a pull through the door makes).
+   * Absent: every cached blob may be mounted.
+   */
+  access?: Pick<AccessPolicy, 'canServe'>
   /** Client access control (HTPASSWD_FILE); absent: everyone may pull. */
   authorize?: DoorAuthorizer
   /** Plain GET/HEAD paths answered on the registry port too (`/setup/containerd`). */
@@ -101,20 +108,26 @@ export function createRegistryDoor (opts: RegistryDoorOptions): RegistryDoor {
         writeOciError(res, err, method)
         return
       }
-      // With client auth on, Authorization carries the client's crossdock credentials: they are
-      // ours and must never reach an upstream. Without it, it can only be a token the client got
-      // from the upstream's own challenge, which the upstream should see.
-      if (opts.authorize !== undefined) delete req.headers.authorization
+      // A client's Authorization on this port is for crossdock (HTPASSWD_FILE), never for an
+      // upstream: the door's upstream client does the token dance itself (design §3).
+      delete req.headers.authorization
       log.debug({ method, path: req.url, host: decision.host, repository: decision.repository, upstreamPath: decision.path, via: decision.via }, 'registry door: upstream namespace')
       await opts.mirror.handle(req, res, { host: decision.host, door: 'registry', path: decision.path, allowPush: false })
     }
   }
 
   const mountSource = async (from: string, digest: string): Promise<MountableBlob | undefined> => {
-    if (resolveNamespace(from, upstreams) === undefined) return undefined
+    const ns = resolveNamespace(from, upstreams)
+    if (ns === undefined) return undefined
     // The cache is keyed by digest alone (one copy across upstreams), as pulls through this door are.
     const cached = opts.cache.statBlob(digest)
     if (cached === undefined) return undefined
+    // No client Authorization: on this door it is for crossdock, never for the upstream.
+    const decision = await opts.access?.canServe({ host: ns.host, repository: ns.repository, kind: 'blob', reference: digest })
+    if (decision !== undefined && !decision.allowed) {
+      log.info({ host: ns.host, repository: ns.repository, digest, reason: decision.reason }, 'registry door: mount from the cache refused by the access policy')
+      return undefined
+    }
     return {
       size: cached.size,
       // Opened only when the hosted registry really copies (it may already hold the content).
