@@ -44,6 +44,8 @@ export async function startByteServer (size: number): Promise<{ port: number, cl
 export interface Crossdock {
   proc: ChildProcess
   proxyPort: number
+  /** The registry door's port (hosted registry), from the same startup line. */
+  registryPort: number
   dir: string
   caPem: string
   /** user+system CPU seconds of the process so far. */
@@ -54,18 +56,19 @@ export interface Crossdock {
   stop: () => Promise<void>
 }
 
-export async function startCrossdock (env: Record<string, string>): Promise<Crossdock> {
+/** `nodeArgs` go before the script (e.g. `--cpu-prof`, written when the process exits on `stop`). */
+export async function startCrossdock (env: Record<string, string>, opts: { nodeArgs?: string[] } = {}): Promise<Crossdock> {
   const dir = await mkdtemp(join(tmpdir(), 'crossdock-bench-'))
-  const proc = spawn(process.execPath, [join(ROOT, 'dist/cli.js'), 'serve'], {
+  const proc = spawn(process.execPath, [...(opts.nodeArgs ?? []), join(ROOT, 'dist/cli.js'), 'serve'], {
     env: { ...process.env, PROXY_PORT: '0', REGISTRY_PORT: '0', LISTEN_HOST: '127.0.0.1', CA_DIR: join(dir, 'ca'), CACHE_DIR: join(dir, 'cache'), REGISTRY_STORAGE_DIR: join(dir, 'registry'), UPSTREAM_CA_FILE: join(FIXTURES, 'test-ca.crt'), LOG_LEVEL: 'info', ...env },
     stdio: ['ignore', 'pipe', 'inherit'],
   })
-  const proxyPort = await new Promise<number>((resolve, reject) => {
+  const [proxyPort, registryPort] = await new Promise<[number, number]>((resolve, reject) => {
     let out = ''
     const onData = (d: Buffer): void => {
       out += d.toString()
-      const m = /proxy door [^ ]*:(\d+)/.exec(out)
-      if (m !== null) { proc.stdout!.off('data', onData); proc.stdout!.resume(); resolve(Number(m[1])) }
+      const m = /proxy door [^ ]*:(\d+), registry door [^ ]*:(\d+)/.exec(out)
+      if (m !== null) { proc.stdout!.off('data', onData); proc.stdout!.resume(); resolve([Number(m[1]), Number(m[2])]) }
     }
     proc.stdout!.on('data', onData)
     proc.once('exit', code => reject(new Error(`crossdock exited ${code}: ${out}`)))
@@ -75,6 +78,7 @@ export async function startCrossdock (env: Record<string, string>): Promise<Cros
   return {
     proc,
     proxyPort,
+    registryPort,
     dir,
     caPem: readFileSync(join(dir, 'ca/ca.crt'), 'utf8'),
     cpuSeconds: () => { const s = stat(); return (Number(s[11]) + Number(s[12])) / 100 },
