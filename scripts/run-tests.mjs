@@ -2,7 +2,7 @@
 // `npm test`: the whole suite — unit, integration and end-to-end — on a fresh machine.
 //  1. installs the Debian packages the end-to-end tests drive (real dockerd, containerd, skopeo,
 //     distribution, busybox, prometheus) when they are missing and we are root;
-//  2. builds dist/ (end-to-end tests run the built `crossdock` binary);
+//  2. builds dist/ (end-to-end tests run the built `crossdock` binary) and typechecks tests and benches;
 //  3. runs tap inside a private network namespace with only loopback, so no test can send a packet
 //     (or a DNS query: dockerd resolves registry names even behind a proxy) off this machine;
 //  4. prints a closing `N passed, N failed` line computed from tap's results.
@@ -37,6 +37,8 @@ if (missing.length > 0) {
 }
 
 run('npx', ['tsc', '-p', 'tsconfig.json'])
+// Tests and benchmarks are typechecked too (tap runs them without checking types).
+run('npx', ['tsc', '-p', 'tsconfig.test.json'])
 
 const tap = existsSync('node_modules/.bin/tap') ? 'node_modules/.bin/tap' : 'tap'
 const inner = `ip link set lo up && exec ${tap} --reporter=tap ${args.map(a => `'${a.replace(/'/g, "'\\''")}'`).join(' ')}`

@@ -1,12 +1,13 @@
 // Conformance, "Push" category, the refusals: each bad request gets the spec's status and error
 // code, and leaves the storage directory exactly as it was (same files, same sizes).
 import t from 'tap'
+import type { Test } from 'tap'
 import { startRegistry, rawRequest, filesUnder, pushBlob, digestOf, OCI_MANIFEST, DOCKER_MANIFEST } from './fixtures/registry-harness.js'
 
 const h = await startRegistry()
 t.teardown(h.close)
 
-async function refuses (t: Tap.Test, what: string, send: () => Promise<{ status: number, json: () => any }>, status: number, code: string): Promise<void> {
+async function refuses (t: Test, what: string, send: () => Promise<{ status: number, json: () => any }>, status: number, code: string): Promise<void> {
   const before = await filesUnder(h.dir)
   const r = await send()
   t.equal(r.status, status, `${what}: status`)

@@ -1,7 +1,7 @@
 import t from 'tap'
 import { parseRange, parseContentRange, uploadRangeHeader } from '../../../src/registry/ranges.js'
 
-const is416 = (size: number): object => ({ code: 'RANGE_INVALID', status: 416, headers: { 'content-range': `bytes */${size}` } })
+const is416 = (size: number): { code: string, status: number, headers: Record<string, string> } => ({ code: 'RANGE_INVALID', status: 416, headers: { 'content-range': `bytes */${size}` } })
 
 t.test('Range on blob GET', async t => {
   t.equal(parseRange(undefined, 10), undefined)
