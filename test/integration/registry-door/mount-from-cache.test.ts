@@ -4,7 +4,7 @@
 import t from 'tap'
 import { randomBytes } from 'node:crypto'
 import { sha256 } from '../../helpers/fake-upstream.js'
-import { startDoor, ACCEPT, OCI_MANIFEST, upstreamBlobGets } from './door-harness.js'
+import { startDoor, ACCEPT, OCI_MANIFEST, upstreamBlobGets } from './fixtures/door-harness.js'
 
 t.test('mount from docker.io/library/alpine into team/base: 201 from the cache, no upstream bytes', async t => {
   const d = await startDoor(t)

@@ -3,7 +3,7 @@
 // alias, containerd's ?ns=, and upstream-looking hosts that are not upstreams.
 import t from 'tap'
 import { parseDoorRequest, resolveNamespace, UpstreamNames, type DoorRoute } from '../../../src/mirror/registry-door-path.js'
-import { startDoor } from './door-harness.js'
+import { startDoor } from './fixtures/door-harness.js'
 
 const upstreams = new UpstreamNames(['registry-1.docker.io', 'auth.docker.io', 'index.docker.io', 'docker.io', 'ghcr.io', 'quay.io', 'registry.internal:5443'])
 const parse = (url: string, self = 'cache.internal:5000'): DoorRoute => parseDoorRequest(url, { upstreams, isSelf: ns => ns === self })

@@ -8,7 +8,7 @@ import { writeFile } from 'node:fs/promises'
 import { join } from 'node:path'
 import bcrypt from 'bcryptjs'
 import { sha256 } from '../../helpers/fake-upstream.js'
-import { startDoor, HUB, ACCEPT, upstreamBlobGets, type DoorHarness, type Reply } from './door-harness.js'
+import { startDoor, HUB, ACCEPT, upstreamBlobGets, type DoorHarness, type Reply } from './fixtures/door-harness.js'
 
 /** What `docker pull <prefix>/<repo>:<tag>` asks of the registry port, with each X-Cache-Status. */
 async function pull (d: DoorHarness, base: string, tag: string, query = ''): Promise<string[]> {

@@ -2,7 +2,7 @@
 // mirror mode, pointing at the registry port under the name the client used, with where it goes.
 import t from 'tap'
 import { request } from 'undici'
-import { startDoor } from './door-harness.js'
+import { startDoor } from './fixtures/door-harness.js'
 
 async function get (port: number, path: string, host: string): Promise<{ status: number, type: string, body: string }> {
   const r = await request(`http://127.0.0.1:${port}${path}`, { headers: { host } })
