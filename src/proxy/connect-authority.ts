@@ -10,7 +10,8 @@ export interface Authority {
   port: number
 }
 
-const DNS_NAME = /^(?=.{1,253}$)[a-z0-9_]([a-z0-9_-]{0,62}[a-z0-9_])?(\.[a-z0-9_]([a-z0-9_-]{0,62}[a-z0-9_])?)*\.?$/
+// Labels of 1 to 63 characters (RFC 1035 §2.3.4): first + at most 61 + last.
+const DNS_NAME = /^(?=.{1,253}$)[a-z0-9_]([a-z0-9_-]{0,61}[a-z0-9_])?(\.[a-z0-9_]([a-z0-9_-]{0,61}[a-z0-9_])?)*\.?$/
 
 export function parseAuthority (value: string | undefined): Authority | undefined {
   if (value === undefined || value.length > 300) return undefined

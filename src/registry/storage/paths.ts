@@ -107,8 +107,12 @@ export class StoragePaths {
   uploadData (id: string): string { return join(this.upload(id), 'data') }
   uploadInfo (id: string): string { return join(this.upload(id), 'info.json') }
 
-  /** A fresh, unique file name in tmp/ (same filesystem as everything else, so rename is atomic). */
+  /**
+   * A fresh, unique file name in tmp/ (same filesystem as everything else, so rename is atomic).
+   * `label` is checked like every other input, so no caller can turn it into a traversal.
+   */
   tmpFile (label = 'w'): string {
+    if (!/^[a-z0-9-]{1,32}$/.test(label)) throw new Error(`paths: invalid tmp label ${JSON.stringify(label.slice(0, 40))}`)
     return join(this.root, 'tmp', `${label}-${process.pid}-${randomBytes(8).toString('hex')}`)
   }
 }
