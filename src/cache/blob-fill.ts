@@ -11,24 +11,47 @@
  * fill nor make the process buffer (the page cache holds the bytes), and a client that goes away
  * does not stop the fill (the cache owns the download).
  *
+ * Disk full (ENOSPC, EDQUOT, EFBIG) mid-blob, with readers attached: the fill turns into a
+ * pass-through instead of failing (rpardini's users saw endless "unexpected EOF" retries there).
+ * Writing stops, hashing goes on, and what did not fit goes to a bounded in-memory window
+ * (fill-window.ts) that readers drain: the readers already attached, joiners included, get the
+ * whole body, at the pace of the slowest of them. The fill is no longer joinable (CacheStore.inflight
+ * hides it: a window dropped behind its readers cannot serve a newcomer from byte 0). Verified at the
+ * end like any fill, it settles 'uncached': nothing is committed. When the last reader leaves, there
+ * is nobody to serve and nothing to keep, so the download stops.
+ *
  * End of a fill, decided once by the pipeline:
  * - digest and length match → `commit` (cache-store.ts) renames the staging file into cacache's
  *   content path and indexes it; state 'committed'; readers end cleanly once they reached `size`.
- *   Readers keep their fd across the rename (POSIX), so nothing is re-opened.
+ *   Readers keep their fd across the rename (POSIX), so nothing is re-opened. If the commit itself
+ *   fails (the index write hit a full disk) the bytes are still verified: state 'uncached'.
  * - anything else (upstream error, truncation, too many bytes, wrong digest, idle timeout) →
  *   staging file removed, state 'failed'; every reader is destroyed with the error, so clients see
  *   an aborted connection, never a clean end of a wrong body. Nothing is indexed. Readers hold
- *   back the last byte of what they serve until the commit, because with a Content-Length the
+ *   back the last byte of what they serve until the verdict, because with a Content-Length the
  *   client would take its last byte as a clean end.
  */
 import { createHash, type Hash } from 'node:crypto'
 import { EventEmitter } from 'node:events'
 import { open, unlink, type FileHandle } from 'node:fs/promises'
-import { Readable, Transform, Writable, type TransformCallback } from 'node:stream'
+import { Transform, Writable, type Readable, type TransformCallback } from 'node:stream'
 import { pipeline } from 'node:stream/promises'
 import type { ParsedDigest } from './cache-paths.js'
+import { FillWindow } from './fill-window.js'
 
-export type FillState = 'filling' | 'committed' | 'failed'
+/** 'uncached': verified and served, but not in the cache (the disk was full). */
+export type FillState = 'filling' | 'committed' | 'uncached' | 'failed'
+
+/** Errors of a write that mean "no room", as opposed to a broken disk. */
+const DISK_FULL = new Set(['ENOSPC', 'EDQUOT', 'EFBIG'])
+
+/** Bytes a pass-through fill holds in memory at most beyond what its slowest reader has read. */
+export const PASS_THROUGH_WINDOW = 4 << 20
+
+/** What a fill needs to know of a reader: the first byte it still needs (Infinity: none). */
+export interface FillReader {
+  readonly need: number
+}
 
 export class BlobFillError extends Error {
   readonly code: string
@@ -53,25 +76,32 @@ export interface BlobFillOptions {
   commit: (fill: BlobFill) => Promise<string>
   /** Called once the fill settled either way (releases the reservation, unregisters it). */
   onSettled?: (fill: BlobFill) => void
+  /** Called when the disk filled up and the fill became a pass-through (`fill.diskFull` is set). */
+  onDiskFull?: (fill: BlobFill) => void
 }
 
 /**
- * An in-flight download. Events: 'progress' (more bytes on disk, or the state changed).
- * Contract: `written` only grows; `state` leaves 'filling' exactly once; `done` resolves on commit
- * and rejects with the failure (it never rejects unhandled).
+ * An in-flight download. Events: 'progress' (more bytes readable, or the state changed).
+ * Contract: `written` and `available` only grow; `state` leaves 'filling' exactly once; `done`
+ * resolves once the body was verified (committed or 'uncached') and rejects with the failure (it
+ * never rejects unhandled).
  */
 export class BlobFill extends EventEmitter {
   readonly digest: ParsedDigest
   readonly expectedSize: number | undefined
   readonly mediaType: string | undefined
-  /** Bytes written to the staging file so far (readable by tail readers). */
+  /** Bytes written to the staging file so far (frozen once the disk is full). */
   written = 0
   state: FillState = 'filling'
   error: Error | undefined
+  /** The write error that turned this fill into a pass-through, if the disk filled up. */
+  diskFull: Error | undefined
   /** The staging path while filling; the content path once committed. */
   path: string
   readonly done: Promise<void>
   private readonly opened: Promise<FileHandle>
+  private readonly readers = new Set<FillReader>()
+  private window: FillWindow | undefined
 
   constructor (private readonly opts: BlobFillOptions) {
     super()
@@ -90,9 +120,41 @@ export class BlobFill extends EventEmitter {
     this.done.catch(() => {})
   }
 
-  /** Final size: known once committed (or from the announced length). */
+  /** Final size: known once verified (or from the announced length). */
   get size (): number | undefined {
-    return this.state === 'committed' ? this.written : this.expectedSize
+    return this.state === 'committed' || this.state === 'uncached' ? this.available : this.expectedSize
+  }
+
+  /** Bytes readers may read so far: the staging file's, then the in-memory window's. */
+  get available (): number {
+    return this.window?.end ?? this.written
+  }
+
+  /** Bytes at `pos` (≥ `written`) from the in-memory window; undefined once dropped. */
+  readWindow (pos: number, max: number): Buffer | undefined {
+    return this.window?.read(pos, max)
+  }
+
+  /** A reader starts following this fill (TailReader's constructor). */
+  attach (reader: FillReader): void {
+    this.readers.add(reader)
+  }
+
+  /** A reader is gone; a pass-through nobody reads any more stops (nothing of it can be kept). */
+  detach (reader: FillReader): void {
+    this.readers.delete(reader)
+    if (this.diskFull !== undefined && this.readers.size === 0 && this.state === 'filling') {
+      this.abort(new BlobFillError('ERR_CACHE_DISK_FULL', `blob ${this.digest.digest}: the cache disk is full and no client is reading any more`, { cause: this.diskFull }))
+    }
+    this.readerMoved()
+  }
+
+  /** A reader advanced: bytes every reader has passed leave the window. */
+  readerMoved (): void {
+    if (this.window === undefined) return
+    let need = Infinity
+    for (const r of this.readers) need = Math.min(need, r.need)
+    this.window.drop(need)
   }
 
   /** Resolves once the staging file exists, so a reader can open it (rejects if it never will). */
@@ -113,7 +175,7 @@ export class BlobFill extends EventEmitter {
     try {
       fh = await this.opened
       created = true
-      await pipeline(body, digester, new StagingWriter(fh, n => { this.written += n; this.emit('progress') }))
+      await pipeline(body, digester, new StagingWriter(buffers => this.store(fh as FileHandle, buffers), () => this.window?.release()))
       await fh.close()
       fh = undefined
       if (expectedSize !== undefined && digester.length !== expectedSize) {
@@ -123,8 +185,20 @@ export class BlobFill extends EventEmitter {
       if (actual !== digest.hex) {
         throw new BlobFillError('ERR_BLOB_DIGEST_MISMATCH', `blob ${digest.digest}: upstream body hashes to ${digest.algorithm}:${actual}`)
       }
-      this.path = await this.opts.commit(this)
-      this.state = 'committed'
+      if (this.diskFull !== undefined) {
+        await unlink(this.opts.stagingPath).catch(() => {})
+        this.state = 'uncached'
+        return
+      }
+      try {
+        this.path = await this.opts.commit(this)
+        this.state = 'committed'
+      } catch (err) {
+        // Verified bytes, all in the file our readers hold open: they may still have them.
+        this.diskFull = err as Error
+        await unlink(this.opts.stagingPath).catch(() => {})
+        this.state = 'uncached'
+      }
     } catch (err) {
       if (!body.destroyed) body.destroy()
       await fh?.close().catch(() => {})
@@ -134,9 +208,36 @@ export class BlobFill extends EventEmitter {
       this.error = err instanceof BlobFillError ? err : new BlobFillError('ERR_BLOB_FILL', `blob ${digest.digest}: ${(err as Error)?.message ?? String(err)}`, { cause: err })
       throw this.error
     } finally {
+      this.window?.release()
       this.emit('progress')
       this.opts.onSettled?.(this)
     }
+  }
+
+  /** The pipeline's sink: the staging file, or the window once the disk is full. */
+  private async store (fh: FileHandle, buffers: Buffer[]): Promise<void> {
+    let pending = buffers
+    while (pending.length > 0 && this.window === undefined) {
+      let n: number
+      try {
+        n = (await fh.writev(pending)).bytesWritten
+      } catch (err) {
+        // Nobody to serve: fail as any fill would; else keep the readers going from memory.
+        if (!DISK_FULL.has((err as NodeJS.ErrnoException).code ?? '') || this.readers.size === 0) throw err
+        this.diskFull = err as Error
+        this.window = new FillWindow(this.written, PASS_THROUGH_WINDOW)
+        this.opts.onDiskFull?.(this)
+        break
+      }
+      this.written += n
+      pending = skipBytes(pending, n)
+      this.emit('progress')
+    }
+    if (this.window === undefined) return
+    const appended = this.window.append(pending)
+    this.readerMoved()
+    this.emit('progress')
+    await appended
   }
 }
 
@@ -192,23 +293,20 @@ class Digester extends Transform {
   }
 }
 
-/** Appends to the staging file and reports each write once it is in the file (not before). */
+/** The pipeline's last stage: hands each batch to `store`, which resolves once it is stored. */
 class StagingWriter extends Writable {
-  constructor (private readonly fh: FileHandle, private readonly onWritten: (n: number) => void) {
+  constructor (private readonly store: (buffers: Buffer[]) => Promise<void>, private readonly onDestroy: () => void) {
     super({ highWaterMark: 1 << 20 })
   }
 
   override _writev (chunks: Array<{ chunk: Buffer }>, cb: (err?: Error | null) => void): void {
-    this.writeAll(chunks.map(c => c.chunk)).then(() => cb(), cb)
+    this.store(chunks.map(c => c.chunk)).then(() => cb(), cb)
   }
 
-  private async writeAll (buffers: Buffer[]): Promise<void> {
-    let pending = buffers
-    while (pending.length > 0) {
-      const { bytesWritten } = await this.fh.writev(pending)
-      this.onWritten(bytesWritten)
-      pending = skipBytes(pending, bytesWritten)
-    }
+  override _destroy (err: Error | null, cb: (err: Error | null) => void): void {
+    // A store waiting for readers to drain the window must not outlive the pipeline.
+    this.onDestroy()
+    cb(err)
   }
 }
 
@@ -220,77 +318,4 @@ function skipBytes (buffers: Buffer[], n: number): Buffer[] {
     n = 0
   }
   return out
-}
-
-const READ_CHUNK = 1 << 20
-
-/**
- * A reader of a fill: bytes [start, end] (inclusive; end defaults to the last byte) as they reach
- * the staging file. Ends cleanly only after the fill committed; destroyed with the fill's error if
- * it fails. Memory stays bounded by the stream's highWaterMark whatever the client's speed.
- */
-export class TailReader extends Readable {
-  private fh: FileHandle | undefined
-  private pos: number
-  private waiting = false
-
-  constructor (private readonly fill: BlobFill, start = 0, private readonly end?: number) {
-    super({ highWaterMark: READ_CHUNK })
-    this.pos = start
-  }
-
-  override _construct (cb: (err?: Error | null) => void): void {
-    this.openFile().then(fh => { this.fh = fh; cb() }, cb)
-  }
-
-  private async openFile (): Promise<FileHandle> {
-    await this.fill.ready()
-    try {
-      return await open(this.fill.path, 'r')
-    } catch (err) {
-      // The commit may have renamed the file between reading `path` and opening it.
-      if ((err as NodeJS.ErrnoException).code === 'ENOENT' && this.fill.state === 'committed') return await open(this.fill.path, 'r')
-      if (this.fill.state === 'failed') throw this.fill.error ?? err
-      throw err
-    }
-  }
-
-  override _read (size: number): void {
-    void this.pump(size)
-  }
-
-  private async pump (size: number): Promise<void> {
-    const fill = this.fill
-    if (fill.state === 'failed') { this.destroy(fill.error); return }
-    const last = this.end !== undefined ? this.end + 1 : fill.expectedSize ?? Infinity
-    let limit = Math.min(fill.written, last)
-    // The final byte waits for the verdict: with a Content-Length, a client's HTTP parser calls the
-    // body complete on its last byte, so a wrong body must never get that far.
-    if (fill.state !== 'committed' && limit >= last) limit = last - 1
-    if (this.pos >= limit) {
-      if (fill.state === 'committed' && (this.pos >= last || this.pos >= fill.written)) { this.push(null); return }
-      if (this.waiting) return
-      this.waiting = true
-      fill.once('progress', () => { this.waiting = false; if (!this.destroyed) void this.pump(size) })
-      return
-    }
-    const want = Math.min(Math.max(size, READ_CHUNK), limit - this.pos)
-    const buf = Buffer.allocUnsafe(want)
-    try {
-      const { bytesRead } = await (this.fh as FileHandle).read(buf, 0, want, this.pos)
-      if (this.destroyed) return
-      if (bytesRead === 0) throw new Error(`staging file of ${fill.digest.digest} shorter than reported`)
-      this.pos += bytesRead
-      this.push(bytesRead === want ? buf : buf.subarray(0, bytesRead))
-    } catch (err) {
-      this.destroy(err as Error)
-    }
-  }
-
-  override _destroy (err: Error | null, cb: (err: Error | null) => void): void {
-    const fh = this.fh
-    this.fh = undefined
-    if (fh === undefined) { cb(err); return }
-    fh.close().then(() => cb(err), () => cb(err))
-  }
 }

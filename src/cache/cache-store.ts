@@ -173,9 +173,13 @@ export class CacheStore {
     }
   }
 
-  /** The download of `digest` in flight, if any (join it with a TailReader). */
+  /**
+   * The download of `digest` in flight, if any (join it with a TailReader). A fill that the full
+   * disk turned into a pass-through is not joinable: its early bytes are no longer anywhere.
+   */
   inflight (digest: string): BlobFill | undefined {
-    return this.fills.get(digest)
+    const fill = this.fills.get(digest)
+    return fill?.diskFull === undefined ? fill : undefined
   }
 
   /**
@@ -186,7 +190,9 @@ export class CacheStore {
   beginBlobFill (digest: string, body: Readable, opts: { expectedSize?: number, mediaType?: string, origin?: CacheOrigin } = {}): BeginFillResult {
     const d = parseDigest(digest)
     if (d === undefined) throw new Error(`not a verifiable digest: ${digest}`)
-    if (this.fills.has(d.digest)) throw new Error(`a fill of ${d.digest} is already in flight`)
+    const current = this.fills.get(d.digest)
+    if (current?.diskFull !== undefined) return { bypass: `the cache disk is full (${(current.diskFull as NodeJS.ErrnoException).code ?? current.diskFull.message})` }
+    if (current !== undefined) throw new Error(`a fill of ${d.digest} is already in flight`)
     const size = opts.expectedSize
     if (size !== undefined && size > this.bound.maxSize) return { bypass: `blob of ${size} bytes is larger than CACHE_MAX_SIZE (${this.bound.maxSize})` }
     const minFree = this.opts.minFree ?? 0
@@ -208,7 +214,13 @@ export class CacheStore {
         this.reservations.delete(d.digest)
         this.fills.delete(d.digest)
         if (f.state === 'failed') this.log.warn({ digest: d.digest, err: f.error?.message, code: (f.error as { code?: string })?.code }, 'blob fill failed, nothing committed')
+        if (f.state === 'uncached') this.log.warn({ digest: d.digest, size: f.size, err: f.diskFull?.message }, 'blob verified and served, not cached: the cache disk is full')
         void this.refreshFree()
+      },
+      onDiskFull: f => {
+        // Until the next statfs says otherwise, misses stream through instead of meeting ENOSPC.
+        this.free = 0
+        this.log.warn({ digest: d.digest, written: f.written, err: f.diskFull?.message }, 'cache disk full mid-blob: streaming the rest through uncached')
       },
     })
     this.fills.set(d.digest, fill)
@@ -224,7 +236,13 @@ export class CacheStore {
     const target = contentPath(this.dir, d)
     await mkdir(dirname(target), { recursive: true })
     await rename(fill.path, target)
-    await cacache.index.insert(this.dir, key, integrityOf(d), { size, metadata: { digest: d.digest, mediaType: fill.mediaType, ...origin } })
+    try {
+      await cacache.index.insert(this.dir, key, integrityOf(d), { size, metadata: { digest: d.digest, mediaType: fill.mediaType, ...origin } })
+    } catch (err) {
+      // Content without an index entry would only be swept at the next start.
+      await rm(target, { force: true })
+      throw err
+    }
     const r = this.reservations.get(d.digest)
     if (r !== undefined) this.bound.release(r)
     if (!this.bound.add(key, { kind: 'blob', digest: d.digest, size, path: target, mediaType: fill.mediaType, lastReadAt: this.now() })) {

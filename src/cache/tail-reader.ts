@@ -1,0 +1,125 @@
+/**
+ * A reader of a fill (blob-fill.ts): bytes [start, end] (inclusive; end defaults to the last byte)
+ * as they arrive. Bytes on disk are read from the staging file through its own fd; bytes the disk
+ * had no room for come from the fill's in-memory window (fill-window.ts).
+ *
+ * Ends cleanly only once the fill is verified (committed, or 'uncached' when the disk was full);
+ * destroyed with the fill's error if it fails. Memory stays bounded by the stream's highWaterMark
+ * whatever the client's speed.
+ */
+import { open, type FileHandle } from 'node:fs/promises'
+import { Readable } from 'node:stream'
+import { BlobFillError, type BlobFill, type FillReader } from './blob-fill.js'
+
+const READ_CHUNK = 1 << 20
+
+export class TailReader extends Readable implements FillReader {
+  private fh: FileHandle | undefined
+  private pos: number
+  private waiting = false
+  /** The final byte, taken out of the window before the verdict so it does not pin the window. */
+  private held: Buffer | undefined
+
+  constructor (private readonly fill: BlobFill, start = 0, private readonly end?: number) {
+    super({ highWaterMark: READ_CHUNK })
+    this.pos = start
+    fill.attach(this)
+  }
+
+  /** The first byte this reader still needs (Infinity once it has everything it will serve). */
+  get need (): number {
+    return this.pos < this.last ? this.pos : Infinity
+  }
+
+  private get last (): number {
+    return this.end !== undefined ? this.end + 1 : this.fill.expectedSize ?? Infinity
+  }
+
+  override _construct (cb: (err?: Error | null) => void): void {
+    this.openFile().then(fh => { this.fh = fh; cb() }, cb)
+  }
+
+  private async openFile (): Promise<FileHandle> {
+    await this.fill.ready()
+    try {
+      return await open(this.fill.path, 'r')
+    } catch (err) {
+      // The commit may have renamed the file between reading `path` and opening it.
+      if ((err as NodeJS.ErrnoException).code === 'ENOENT' && this.fill.state === 'committed') return await open(this.fill.path, 'r')
+      if (this.fill.state === 'failed') throw this.fill.error ?? err
+      throw err
+    }
+  }
+
+  override _read (size: number): void {
+    void this.pump(size)
+  }
+
+  private async pump (size: number): Promise<void> {
+    const fill = this.fill
+    if (fill.state === 'failed') { this.destroy(fill.error); return }
+    const verified = fill.state === 'committed' || fill.state === 'uncached'
+    const last = this.last
+    const available = fill.available
+    let limit = Math.min(available, last)
+    // The final byte waits for the verdict: with a Content-Length, a client's HTTP parser calls the
+    // body complete on its last byte, so a wrong body must never get that far.
+    if (!verified && limit >= last) limit = last - 1
+    if (this.pos >= limit) {
+      if (verified && (this.pos >= last || this.pos >= available)) {
+        if (this.held !== undefined) this.push(this.held)
+        this.held = undefined
+        this.push(null)
+        return
+      }
+      if (!verified && this.pos === last - 1 && available >= last && this.pos >= fill.written) this.holdLastByte()
+      if (this.waiting) return
+      this.waiting = true
+      fill.once('progress', () => { this.waiting = false; if (!this.destroyed) void this.pump(size) })
+      return
+    }
+    const want = Math.min(Math.max(size, READ_CHUNK), limit - this.pos)
+    try {
+      if (this.pos < fill.written) await this.readFile(Math.min(want, fill.written - this.pos))
+      else this.readWindow(want)
+    } catch (err) {
+      this.destroy(err as Error)
+    }
+  }
+
+  private async readFile (want: number): Promise<void> {
+    const buf = Buffer.allocUnsafe(want)
+    const { bytesRead } = await (this.fh as FileHandle).read(buf, 0, want, this.pos)
+    if (this.destroyed) return
+    if (bytesRead === 0) throw new Error(`staging file of ${this.fill.digest.digest} shorter than reported`)
+    this.pos += bytesRead
+    this.push(bytesRead === want ? buf : buf.subarray(0, bytesRead))
+  }
+
+  private readWindow (want: number): void {
+    const chunk = this.fill.readWindow(this.pos, want)
+    if (chunk === undefined || chunk.length === 0) {
+      // Dropped before we read it: this reader joined after the window moved on.
+      throw new BlobFillError('ERR_CACHE_DISK_FULL', `blob ${this.fill.digest.digest}: the cache disk is full and bytes at ${this.pos} are gone from memory`)
+    }
+    this.pos += chunk.length
+    this.fill.readerMoved()
+    this.push(chunk)
+  }
+
+  private holdLastByte (): void {
+    const b = this.fill.readWindow(this.pos, 1)
+    if (b === undefined || b.length !== 1) return
+    this.held = Buffer.from(b)
+    this.pos += 1
+    this.fill.readerMoved()
+  }
+
+  override _destroy (err: Error | null, cb: (err: Error | null) => void): void {
+    this.fill.detach(this)
+    const fh = this.fh
+    this.fh = undefined
+    if (fh === undefined) { cb(err); return }
+    fh.close().then(() => cb(err), () => cb(err))
+  }
+}
