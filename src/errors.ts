@@ -48,6 +48,13 @@ export class OciError extends Error {
   }
 }
 
+const STORAGE_FULL = new Set(['ENOSPC', 'EDQUOT', 'EFBIG'])
+
+/** A write error meaning "no room left" (disk full, quota, file size limit), not a broken disk. */
+export function isStorageFull (err: unknown): boolean {
+  return STORAGE_FULL.has((err as NodeJS.ErrnoException)?.code ?? '')
+}
+
 /** The one serialiser of OCI errors. HEAD responses get the status and headers but no body. */
 export function writeOciError (res: ServerResponse, err: OciError, method = 'GET'): void {
   if (res.headersSent) { res.destroy(err); return }

@@ -36,14 +36,12 @@ import { EventEmitter } from 'node:events'
 import { open, unlink, type FileHandle } from 'node:fs/promises'
 import { Transform, Writable, type Readable, type TransformCallback } from 'node:stream'
 import { pipeline } from 'node:stream/promises'
+import { isStorageFull } from '../errors.js'
 import type { ParsedDigest } from './cache-paths.js'
 import { FillWindow } from './fill-window.js'
 
 /** 'uncached': verified and served, but not in the cache (the disk was full). */
 export type FillState = 'filling' | 'committed' | 'uncached' | 'failed'
-
-/** Errors of a write that mean "no room", as opposed to a broken disk. */
-const DISK_FULL = new Set(['ENOSPC', 'EDQUOT', 'EFBIG'])
 
 /** Bytes a pass-through fill holds in memory at most beyond what its slowest reader has read. */
 export const PASS_THROUGH_WINDOW = 4 << 20
@@ -223,7 +221,7 @@ export class BlobFill extends EventEmitter {
         n = (await fh.writev(pending)).bytesWritten
       } catch (err) {
         // Nobody to serve: fail as any fill would; else keep the readers going from memory.
-        if (!DISK_FULL.has((err as NodeJS.ErrnoException).code ?? '') || this.readers.size === 0) throw err
+        if (!isStorageFull(err) || this.readers.size === 0) throw err
         this.diskFull = err as Error
         this.window = new FillWindow(this.written, PASS_THROUGH_WINDOW)
         this.opts.onDiskFull?.(this)

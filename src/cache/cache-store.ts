@@ -196,7 +196,11 @@ export class CacheStore {
     const size = opts.expectedSize
     if (size !== undefined && size > this.bound.maxSize) return { bypass: `blob of ${size} bytes is larger than CACHE_MAX_SIZE (${this.bound.maxSize})` }
     const minFree = this.opts.minFree ?? 0
-    if (this.free - (size ?? 0) < minFree) return { bypass: `free disk space ${this.free} bytes is below CACHE_MIN_FREE (${minFree}) with this blob` }
+    if (this.free - (size ?? 0) < minFree) {
+      // Re-measure now rather than on the next tick: space freed meanwhile is used by the next miss.
+      void this.refreshFree()
+      return { bypass: `free disk space ${this.free} bytes is below CACHE_MIN_FREE (${minFree}) with this blob` }
+    }
     // An unannounced length reserves nothing; its commit evicts what it needs (a brief overshoot).
     const reservation = this.bound.reserve(size ?? 0)
     if (reservation === undefined) return { bypass: `no room: ${this.bound.reserved} bytes of CACHE_MAX_SIZE are reserved by downloads in flight` }

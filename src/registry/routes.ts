@@ -9,7 +9,7 @@
  * share a method and pattern by query (end-4a/4b/11 are all `POST …/blobs/uploads/`).
  */
 import type { IncomingMessage, ServerResponse } from 'node:http'
-import { OciError, writeOciError } from '../errors.js'
+import { OciError, isStorageFull, writeOciError } from '../errors.js'
 import type { Logger } from '../log.js'
 import type { Action, Authorizer, Handler, MountSource, RequestContext } from './context.js'
 import type { RegistryStorage } from './storage/stores.js'
@@ -138,11 +138,17 @@ export async function dispatch (req: IncomingMessage, res: ServerResponse, opts:
       res.destroy()
       return
     }
-    const oci = err instanceof OciError ? err : internalError(err, opts.log, req)
+    const oci = err instanceof OciError ? err : isStorageFull(err) ? storageFull(err, opts.log, req) : internalError(err, opts.log, req)
     // A body we did not read would have to be drained before the connection can be reused.
     if (hasBody(req) && !req.complete) res.setHeader('connection', 'close')
     writeOciError(res, oci, req.method)
   }
+}
+
+// Not a bug of ours: say what is wrong (507 Insufficient Storage) so the operator and the client know.
+function storageFull (err: unknown, log: Logger, req: IncomingMessage): OciError {
+  log.warn({ err: (err as Error).message, method: req.method, url: req.url }, 'hosted registry: storage full, request refused')
+  return new OciError('UNAVAILABLE', 'registry storage is full', { status: 507, detail: { reason: (err as NodeJS.ErrnoException).code } })
 }
 
 function internalError (err: unknown, log: Logger, req: IncomingMessage): OciError {
