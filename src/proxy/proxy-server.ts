@@ -11,7 +11,9 @@
  * Node behaviours that matter here: the TLS socket gets a 256 KiB highWaterMark (the 16 KiB default
  * costs ~25% CPU on layer downloads); the inner server has requestTimeout 0 (Node's 300 s default
  * would kill long pushes); bytes the client sent after the CONNECT head (`head`) are unshifted back
- * before TLS starts; the certificate is chosen from the CONNECT authority, not from SNI.
+ * before TLS starts; the certificate is chosen from the CONNECT authority, not from SNI. Node
+ * enforces `headersTimeout` only on servers that listen() (its connection checker starts on
+ * 'listening'); the inner server never does, so intercepted sessions get their own head deadline.
  */
 import http from 'node:http'
 import type net from 'node:net'
@@ -22,6 +24,7 @@ import { parseAuthority, formatAuthority, type Authority } from './connect-autho
 import { openTunnel } from './tunnel.js'
 import { logRequest, type RequestObserver } from '../observability/request-log.js'
 import { trackForGracefulClose } from '../util/graceful-close.js'
+import { clientErrorResponse, headCheckIntervalMs } from '../util/client-head.js'
 
 export type InterceptedHandler = (req: http.IncomingMessage, res: http.ServerResponse, target: Authority) => Promise<void>
 
@@ -65,17 +68,37 @@ export function createProxyServer (opts: ProxyServerOptions): ProxyServer {
   /** Requests in flight per intercepted TLS socket, so shutdown can end idle sessions and wait for busy ones. */
   const active = new WeakMap<net.Socket, number>()
   let closing = false
+  /**
+   * Per intercepted session, the timer that ends it when no request head arrives in time: from the
+   * CONNECT's 200 (TLS handshake included) to the first head, and from each response's end to the
+   * next one (after KEEPALIVE_TIMEOUT, which Node's idle timer enforces on its own). Without it a
+   * client that sends half a head, or nothing after CONNECT, would hold its socket forever.
+   */
+  const headDeadlines = new WeakMap<net.Socket, NodeJS.Timeout>()
+  const handshaken = new WeakSet<net.Socket>()
+  const armHeadDeadline = (session: net.Socket, ms: number): void => {
+    clearTimeout(headDeadlines.get(session))
+    const timer = setTimeout(() => {
+      log.debug({ remote: session.remoteAddress }, 'intercepted session sent no request head in time')
+      if (handshaken.has(session) && session.writable) session.end(clientErrorResponse(Object.assign(new Error('head timeout'), { code: 'ERR_HTTP_REQUEST_TIMEOUT' })), () => session.destroy())
+      else session.destroy()
+    }, ms)
+    timer.unref()
+    headDeadlines.set(session, timer)
+  }
 
   const inner = http.createServer({ requestTimeout: 0, headersTimeout: opts.clientHeaderTimeoutMs, keepAliveTimeout: opts.keepAliveTimeoutMs }, (req, res) => {
     const target = targets.get(req.socket)
     if (target === undefined) { res.destroy(); return }
     const session = req.socket
+    clearTimeout(headDeadlines.get(session))
     active.set(session, (active.get(session) ?? 0) + 1)
     if (closing) res.setHeader('connection', 'close')
     res.once('close', () => {
       const left = (active.get(session) ?? 1) - 1
       active.set(session, left)
       if (closing && left === 0) session.end()
+      else if (left === 0 && !session.destroyed) armHeadDeadline(session, opts.keepAliveTimeoutMs + opts.clientHeaderTimeoutMs)
     })
     logRequest(log, req, res, { door: 'proxy', host: target.port === 443 ? target.host : formatAuthority(target) }, opts.observeRequest)
     opts.onIntercepted(req, res, target).catch(err => {
@@ -83,9 +106,18 @@ export function createProxyServer (opts: ProxyServerOptions): ProxyServer {
       if (!res.headersSent) { res.writeHead(500, { 'content-type': 'text/plain' }); res.end('crossdock: internal error\n') } else res.destroy()
     })
   })
-  inner.on('clientError', (err, socket) => { log.debug({ err: err.message }, 'intercepted client error'); socket.destroy() })
+  inner.on('clientError', (err, socket) => {
+    log.debug({ err: err.message }, 'intercepted client error')
+    if (socket.writable) socket.end(clientErrorResponse(err), () => socket.destroy())
+    else socket.destroy()
+  })
 
-  const server = http.createServer({ requestTimeout: 0, headersTimeout: opts.clientHeaderTimeoutMs, keepAliveTimeout: opts.keepAliveTimeoutMs }, (req, res) => {
+  const server = http.createServer({
+    requestTimeout: 0,
+    headersTimeout: opts.clientHeaderTimeoutMs,
+    connectionsCheckingInterval: headCheckIntervalMs(opts.clientHeaderTimeoutMs),
+    keepAliveTimeout: opts.keepAliveTimeoutMs,
+  }, (req, res) => {
     logRequest(log, req, res, { door: 'director' }, opts.observeRequest)
     opts.director(req, res).catch(err => {
       log.error({ err, path: req.url }, 'director failed')
@@ -95,8 +127,8 @@ export function createProxyServer (opts: ProxyServerOptions): ProxyServer {
   const graceful = trackForGracefulClose(server)
   server.on('clientError', (err, socket) => {
     log.debug({ err: err.message }, 'proxy client error')
-    if (socket.writable) socket.end(`HTTP/1.1 ${(err as { code?: string }).code === 'HPE_HEADER_OVERFLOW' ? 431 : 400} Bad Request\r\nconnection: close\r\n\r\n`)
-    socket.destroy()
+    if (socket.writable) socket.end(clientErrorResponse(err), () => socket.destroy())
+    else socket.destroy()
   })
 
   server.on('connect', (req: http.IncomingMessage, socket: net.Socket, head: Buffer) => {
@@ -153,6 +185,9 @@ export function createProxyServer (opts: ProxyServerOptions): ProxyServer {
       ALPNProtocols: ['http/1.1'],
       highWaterMark: TLS_HIGH_WATER_MARK,
     } as tls.TLSSocketOptions)
+    tlsSocket.once('secure', () => handshaken.add(tlsSocket))
+    tlsSocket.once('close', () => clearTimeout(headDeadlines.get(tlsSocket)))
+    armHeadDeadline(tlsSocket, opts.clientHeaderTimeoutMs)
     tlsSocket.on('error', err => {
       log.debug({ host: target.host, err: err.message }, 'intercepted TLS error')
       tlsSocket.destroy()

@@ -11,6 +11,7 @@ import type { AddressInfo } from 'node:net'
 import type { Config } from '../config/index.js'
 import type { Logger } from '../log.js'
 import type { HostedRegistry } from './hosted-registry.js'
+import { headCheckIntervalMs } from '../util/client-head.js'
 
 export type RegistryRequestHandler = (req: IncomingMessage, res: ServerResponse) => Promise<void>
 
@@ -44,7 +45,13 @@ export function createRegistryServer (opts: RegistryServerOptions): RegistryServ
       if (!res.headersSent) { res.statusCode = 500; res.end() } else res.destroy()
     })
   }
-  const serverOpts = { requestTimeout: 0, keepAliveTimeout: opts.config.timeouts.keepAliveMs, headersTimeout: opts.config.timeouts.clientHeaderMs }
+  const serverOpts = {
+    requestTimeout: 0,
+    keepAliveTimeout: opts.config.timeouts.keepAliveMs,
+    headersTimeout: opts.config.timeouts.clientHeaderMs,
+    // Node checks headersTimeout only this often (30 s by default): see util/client-head.ts.
+    connectionsCheckingInterval: headCheckIntervalMs(opts.config.timeouts.clientHeaderMs),
+  }
   const server = opts.config.registryTlsCert !== undefined && opts.config.registryTlsKey !== undefined
     ? https.createServer({ ...serverOpts, cert: readFileSync(opts.config.registryTlsCert), key: readFileSync(opts.config.registryTlsKey) }, onRequest)
     : http.createServer(serverOpts, onRequest)
