@@ -34,7 +34,7 @@ export function canUnshareMount (): boolean {
   return process.getuid?.() === 0 && spawnSync('unshare', ['--mount', 'true']).status === 0
 }
 
-export async function spawnCrossdock (t: Test, env: Record<string, string>, opts: { tmpfs?: { dir: string, size: string } } = {}): Promise<ChildCrossdock> {
+export async function spawnCrossdock (t: Pick<Test, 'teardown'>, env: Record<string, string>, opts: { tmpfs?: { dir: string, size: string } } = {}): Promise<ChildCrossdock> {
   await ensureBuilt()
   const full: Record<string, string> = { PROXY_PORT: '0', REGISTRY_PORT: '0', LISTEN_HOST: '127.0.0.1', LOG_LEVEL: 'debug', CACHE_MIN_FREE: '0', ...env }
   const child: ChildProcess = opts.tmpfs === undefined
@@ -94,10 +94,14 @@ export interface DoorResponse {
   complete: boolean
 }
 
+/** The registry door: a port on 127.0.0.1, or host and port. */
+export type DoorAddress = number | { host: string, port: number }
+
 /** A request to the registry door that resolves at the response headers (body unread). */
-export async function doorStream (port: number, method: string, path: string, opts: { headers?: Record<string, string | number>, body?: Buffer } = {}): Promise<http.IncomingMessage> {
+export async function doorStream (to: DoorAddress, method: string, path: string, opts: { headers?: Record<string, string | number>, body?: Buffer } = {}): Promise<http.IncomingMessage> {
   return await new Promise((resolve, reject) => {
-    const req = http.request({ host: '127.0.0.1', port, method, path, headers: opts.headers, agent: false }, resolve)
+    const { host, port } = typeof to === 'number' ? { host: '127.0.0.1', port: to } : to
+    const req = http.request({ host, port, method, path, headers: opts.headers, agent: false }, resolve)
     req.once('error', reject)
     req.end(opts.body)
   })
@@ -120,8 +124,8 @@ export async function readAll (res: http.IncomingMessage): Promise<DoorResponse>
   })
 }
 
-export async function door (port: number, method: string, path: string, opts: { headers?: Record<string, string | number>, body?: Buffer } = {}): Promise<DoorResponse> {
-  return await readAll(await doorStream(port, method, path, opts))
+export async function door (to: DoorAddress, method: string, path: string, opts: { headers?: Record<string, string | number>, body?: Buffer } = {}): Promise<DoorResponse> {
+  return await readAll(await doorStream(to, method, path, opts))
 }
 
 /** Resolves with the first log line matching `match` (polls: lines arrive over a pipe). */
