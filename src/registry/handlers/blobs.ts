@@ -1,5 +1,4 @@
 /** Blob reads and deletes (spec: end-2, end-10). Bytes are streamed from disk, never buffered. */
-import { pipeline } from 'node:stream/promises'
 import { OciError } from '../../errors.js'
 import type { Handler } from '../context.js'
 import { sendEmpty } from '../http.js'
@@ -27,10 +26,9 @@ export const getBlob: Handler = async ({ req, res, name, params, storage }) => {
     res.end()
     return
   }
-  const body = await storage.blobs.open(digest, range)
-  if (body === undefined) throw new OciError('BLOB_UNKNOWN', undefined, { detail: { digest } })
-  res.writeHead(status, headers)
-  await pipeline(body, res)
+  const sent = await storage.blobs.send(digest, res, { range, ready: () => res.writeHead(status, headers) })
+  if (!sent) throw new OciError('BLOB_UNKNOWN', undefined, { detail: { digest } })
+  res.end()
 }
 
 // spec: end-10. Removes the repository's link; the bytes go at the next gc if nothing else uses them.

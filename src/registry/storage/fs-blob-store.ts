@@ -6,9 +6,10 @@
  */
 import { createReadStream, promises as fsp } from 'node:fs'
 import { join } from 'node:path'
-import type { Readable } from 'node:stream'
+import type { Readable, Writable } from 'node:stream'
 import type { ByteRange } from '../ranges.js'
 import type { BlobInfo, BlobStore } from './stores.js'
+import { sendFile } from './file-sender.js'
 import type { StoragePaths } from './paths.js'
 import { isNotFound, readdirIfExists, renameInto, statIfExists, unlinkIfExists, writeFileAtomic } from './fs-files.js'
 
@@ -33,6 +34,23 @@ export class FsBlobStore implements BlobStore {
       throw err
     }
     return createReadStream('', { fd: handle, highWaterMark: READ_HIGH_WATER_MARK, start: range?.start, end: range?.end })
+  }
+
+  async send (digest: string, out: Writable, opts: { range?: ByteRange, ready?: () => void } = {}): Promise<boolean> {
+    let handle
+    try {
+      handle = await fsp.open(this.paths.blob(digest), 'r') // held: gc unlinking the path cannot cut us short
+    } catch (err) {
+      if (isNotFound(err)) return false
+      throw err
+    }
+    try {
+      opts.ready?.()
+      await sendFile(handle, out, opts.range)
+      return true
+    } finally {
+      await handle.close()
+    }
   }
 
   async link (name: string, digest: string): Promise<BlobInfo | undefined> {

@@ -12,7 +12,7 @@
  * - Content is stored once per digest; repositories hold links to it. Whether a repository may see
  *   a blob is decided by its link, so a blob in repository A is unknown in B until mounted.
  */
-import type { Readable } from 'node:stream'
+import type { Readable, Writable } from 'node:stream'
 import type { ByteRange } from '../ranges.js'
 import type { DigestAlgorithm } from '../names.js'
 
@@ -43,6 +43,14 @@ export interface BlobStore {
    * a concurrent delete does not affect the stream.
    */
   open: (digest: string, range?: ByteRange) => Promise<Readable | undefined>
+  /**
+   * Writes the bytes (all, or an inclusive range) of a blob into `out` (a response), without ending
+   * it: the outcome of piping `open`, but the implementation may recycle its buffers once `out` has
+   * written them. `ready` runs once the content is open, before the first byte is written (the
+   * caller sends its headers there). False, with `ready` not called and nothing written, when the
+   * content is gone. Rejects when `out` fails or closes before the last byte was handed to it.
+   */
+  send: (digest: string, out: Writable, opts?: { range?: ByteRange, ready?: () => void }) => Promise<boolean>
   /**
    * Links existing content into repository `name` (cross-repository mount, a manifest's own
    * bytes). Idempotent. Returns undefined, and links nothing, when the content does not exist.
