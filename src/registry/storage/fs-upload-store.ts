@@ -1,7 +1,8 @@
 /**
  * Upload sessions on the local disk, streamed, hashed on the way in, committed by rename.
  *
- *   request body ──► hash.update ──► uploads/<uuid>/data (append)        PATCH, PUT, POST ?digest=
+ *   request body ──► HashingAppender ──► uploads/<uuid>/data (append,   PATCH, PUT, POST ?digest=
+ *                    (hash.update)            ≥ 1 MiB writes)
  *                                          │ digest matches
  *                                          ▼ fdatasync, rename
  *                                    blobs/<alg>/<xx>/<hex>  + repositories/<name>/_layers link
@@ -13,7 +14,7 @@
  * completion instead. A crash leaves at most an unfinished session, never a visible blob.
  */
 import { createHash, randomUUID, type Hash } from 'node:crypto'
-import { createReadStream, createWriteStream, promises as fsp } from 'node:fs'
+import { createReadStream, promises as fsp } from 'node:fs'
 import type { Readable } from 'node:stream'
 import { pipeline } from 'node:stream/promises'
 import { OciError } from '../../errors.js'
@@ -24,8 +25,10 @@ import type { BlobInfo, UploadSession, UploadStore } from './stores.js'
 import type { StoragePaths } from './paths.js'
 import type { FsBlobStore } from './fs-blob-store.js'
 import { readIfExists, readdirIfExists, statIfExists, writeFileAtomic } from './fs-files.js'
+import { HashingAppender } from './hashing-appender.js'
 
-const WRITE_HIGH_WATER_MARK = 1024 * 1024
+/** Appends are batched to at least this size (see HashingAppender); also the re-hash read size. */
+const WRITE_BATCH_BYTES = 1024 * 1024
 
 interface SessionInfo {
   name: string
@@ -147,20 +150,14 @@ export class FsUploadStore implements UploadStore {
     }
     // Until proven otherwise the in-memory hash is stale: a failure below leaves it that way.
     this.hashes.delete(id)
-    let written = 0
-    const hash = running?.hash
-    await pipeline(
-      body,
-      async function * (source: AsyncIterable<Buffer>) {
-        for await (const chunk of source) {
-          hash?.update(chunk)
-          written += chunk.length
-          yield chunk
-        }
-      },
-      createWriteStream(this.paths.uploadData(id), { flags: 'a', highWaterMark: WRITE_HIGH_WATER_MARK }),
-    )
-    const offset = session.offset + written
+    const file = await fsp.open(this.paths.uploadData(id), 'a').catch((err: unknown) => { body.resume(); throw err })
+    const appender = new HashingAppender(file, running?.hash, WRITE_BATCH_BYTES)
+    try {
+      await pipeline(body, appender)
+    } finally {
+      await file.close()
+    }
+    const offset = session.offset + appender.written
     if (running !== undefined) this.hashes.set(id, { ...running, offset })
     return offset
   }
@@ -186,6 +183,6 @@ function unknown (body: Readable | undefined): never {
 
 async function hashFile (path: string, algorithm: DigestAlgorithm): Promise<string> {
   const hash = createHash(algorithm)
-  for await (const chunk of createReadStream(path, { highWaterMark: WRITE_HIGH_WATER_MARK })) hash.update(chunk as Buffer)
+  for await (const chunk of createReadStream(path, { highWaterMark: WRITE_BATCH_BYTES })) hash.update(chunk as Buffer)
   return hash.digest('hex')
 }
