@@ -40,9 +40,7 @@ export class HashingAppender extends Writable {
   }
 
   override _write (chunk: Buffer, _encoding: BufferEncoding, callback: (err?: Error | null) => void): void {
-    this.hash?.update(chunk)
-    this.written += chunk.length
-    this.copyFrom(chunk, 0, callback)
+    this.take(chunk).then(() => callback(), callback)
   }
 
   override _final (callback: (err?: Error | null) => void): void {
@@ -58,23 +56,16 @@ export class HashingAppender extends Writable {
     settle().then(() => callback(err), (writeErr: Error) => callback(err ?? writeErr))
   }
 
-  /**
-   * Copies `chunk` from `offset` into the current buffer, rotating whenever it fills. Synchronous
-   * (no promise) for the usual chunk that fits: ~16k chunks per GiB.
-   */
-  private copyFrom (chunk: Buffer, offset: number, callback: (err?: Error | null) => void): void {
-    while (offset < chunk.length) {
+  private async take (chunk: Buffer): Promise<void> {
+    this.hash?.update(chunk)
+    this.written += chunk.length
+    for (let offset = 0; offset < chunk.length;) {
       const target = this.buffers[this.current] ??= Buffer.allocUnsafeSlow(this.batchBytes)
       const n = chunk.copy(target, this.filled, offset)
       offset += n
       this.filled += n
-      if (this.filled === target.length) {
-        const rest = offset
-        this.rotate().then(() => this.copyFrom(chunk, rest, callback), callback)
-        return
-      }
+      if (this.filled === target.length) await this.rotate()
     }
-    callback()
   }
 
   /** Starts writing the current buffer, then fills the other one once its own write is done. */
