@@ -29,6 +29,10 @@ export interface LoadResult {
   clients: number
   seconds: number
   ops: Record<Op, number>
+  /** Mean latency per operation kind, ms. */
+  meanMs: Record<Op, number>
+  /** crossdock's user+system CPU seconds during the run. */
+  cpuSeconds: number
   errors: number
   /** The first few errors, for the report. */
   errorSamples: string[]
@@ -91,6 +95,7 @@ export async function runMixedLoad (target: LoadTarget, opts: { clients: number,
   const regHot = registryClient(cd.registryPort, hot)
 
   const ops: Record<Op, number> = { hit: 0, miss: 0, manifest: 0, push: 0, tunnel: 0 }
+  const busyMs: Record<Op, number> = { hit: 0, miss: 0, manifest: 0, push: 0, tunnel: 0 }
   let errors = 0
   const errorSamples: string[] = []
   let peakFds = baseline
@@ -151,13 +156,16 @@ export async function runMixedLoad (target: LoadTarget, opts: { clients: number,
   }
 
   const started = performance.now()
+  const cpuBefore = cd.cpuSeconds()
   const deadline = Date.now() + opts.seconds * 1000
   await Promise.all(Array.from({ length: opts.clients }, async (_, client) => {
     for (let k = 0; Date.now() < deadline; k++) {
       const op = picks[(client * 7919 + k * 104729) % picks.length]
+      const t0 = performance.now()
       try {
         await run(op, client)
         ops[op]++
+        busyMs[op] += performance.now() - t0
       } catch (err) {
         errors++
         if (errorSamples.length < 10) errorSamples.push(`${op}: ${(err as Error).message}`)
@@ -165,12 +173,14 @@ export async function runMixedLoad (target: LoadTarget, opts: { clients: number,
     }
   }))
   const seconds = (performance.now() - started) / 1000
+  const cpuSeconds = cd.cpuSeconds() - cpuBefore
+  const meanMs = Object.fromEntries((Object.keys(ops) as Op[]).map(op => [op, ops[op] > 0 ? busyMs[op] / ops[op] : 0])) as Record<Op, number>
   clearInterval(fdSampler)
   const peakRss = cd.peakRssMiB()
   // Close the clients' keep-alive sockets; crossdock's side then closes too.
   hot.destroy()
   const after = await settledFds(target, baseline, opts.settleMs ?? 10_000)
-  return { clients: opts.clients, seconds, ops, errors, errorSamples, serverErrors, rssMiB: { baseline: rssBaseline, peak: peakRss, after: cd.rssMiB() }, fds: { baseline, peak: peakFds, after } }
+  return { clients: opts.clients, seconds, ops, meanMs, cpuSeconds, errors, errorSamples, serverErrors, rssMiB: { baseline: rssBaseline, peak: peakRss, after: cd.rssMiB() }, fds: { baseline, peak: peakFds, after } }
 }
 
 type RegistryClient = (method: string, path: string, body?: Buffer, headers?: Record<string, string>) => Promise<{ status: number, body: Buffer }>
