@@ -1,8 +1,7 @@
 /**
  * Upload sessions on the local disk, streamed, hashed on the way in, committed by rename.
  *
- *   request body ──► HashingAppender ──► uploads/<uuid>/data (append,   PATCH, PUT, POST ?digest=
- *                    (hash.update)            ≥ 1 MiB writes)
+ *   request body ──► hash.update ──► uploads/<uuid>/data (append)        PATCH, PUT, POST ?digest=
  *                                          │ digest matches
  *                                          ▼ fdatasync, rename
  *                                    blobs/<alg>/<xx>/<hex>  + repositories/<name>/_layers link
@@ -14,7 +13,7 @@
  * completion instead. A crash leaves at most an unfinished session, never a visible blob.
  */
 import { createHash, randomUUID, type Hash } from 'node:crypto'
-import { createReadStream, promises as fsp } from 'node:fs'
+import { createReadStream, createWriteStream, promises as fsp } from 'node:fs'
 import type { Readable } from 'node:stream'
 import { pipeline } from 'node:stream/promises'
 import { OciError } from '../../errors.js'
@@ -25,10 +24,8 @@ import type { BlobInfo, UploadSession, UploadStore } from './stores.js'
 import type { StoragePaths } from './paths.js'
 import type { FsBlobStore } from './fs-blob-store.js'
 import { readIfExists, readdirIfExists, statIfExists, writeFileAtomic } from './fs-files.js'
-import { HashingAppender } from './hashing-appender.js'
 
-/** Appends are batched to at least this size (see HashingAppender); also the re-hash read size. */
-const WRITE_BATCH_BYTES = 1024 * 1024
+const WRITE_HIGH_WATER_MARK = 1024 * 1024
 
 interface SessionInfo {
   name: string
@@ -150,14 +147,20 @@ export class FsUploadStore implements UploadStore {
     }
     // Until proven otherwise the in-memory hash is stale: a failure below leaves it that way.
     this.hashes.delete(id)
-    const file = await fsp.open(this.paths.uploadData(id), 'a').catch((err: unknown) => { body.resume(); throw err })
-    const appender = new HashingAppender(file, running?.hash, WRITE_BATCH_BYTES)
-    try {
-      await pipeline(body, appender)
-    } finally {
-      await file.close()
-    }
-    const offset = session.offset + appender.written
+    let written = 0
+    const hash = running?.hash
+    await pipeline(
+      body,
+      async function * (source: AsyncIterable<Buffer>) {
+        for await (const chunk of source) {
+          hash?.update(chunk)
+          written += chunk.length
+          yield chunk
+        }
+      },
+      createWriteStream(this.paths.uploadData(id), { flags: 'a', highWaterMark: WRITE_HIGH_WATER_MARK }),
+    )
+    const offset = session.offset + written
     if (running !== undefined) this.hashes.set(id, { ...running, offset })
     return offset
   }
@@ -183,6 +186,6 @@ function unknown (body: Readable | undefined): never {
 
 async function hashFile (path: string, algorithm: DigestAlgorithm): Promise<string> {
   const hash = createHash(algorithm)
-  for await (const chunk of createReadStream(path, { highWaterMark: WRITE_BATCH_BYTES })) hash.update(chunk as Buffer)
+  for await (const chunk of createReadStream(path, { highWaterMark: WRITE_HIGH_WATER_MARK })) hash.update(chunk as Buffer)
   return hash.digest('hex')
 }
