@@ -1,4 +1,21 @@
 /**
+ * Figures on 2026-11-23 (1 GiB, medians of 3 alternated rounds in one run each; 2 cores shared with
+ * other work, load average 8-19, so ratios swing ±0.3 between runs; CPU s/GiB is the steadier signal):
+ *
+ *                      push MB/s  CPU s/GiB  peak RSS   pull MB/s  CPU s/GiB  peak RSS
+ *   before  crossdock      93       4.70      118 MiB      211       1.57      128 MiB
+ *           distribution  120       5.36       28 MiB      401       0.46       32 MiB   ratios 0.78 / 0.53
+ *   after   crossdock     151       3.94      116 MiB      317       0.63      111 MiB
+ *           distribution  131       4.03       28 MiB      478       0.45       32 MiB   ratios 1.15 / 0.66
+ *   (two other after-runs: pull ratio 1.10 and 0.75, crossdock pull CPU 0.49 and 0.61 s/GiB)
+ *
+ * Pull: a ReadStream's fresh 1 MiB buffer per read drove V8 into mark-compacts for external memory
+ * (~40/GiB in some processes); recycled buffers (FsBlobStore.send) fixed it. distribution pulls by
+ * sendfile(2), which Node cannot do for HTTP: its remaining CPU edge. Push: PUT is crossdock's
+ * fdatasync of the whole blob (~0.5 s/GiB), which distribution does not do. RSS "before" is the
+ * idle process (~107 MiB: the whole service, CA, metrics); a 1 GiB push or pull adds < 15 MiB.
+ */
+/**
  * Push then pull one generated 1 GiB layer (BENCH_SIZE bytes) the way docker does it — POST an
  * upload, one streamed PATCH, PUT ?digest=, then GET — against crossdock's hosted registry and
  * against CNCF distribution 2.8 (Debian's docker-registry), both as separate processes on
