@@ -3,18 +3,12 @@
 import t, { type Test } from 'tap'
 import { randomBytes } from 'node:crypto'
 import type { IncomingMessage, ServerResponse } from 'node:http'
-import { FakeUpstream, sha256 } from '../../helpers/fake-upstream.js'
-import { startHarness, streamThrough, readBody, fetchThrough, type Harness } from './harness.js'
+import { sha256 } from '../../helpers/fake-upstream.js'
+import { startHarness, streamThrough, readBody, fetchThrough, type Harness, startWithUpstream } from './harness.js'
 
 const HUB = 'registry-1.docker.io'
 
-async function startBoth (t: Test, env: Record<string, string> = {}): Promise<{ up: FakeUpstream, h: Harness }> {
-  const up = new FakeUpstream()
-  await up.start()
-  t.teardown(async () => { await up.stop() })
-  const h = await startHarness(t, { UPSTREAM_CONNECT_TO: up.connectTo([HUB]), ...env })
-  return { up, h }
-}
+const startBoth = startWithUpstream
 
 /** An upstream answer sent in two parts: `head` bytes, then (once `release` is called) the rest. */
 function gated (): { release: () => void, send: (res: ServerResponse, data: Buffer, head: number, finish?: (res: ServerResponse, rest: Buffer) => void) => Promise<void> } {

@@ -24,7 +24,7 @@ import { createDirector } from '../../../src/proxy/director.js'
 import { formatAuthority } from '../../../src/proxy/connect-authority.js'
 import { openCacheStore, type CacheStore } from '../../../src/cache/cache-store.js'
 import { createPullThrough } from '../../../src/mirror/pull-through.js'
-import { TEST_CA_FILE } from '../../helpers/fake-upstream.js'
+import { FakeUpstream, TEST_CA_FILE } from '../../helpers/fake-upstream.js'
 import { connectThrough } from '../../helpers/proxy-client.js'
 
 export interface Harness {
@@ -161,4 +161,13 @@ export async function readBody (s: Streamed): Promise<Fetched> {
     s.res.on('error', () => done(false))
     s.res.on('close', () => done(s.res.complete))
   })
+}
+
+/** A fake upstream (Docker Hub's host, or `hosts`) and the harness pointed at it; both stop at the test's teardown. */
+export async function startWithUpstream (t: Test, env: Record<string, string> = {}, opts: { dir?: string, hosts?: string[] } = {}): Promise<{ up: FakeUpstream, h: Harness }> {
+  const up = new FakeUpstream()
+  await up.start()
+  t.teardown(async () => { await up.stop() })
+  const h = await startHarness(t, { UPSTREAM_CONNECT_TO: up.connectTo(opts.hosts ?? ['registry-1.docker.io']), ...env }, { dir: opts.dir })
+  return { up, h }
 }

@@ -2,21 +2,15 @@
 // cached blobs, redirects, tag resolution (shared HEADs, Accept, multi-arch), cache keys.
 import t, { type Test } from 'tap'
 import { randomBytes } from 'node:crypto'
-import { FakeUpstream, sha256 } from '../../helpers/fake-upstream.js'
-import { startHarness, fetchThrough, type Harness } from './harness.js'
+import { sha256 } from '../../helpers/fake-upstream.js'
+import { startHarness, fetchThrough, type Harness, startWithUpstream } from './harness.js'
 
 const OCI_MANIFEST = 'application/vnd.oci.image.manifest.v1+json'
 const OCI_INDEX = 'application/vnd.oci.image.index.v1+json'
 const ACCEPT = `${OCI_INDEX}, ${OCI_MANIFEST}, application/vnd.docker.distribution.manifest.v2+json`
 const HUB = 'registry-1.docker.io'
 
-async function startBoth (t: Test, env: Record<string, string> = {}): Promise<{ up: FakeUpstream, h: Harness }> {
-  const up = new FakeUpstream()
-  await up.start()
-  t.teardown(async () => { await up.stop() })
-  const h = await startHarness(t, { UPSTREAM_CONNECT_TO: up.connectTo([HUB, 'ghcr.io', 'quay.io', 'cdn.test']), ...env })
-  return { up, h }
-}
+const startBoth = async (t: Test, env: Record<string, string> = {}): ReturnType<typeof startWithUpstream> => await startWithUpstream(t, env, { hosts: [HUB, 'ghcr.io', 'quay.io', 'cdn.test'] })
 
 /** What `docker pull` does for a one-platform image: the tag, then every blob. */
 async function pull (h: Harness, host: string, repo: string, tag: string): Promise<Array<{ path: string, status: number, cache: string | undefined, upstreamStatus: string | undefined }>> {

@@ -6,18 +6,12 @@ import { mkdtemp, rm } from 'node:fs/promises'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { FakeUpstream, sha256 } from '../../helpers/fake-upstream.js'
-import { startHarness, fetchThrough, type Harness } from './harness.js'
+import { startHarness, fetchThrough, type Harness, startWithUpstream } from './harness.js'
 
 const HUB = 'registry-1.docker.io'
 const ACCEPT = 'application/vnd.oci.image.manifest.v1+json'
 
-async function startBoth (t: Test, env: Record<string, string> = {}, opts: { dir?: string } = {}): Promise<{ up: FakeUpstream, h: Harness }> {
-  const up = new FakeUpstream()
-  await up.start()
-  t.teardown(async () => { await up.stop() })
-  const h = await startHarness(t, { UPSTREAM_CONNECT_TO: up.connectTo([HUB]), ...env }, opts)
-  return { up, h }
-}
+const startBoth = startWithUpstream
 
 const manifestFaults: Array<[string, (res: import('node:http').ServerResponse) => void]> = [
   ['429 Too Many Requests', res => {

@@ -8,19 +8,13 @@ import { readFileSync } from 'node:fs'
 import type { AddressInfo } from 'node:net'
 import forge from 'node-forge'
 import { FakeUpstream, sha256 } from '../../helpers/fake-upstream.js'
-import { startHarness, fetchThrough, type Harness } from '../cache/harness.js'
+import { startHarness, fetchThrough, type Harness, startWithUpstream } from '../cache/harness.js'
 
 const HUB = 'registry-1.docker.io'
 const ACCEPT = 'application/vnd.oci.image.manifest.v1+json'
 const FIXTURES = new URL('../../fixtures/', import.meta.url)
 
-async function startBoth (t: Test, env: Record<string, string> = {}): Promise<{ up: FakeUpstream, h: Harness }> {
-  const up = new FakeUpstream()
-  await up.start()
-  t.teardown(async () => { await up.stop() })
-  const h = await startHarness(t, { UPSTREAM_CONNECT_TO: up.connectTo([HUB]), ...env })
-  return { up, h }
-}
+const startBoth = startWithUpstream
 
 for (const status of [500, 502, 503, 429]) {
   t.test(`a burst of ${status} on a blob: each client gets the upstream's answer, none is cached`, async t => {
