@@ -16,7 +16,7 @@ import { createHash, randomUUID, type Hash } from 'node:crypto'
 import { createReadStream, createWriteStream, promises as fsp } from 'node:fs'
 import type { Readable } from 'node:stream'
 import { pipeline } from 'node:stream/promises'
-import { OciError } from '../../errors.js'
+import { OciError, isStorageFull } from '../../errors.js'
 import { KeyedMutex } from '../keyed-mutex.js'
 import { isUploadId, parseDigest, type DigestAlgorithm } from '../names.js'
 import { uploadRangeHeader } from '../ranges.js'
@@ -149,17 +149,26 @@ export class FsUploadStore implements UploadStore {
     this.hashes.delete(id)
     let written = 0
     const hash = running?.hash
-    await pipeline(
-      body,
-      async function * (source: AsyncIterable<Buffer>) {
-        for await (const chunk of source) {
-          hash?.update(chunk)
-          written += chunk.length
-          yield chunk
-        }
-      },
-      createWriteStream(this.paths.uploadData(id), { flags: 'a', highWaterMark: WRITE_HIGH_WATER_MARK }),
-    )
+    try {
+      await pipeline(
+        // Not `pipeline(body, …)`: that destroys the request on a write error, and the client sees a
+        // reset instead of our answer. With destroyOnReturn false the body survives a failed write.
+        async function * () {
+          for await (const chunk of body.iterator({ destroyOnReturn: false }) as AsyncIterable<Buffer>) {
+            hash?.update(chunk)
+            written += chunk.length
+            yield chunk
+          }
+        },
+        createWriteStream(this.paths.uploadData(id), { flags: 'a', highWaterMark: WRITE_HIGH_WATER_MARK }),
+      )
+    } catch (err) {
+      // A full disk: drain what the client is still sending so it can read the 507 that says so
+      // (rpardini's users saw endless "unexpected EOF" retries). Anything else: drop the request.
+      if (isStorageFull(err) && !body.destroyed) body.resume()
+      else body.destroy()
+      throw err
+    }
     const offset = session.offset + written
     if (running !== undefined) this.hashes.set(id, { ...running, offset })
     return offset
