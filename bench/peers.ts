@@ -28,6 +28,7 @@ import { mintHosts, mintLatency, startBenchDockerd, dockerPull } from './peers/c
 import { summarizeProfile } from './peers/profile.js'
 import { chartPanels, markdown, targets, writeChart, type Results } from './peers/report.js'
 import { fmt } from './peers/stats.js'
+import { hwmMiB, sampleRss } from './peers/procstat.js'
 
 const MiB = 1024 * 1024
 const env = (k: string, d: string): string => process.env[k] ?? d
@@ -52,7 +53,9 @@ async function each (contenders: Contender[], what: string, fn: (c: Contender, r
   for (let rep = 1; rep <= REPS; rep++) {
     for (const c of contenders) {
       try {
+        const sampler = sampleRss(c.pids)
         const f = await fn(c, rep)
+        f.sampledPeakRssMiB = sampler.stop()
         ;(into[c.name] ??= []).push(f)
         console.log(`  ${what} run ${rep} ${c.name.padEnd(12)} ${Object.entries(f).map(([k, v]) => `${k} ${fmt(v, v >= 100 ? 0 : 3)}`).join('  ')}`)
       } catch (err) {
@@ -70,7 +73,7 @@ async function main (): Promise<void> {
   const dir = mkdtempSync(join(tmpdir(), 'cd-peers-'))
   const date = new Date().toISOString().slice(0, 10)
   const load0 = loadavg().map(l => l.toFixed(2)).join(' ')
-  const r: Results = { herd: {}, warm1: {}, warm8: {}, tags: {}, rss: {}, hosted: {}, mint: [], dockerPull: [], profiles: [], notes: [] }
+  const r: Results = { herd: {}, warm1: {}, warm8: {}, tags: {}, rss: {}, hwm: {}, hosted: {}, mint: [], dockerPull: [], profiles: [], notes: [] }
   const stops: Array<() => Promise<void>> = []
   console.log(`peers: blob ${BLOB / MiB} MiB paced to ${RATE / 1e6} MB/s per response, ${REPS} runs per scenario, state in ${dir}`)
   const up = await startUpstream({ size: BLOB, rateBytesPerSec: RATE })
@@ -111,19 +114,26 @@ async function main (): Promise<void> {
       await each(contenders, 'tags', async c => await tagResolution(up, c, TAG_REQUESTS), r.tags)
     }
     if (ONLY.has('rss')) {
-      console.log('## 4. peak RSS, 8 slow clients')
-      await each(contenders.filter(c => c.name !== 'direct'), 'rss', async (c, rep) => await slowClientsRss(up, c, `rss-${rep}-${c.name}`, 8, 10e6, Math.min(RSS_READ, BLOB)), r.rss)
+      console.log('## 4. peak RSS, 8 slow clients (each run on a freshly started contender, cache kept)')
+      for (const c of contenders) if (c.name !== 'direct') r.hwm[c.name] = hwmMiB(c.pids())
+      console.log(`  lifetime peak (VmHWM) so far: ${Object.entries(r.hwm).map(([k, v]) => `${k} ${fmt(v, 0)} MiB`).join(', ')}`)
+      await each(contenders.filter(c => c.name !== 'direct'), 'rss', async (c, rep) => {
+        await c.restart?.()
+        return await slowClientsRss(up, c, `rss-${rep}-${c.name}`, 8, 10e6, Math.min(RSS_READ, BLOB))
+      }, r.rss)
     }
+    let blob: GeneratedBlob | undefined
     if (ONLY.has('hosted')) {
       console.log(`## 5. hosted push and pull, ${HOSTED / MiB} MiB`)
-      const blob = new GeneratedBlob(HOSTED)
+      blob = new GeneratedBlob(HOSTED)
       const hosted: Contender[] = [{ ...cd, door: 'registry door, plain HTTP, hosted', endpoint: { mode: 'http', host: '127.0.0.1', port: cd.registryPort, prefix: '' } }]
       try {
         const dist = await startDistribution(join(dir, 'distribution-hosted'), { port: 5002, proxy: false })
         stops.push(dist.stop)
         hosted.push(dist)
       } catch (err) { r.notes.push(`distribution (hosted) did not start: ${String(err).slice(0, 300)}`) }
-      await each(hosted, 'hosted', async (c, rep) => await pushPull(c, blob, `hosted-${rep}-${c.name}`), r.hosted)
+      const b = blob
+      await each(hosted, 'hosted', async (c, rep) => await pushPull(c, b, `hosted-${rep}-${c.name}`), r.hosted)
     }
     if (ONLY.has('mint')) {
       console.log('## 6a. new-host mint latency')
@@ -170,6 +180,10 @@ async function main (): Promise<void> {
       })
       await profile(`tag resolution (${TAG_REQUESTS} HEADs + ${TAG_REQUESTS} GETs)`, async c => { await tagResolution(up, c, TAG_REQUESTS) })
       await profile('slow clients: 8 clients at ~10 MB/s on a cold blob', async c => { await slowClientsRss(up, c, 'profile-rss', 8, 10e6, Math.min(RSS_READ, BLOB)) })
+      const b = blob ?? new GeneratedBlob(HOSTED)
+      await profile(`hosted push then pull of ${HOSTED / MiB} MiB (registry door)`, async c => {
+        await pushPull({ ...c, endpoint: { mode: 'http', host: '127.0.0.1', port: 5000, prefix: '' } }, b, 'profile-hosted')
+      })
     }
 
     const info = {

@@ -33,6 +33,8 @@ export interface Contender {
   endpoint: Endpoint
   pids: () => number[]
   stop: () => Promise<void>
+  /** Stops it and starts a fresh process on the same state (cache kept), so a peak is its own. */
+  restart?: () => Promise<void>
 }
 
 function daemon (cmd: string, args: string[], logFile: string, env: NodeJS.ProcessEnv = process.env): { child: ChildProcess, stop: () => Promise<void> } {
@@ -96,7 +98,8 @@ export async function startCrossdock (o: CrossdockOptions): Promise<Contender & 
   for (const d of ['ca', 'cache', 'registry']) mkdirSync(join(o.dir, d), { recursive: true })
   const log = join(o.dir, 'crossdock.log')
   const node = o.cpuProfDir !== undefined ? ['--cpu-prof', `--cpu-prof-dir=${o.cpuProfDir}`] : []
-  const d = daemon(process.execPath, [...node, join(ROOT, 'dist/cli.js'), 'serve'], log, {
+  const launch = async (): Promise<ReturnType<typeof daemon>> => {
+    const d = daemon(process.execPath, [...node, join(ROOT, 'dist/cli.js'), 'serve'], log, {
     ...process.env,
     NODE_OPTIONS: '',
     PROXY_PORT: '3128',
@@ -107,10 +110,13 @@ export async function startCrossdock (o: CrossdockOptions): Promise<Contender & 
     REGISTRY_STORAGE_DIR: join(o.dir, 'registry'),
     UPSTREAM_CA_FILE: TEST_CA_FILE,
     UPSTREAM_CONNECT_TO: `${HUB}:443:127.0.0.1:443`,
-    REGISTRIES: ['registry.k8s.io', 'gcr.io', 'quay.io', 'ghcr.io', ...(o.registries ?? [])].join(' '),
-  })
-  await waitHttp('crossdock', 3128, '/', d.child, log)
-  await waitHttp('crossdock registry door', 5000, '/v2/', d.child, log)
+      REGISTRIES: ['registry.k8s.io', 'gcr.io', 'quay.io', 'ghcr.io', ...(o.registries ?? [])].join(' '),
+    })
+    await waitHttp('crossdock', 3128, '/', d.child, log)
+    await waitHttp('crossdock registry door', 5000, '/v2/', d.child, log)
+    return d
+  }
+  let d = await launch()
   const caFile = join(o.dir, 'ca/ca.crt')
   const viaDoor = o.mitm !== true && await headStatus(5000, '/v2/docker.io/library/bench/manifests/latest', 'HEAD', { accept: 'application/vnd.docker.distribution.manifest.v2+json' }).catch(() => 0) === 200
   const endpoint: Endpoint = viaDoor
@@ -121,7 +127,8 @@ export async function startCrossdock (o: CrossdockOptions): Promise<Contender & 
     door: viaDoor ? 'registry door, plain HTTP, /v2/docker.io/…' : 'MITM door: CONNECT + TLS (minted leaf) — its registry door had no /v2/docker.io/… route yet',
     endpoint,
     pids: () => [d.child.pid!],
-    stop: d.stop,
+    stop: async () => { await d.stop() },
+    restart: async () => { await d.stop(); d = await launch() },
     caFile,
     proxyPort: 3128,
     registryPort: 5000,
@@ -186,15 +193,19 @@ export async function startNginx (dir: string): Promise<Contender> {
   for (const d of ['tmp', 'cache']) mkdirSync(join(dir, d), { recursive: true })
   writeFileSync(join(dir, 'nginx.conf'), nginxConf(dir))
   const log = join(dir, 'nginx.out')
-  const d = daemon('nginx', ['-e', join(dir, 'error.log'), '-p', dir, '-c', join(dir, 'nginx.conf'), '-g', 'daemon off;'], log)
-  await waitHttp('nginx', 8080, '/v2/', d.child, log)
-  const master = d.child.pid!
+  const launch = async (): Promise<ReturnType<typeof daemon>> => {
+    const d = daemon('nginx', ['-e', join(dir, 'error.log'), '-p', dir, '-c', join(dir, 'nginx.conf'), '-g', 'daemon off;'], log)
+    await waitHttp('nginx', 8080, '/v2/', d.child, log)
+    return d
+  }
+  let d = await launch()
   return {
     name: 'nginx',
     door: 'plain HTTP reverse proxy (proxy_cache), HTTPS to the upstream',
     endpoint: { mode: 'http', host: '127.0.0.1', port: 8080, prefix: '' },
-    pids: () => processTree(master),
-    stop: d.stop,
+    pids: () => processTree(d.child.pid!),
+    stop: async () => { await d.stop() },
+    restart: async () => { await d.stop(); d = await launch() },
   }
 }
 
@@ -214,13 +225,18 @@ export async function startDistribution (dir: string, o: { port: number, proxy: 
   // distribution reads YAML, and JSON is YAML.
   writeFileSync(join(dir, 'config.yml'), JSON.stringify(config, null, 2))
   const log = join(dir, 'registry.log')
-  const d = daemon('docker-registry', ['serve', join(dir, 'config.yml')], log, { ...process.env, SSL_CERT_FILE: bundle })
-  await waitHttp('docker-registry', o.port, '/v2/', d.child, log)
+  const launch = async (): Promise<ReturnType<typeof daemon>> => {
+    const d = daemon('docker-registry', ['serve', join(dir, 'config.yml')], log, { ...process.env, SSL_CERT_FILE: bundle })
+    await waitHttp('docker-registry', o.port, '/v2/', d.child, log)
+    return d
+  }
+  let d = await launch()
   return {
     name: 'distribution',
     door: o.proxy ? 'plain HTTP, proxy.remoteurl https://registry-1.docker.io' : 'plain HTTP, hosted (filesystem storage)',
     endpoint: { mode: 'http', host: '127.0.0.1', port: o.port, prefix: '' },
     pids: () => [d.child.pid!],
-    stop: d.stop,
+    stop: async () => { await d.stop() },
+    restart: async () => { await d.stop(); d = await launch() },
   }
 }

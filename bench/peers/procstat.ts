@@ -40,14 +40,23 @@ export function cpuSeconds (pids: number[]): number {
   return ticks / TICKS
 }
 
-export function rssMiB (pids: number[]): number {
+function statusSum (pids: number[], key: 'VmRSS' | 'VmHWM'): number {
   let kb = 0
   for (const pid of pids) {
     try {
-      kb += Number(/VmRSS:\s+(\d+)/.exec(readFileSync(`/proc/${pid}/status`, 'utf8'))?.[1] ?? 0)
+      kb += Number(new RegExp(`${key}:\\s+(\\d+)`).exec(readFileSync(`/proc/${pid}/status`, 'utf8'))?.[1] ?? 0)
     } catch { /* exited */ }
   }
   return kb / 1024
+}
+
+export function rssMiB (pids: number[]): number {
+  return statusSum(pids, 'VmRSS')
+}
+
+/** Summed lifetime peaks (VmHWM) of `pids`, MiB: an upper bound of the group's peak. */
+export function hwmMiB (pids: number[]): number {
+  return statusSum(pids, 'VmHWM')
 }
 
 /** Samples the summed RSS of `pids()` every `ms` until `stop()`, which returns the peak in MiB. */

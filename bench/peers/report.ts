@@ -17,6 +17,8 @@ export interface Results {
   warm8: ByContender
   tags: ByContender
   rss: ByContender
+  /** Lifetime peak (summed VmHWM, MiB) of each contender after scenarios 1–3, before scenario 4's restarts. */
+  hwm: Record<string, number>
   hosted: ByContender
   mint: Figures[]
   dockerPull: Figures[]
@@ -64,6 +66,9 @@ export function targets (r: Results): Target[] {
     const peak = Math.max(...r.rss.crossdock.map(x => x.peakRssMiB))
     out.push({ what: 'peak RSS ≤ 200 MB, 8 clients at ~10 MB/s', figure: `${fmt(peak * 1.048576, 0)} MB (${fmt(peak, 0)} MiB, worst run)`, met: peak * 1.048576 <= 200 })
   }
+  if (r.hwm.crossdock !== undefined) {
+    out.push({ what: '(beyond the brief) peak RSS ≤ 200 MB through scenarios 1–3 (cold herds, warm hits, tag resolution)', figure: `${fmt(r.hwm.crossdock * 1.048576, 0)} MB (VmHWM)`, met: r.hwm.crossdock * 1.048576 <= 200 })
+  }
   if (r.hosted.crossdock !== undefined && r.hosted.distribution !== undefined) {
     for (const k of ['pushMBps', 'pullMBps']) {
       const a = med(r.hosted.crossdock, k)
@@ -103,8 +108,13 @@ export function markdown (info: RunInfo, r: Results): string {
     names(r.tags).map(c => [c, fmt(med(r.tags[c], 'headP50'), 2), fmt(med(r.tags[c], 'headP99'), 2), fmt(med(r.tags[c], 'getP50'), 2), fmt(med(r.tags[c], 'getP99'), 2), fmt(med(r.tags[c], 'upstreamHead'), 0), fmt(med(r.tags[c], 'upstreamGet'), 0), fmt(med(r.tags[c], 'upstreamTls'), 0)])), '')
 
   s.push(`## 4. Peak RSS: 8 clients read a cold blob at ~10 MB/s each (${info.rssReadMiB} MiB each, then hang up)`, '', 'Summed VmRSS of the contender\'s processes, sampled every 50 ms until the upstream went quiet (fills that continue after the clients left included). direct is left out: the fake upstream holds the blob in memory.', '')
-  s.push(table(['contender', 'peak RSS MiB (median)', 'peak RSS MiB (worst run)', 'RSS before MiB', 'client MB/s p50'],
-    names(r.rss).map(c => [c, fmt(med(r.rss[c], 'peakRssMiB'), 0), fmt(Math.max(...r.rss[c].map(x => x.peakRssMiB)), 0), fmt(med(r.rss[c], 'baseRssMiB'), 0), fmt(med(r.rss[c], 'clientMBps'), 1)])), '')
+  s.push('Each run starts the contender afresh (same cache), so the peak is this scenario\'s. The last column is each contender\'s lifetime peak (summed VmHWM) after scenarios 1–3, before those restarts (cold herds of 8 and 32, warm hits, tag resolution).', '')
+  s.push(table(['contender', 'peak RSS MiB (median)', 'peak RSS MiB (worst run)', 'RSS at start MiB', 'client MB/s p50', 'VmHWM after scenarios 1–3, MiB'],
+    names(r.rss).map(c => [c, fmt(med(r.rss[c], 'peakRssMiB'), 0), fmt(Math.max(...r.rss[c].map(x => x.peakRssMiB)), 0), fmt(med(r.rss[c], 'baseRssMiB'), 0), fmt(med(r.rss[c], 'clientMBps'), 1), fmt(r.hwm[c] ?? Number.NaN, 0)])), '')
+
+  const phases: Array<[string, ByContender]> = [...Object.entries(r.herd).map(([n, by]) => [`cold herd ${n}`, by] as [string, ByContender]), ['warm 1', r.warm1], ['warm 8', r.warm8], ['tags', r.tags], ['slow clients', r.rss]]
+  s.push('Peak RSS sampled (50 ms) while each scenario ran, MiB, median of runs (direct = the fake upstream, which holds the blob):', '')
+  s.push(table(['contender', ...phases.map(([p]) => p)], ORDER.filter(c => phases.some(([, by]) => by[c] !== undefined)).map(c => [c, ...phases.map(([, by]) => fmt(med(by[c], 'sampledPeakRssMiB'), 0))])), '')
 
   s.push(`## 5. Hosted push and pull (${info.setup.find(x => x[0] === 'hosted blob')?.[1] ?? ''}): POST + one streamed PATCH + PUT ?digest=, then GET`, '')
   s.push(table(['contender', 'push MB/s', 'pull MB/s', 'push CPU s/GiB', 'pull CPU s/GiB', 'push vs crossdock', 'pull vs crossdock'],
