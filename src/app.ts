@@ -29,7 +29,6 @@ import { createFsStorage } from './registry/storage/fs-storage.js'
 import { createMetrics, countHostedRequests } from './observability/metrics.js'
 import { createHealth } from './observability/health.js'
 import { createOpsRoutes } from './observability/ops-routes.js'
-import { observeRequest } from './observability/request-log.js'
 
 export interface App {
   start: () => Promise<void>
@@ -123,9 +122,7 @@ export async function createApp ({ config, log }: { config: Config, log: Logger 
     log,
   })
   const hosted = countHostedRequests(await createHostedRegistry({ config, log, authorize: clientAuth?.authorizeAccess, mountSource: registryDoor.mountSource }), metrics)
-  const registry = createRegistryServer({ config, log, hosted, route: registryDoor.route })
-  // Prepended: counted before the registry server's handler runs (which writes its own log line).
-  registry.server.prependListener('request', (req: http.IncomingMessage, res: http.ServerResponse) => observeRequest(req, res, { door: 'registry' }, metrics.observeRequest))
+  const registry = createRegistryServer({ config, log, hosted, route: registryDoor.route, observe: metrics.observeRequest })
 
   const proxyLog = log.child({ module: 'proxy' })
   const proxy: ProxyServer = createProxyServer({

@@ -39,11 +39,6 @@ export function logRequest (log: Logger, req: IncomingMessage, res: ServerRespon
   })
 }
 
-/** Feeds `observe` with the request's line when the response is done, logging nothing. */
-export function observeRequest (req: IncomingMessage, res: ServerResponse, fields: RequestLogFields, observe: RequestObserver): void {
-  onResponseDone(req, res, fields, observe)
-}
-
 function onResponseDone (req: IncomingMessage, res: ServerResponse, fields: RequestLogFields, done: (line: RequestLogLine) => void): void {
   const started = performance.now()
   // Read now: by the time the response closes, req.socket may already be detached.

@@ -11,6 +11,7 @@ import type { AddressInfo } from 'node:net'
 import type { Config } from '../config/index.js'
 import type { Logger } from '../log.js'
 import type { HostedRegistry } from './hosted-registry.js'
+import { logRequest, type RequestObserver } from '../observability/request-log.js'
 import { headCheckIntervalMs } from '../util/client-head.js'
 
 export type RegistryRequestHandler = (req: IncomingMessage, res: ServerResponse) => Promise<void>
@@ -19,6 +20,8 @@ export interface RegistryServerOptions {
   config: Config
   log: Logger
   hosted: HostedRegistry
+  /** Also fed every request's log line (metrics). */
+  observe?: RequestObserver
   /** Claims a request for another handler (pull-through); undefined leaves it to the hosted registry. */
   route?: (req: IncomingMessage) => RegistryRequestHandler | undefined
 }
@@ -34,10 +37,8 @@ export interface RegistryServer {
 export function createRegistryServer (opts: RegistryServerOptions): RegistryServer {
   const log = opts.log.child({ module: 'registry-server' })
   const onRequest = (req: IncomingMessage, res: ServerResponse): void => {
-    const started = Date.now()
-    res.once('finish', () => {
-      log.info({ method: req.method, door: 'registry', path: req.url, status: res.statusCode, ms: Date.now() - started }, 'request')
-    })
+    // Logged when the response closes, not on 'finish': that never fires when a client hangs up.
+    logRequest(log, req, res, { door: 'registry' }, opts.observe)
     const claimed = opts.route?.(req)
     const handling = claimed !== undefined ? claimed(req, res) : opts.hosted.handle(req, res, { door: 'registry' })
     handling.catch(err => {
