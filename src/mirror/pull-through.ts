@@ -26,7 +26,7 @@
  * X-Docker-Registry-Proxy-Cache-Upstream-Status; the request log line (request-log.ts) reads them.
  */
 import type { IncomingMessage, ServerResponse } from 'node:http'
-import type { Readable } from 'node:stream'
+import type { Readable, Writable } from 'node:stream'
 import { pipeline } from 'node:stream/promises'
 import type { Config } from '../config/index.js'
 import type { Logger } from '../log.js'
@@ -37,6 +37,7 @@ import { stripHopByHop, headerValue } from '../upstream/headers.js'
 import type { CacheStore } from '../cache/cache-store.js'
 import type { BlobFill } from '../cache/blob-fill.js'
 import { TailReader } from '../cache/tail-reader.js'
+import { sendFile } from '../util/file-sender.js'
 import { parseByteRange, type ByteRange } from '../cache/byte-range.js'
 import { parseDigest } from '../cache/cache-paths.js'
 import type { PullThroughHandler, MirrorContext, ImageRequest } from './mirror-router.js'
@@ -86,7 +87,8 @@ export function createPullThrough (opts: PullThroughOptions): PullThroughHandler
       if (opened !== undefined) {
         const { blob, fh } = opened
         if (!await admit(access, req, res, accessContext(req, ctx))) { void fh.close(); return }
-        await serveBody(req, res, { status: 'HIT', size: blob.size, digest: d.digest, mediaType: blob.mediaType }, (start, end) => fh.createReadStream({ start, end, highWaterMark: 1 << 20 }), () => { void fh.close() })
+        await serveBody(req, res, { status: 'HIT', size: blob.size, digest: d.digest, mediaType: blob.mediaType },
+          async (out, range) => { await sendFile(fh, out, range) }, () => { void fh.close() })
         return
       }
       const inflight = cache.inflight(d.digest)
@@ -132,11 +134,16 @@ export function createPullThrough (opts: PullThroughOptions): PullThroughHandler
   }
 
   async function serveFill (req: IncomingMessage, res: ServerResponse, fill: BlobFill, status: CacheStatus): Promise<void> {
-    await serveBody(req, res, { status, size: fill.size, digest: fill.digest.digest, mediaType: fill.mediaType }, (start, end) => new TailReader(fill, start, end))
+    await serveBody(req, res, { status, size: fill.size, digest: fill.digest.digest, mediaType: fill.mediaType },
+      async (out, range) => { await pipeline(new TailReader(fill, range?.start ?? 0, range?.end), out, { end: false }) })
   }
 
   /** Writes a cached (or filling) body: HEAD, 200, 206 for one satisfiable range, 416 otherwise. */
-  async function serveBody (req: IncomingMessage, res: ServerResponse, what: { status: CacheStatus, size: number | undefined, digest: string, mediaType?: string }, open: (start: number, end?: number) => Readable, release?: () => void): Promise<void> {
+  /**
+   * Answers a blob request from the cache: headers, Range, HEAD. `send` writes the bytes (or the
+   * range) into the response without ending it; it rejects when they cannot all be sent.
+   */
+  async function serveBody (req: IncomingMessage, res: ServerResponse, what: { status: CacheStatus, size: number | undefined, digest: string, mediaType?: string }, send: (out: Writable, range?: ByteRange) => Promise<void>, release?: () => void): Promise<void> {
     const headers: Record<string, string | number> = {
       'content-type': what.mediaType ?? 'application/octet-stream',
       'docker-content-digest': what.digest,
@@ -164,10 +171,16 @@ export function createPullThrough (opts: PullThroughOptions): PullThroughHandler
       res.end()
       return
     }
-    const body = range !== undefined ? open(range.start, range.end) : open(0)
     writeHead(res, code, headers)
-    // A reader error (the fill failed) destroys `res`: the client sees an aborted transfer.
-    await pipeline(body, res).catch(() => {})
+    try {
+      await send(res, range)
+      res.end()
+    } catch {
+      // The fill failed or the client left: abort, never a clean end of a short body.
+      res.destroy()
+    } finally {
+      release?.()
+    }
   }
 
   /** Sends the request upstream unchanged (redirects followed) and streams the answer back. */

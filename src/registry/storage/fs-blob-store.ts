@@ -9,7 +9,7 @@ import { join } from 'node:path'
 import type { Readable, Writable } from 'node:stream'
 import type { ByteRange } from '../ranges.js'
 import type { BlobInfo, BlobStore } from './stores.js'
-import { sendFile } from './file-sender.js'
+import { sendFile } from '../../util/file-sender.js'
 import type { StoragePaths } from './paths.js'
 import { isNotFound, readdirIfExists, renameInto, statIfExists, unlinkIfExists, writeFileAtomic } from './fs-files.js'
 

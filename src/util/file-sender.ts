@@ -1,5 +1,6 @@
 /**
- * Sends a file (or an inclusive byte range of it) into a Writable — a blob GET's response — reading
+ * Sends a file (or an inclusive byte range of it) into a Writable — a blob GET's response, hosted or
+ * from the pull-through cache — reading
  * into a few buffers that are recycled once the Writable has written them.
  *
  *   file ──read──► buffer 1 ──out.write──► socket ──callback──► buffer 1 free, read into it again
@@ -17,7 +18,6 @@
  */
 import type { FileHandle } from 'node:fs/promises'
 import type { Writable } from 'node:stream'
-import type { ByteRange } from '../ranges.js'
 
 /** 1 MiB reads: far fewer syscalls and event-loop turns than the 64 KiB default on multi-GB layers. */
 const SEND_BUFFER_BYTES = 1024 * 1024
@@ -28,7 +28,7 @@ const SEND_BUFFERS = 3
  * Writes the bytes into `out` without ending it; resolves once the last write has been handed to
  * `out`. Rejects when `out` fails or closes first, or when the file is shorter than the range.
  */
-export async function sendFile (file: FileHandle, out: Writable, range?: ByteRange): Promise<void> {
+export async function sendFile (file: FileHandle, out: Writable, range?: { start: number, end: number }): Promise<void> {
   const size = (await file.stat()).size
   let position = range?.start ?? 0
   const end = range !== undefined ? range.end + 1 : size // exclusive
