@@ -28,9 +28,4 @@ export class BasicInjectingUpstream {
     }
     return answer
   }
-
-  /** Whether requests to `host` without a client Authorization get the operator's credentials. */
-  injectsFor (host: string): boolean {
-    return this.credentials.forHost(host) !== undefined
-  }
 }

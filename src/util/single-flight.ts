@@ -20,13 +20,4 @@ export class SingleFlight<T> {
     this.inflight.set(key, p)
     return p
   }
-
-  /** True while a call for `key` is in flight (lets callers tell a leader from a joiner). */
-  has (key: string): boolean {
-    return this.inflight.has(key)
-  }
-
-  get size (): number {
-    return this.inflight.size
-  }
 }
