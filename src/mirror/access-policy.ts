@@ -30,6 +30,7 @@ import { SingleFlight } from '../util/single-flight.js'
 import type { UpstreamClient, UpstreamResponse } from '../upstream/upstream-client.js'
 import type { UpstreamCredentials } from '../upstream/credentials.js'
 import { headerValue } from '../upstream/headers.js'
+import { discardBody } from '../upstream/body.js'
 import type { MirrorContext } from './mirror-router.js'
 
 export interface AccessContext {
@@ -143,8 +144,7 @@ export class UpstreamAccessPolicy implements AccessPolicy {
       this.log.warn({ host: ctx.host, repository: ctx.repository, err: (err as Error).message }, 'access check failed; cached item not served')
       return refusal(503, {}, `crossdock cannot verify access to ${ctx.host}/${ctx.repository}: ${(err as Error).message}`)
     }
-    answer.body.on('error', () => {})
-    answer.body.destroy()
+    discardBody(answer.body)
     let decision: AccessDecision
     if (answer.status === 200) {
       decision = { allowed: true }

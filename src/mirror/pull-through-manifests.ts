@@ -20,16 +20,16 @@
  */
 import { createHash } from 'node:crypto'
 import type { IncomingMessage, ServerResponse } from 'node:http'
-import type { Readable } from 'node:stream'
 import { ProxyError } from '../errors.js'
 import type { Logger } from '../log.js'
 import { SingleFlight } from '../util/single-flight.js'
 import { headerValue, stripHopByHop } from '../upstream/headers.js'
+import { discardBody, readBody } from '../upstream/body.js'
 import { MAX_MANIFEST_BYTES, type CachedManifest } from '../cache/cache-store.js'
 import { parseDigest } from '../cache/cache-paths.js'
 import { manifestTier, tagKey, type TagRef } from '../cache/tag-key.js'
 import {
-  accessContext, cacheHeaders, discard, sendAnswer, upstreamHeaders, writeHead, upstreamPath,
+  accessContext, cacheHeaders, sendAnswer, upstreamHeaders, writeHead, upstreamPath,
   type CacheStatus, type PullThroughContext, type PullThroughOptions,
 } from './pull-through.js'
 import { ALLOW_ALL, admit } from './access-policy.js'
@@ -136,7 +136,7 @@ export function createManifestHandler (opts: PullThroughOptions) {
     const run = async (): Promise<HeadOutcome> => {
       try {
         const a = await upstream.request({ host: ctx.host, method: 'HEAD', path: upstreamPath(ctx), headers: upstreamHeaders(req), followRedirects: true })
-        discard(a.body)
+        discardBody(a.body)
         return { answer: { status: a.status, headers: a.headers, ms: a.ms }, authorization }
       } catch (error) {
         return { error, authorization }
@@ -154,7 +154,7 @@ export function createManifestHandler (opts: PullThroughOptions) {
     const got = await gets.run(key, async () => {
       leader = true
       const a = await upstream.request({ host: ctx.host, method: 'GET', path: upstreamPath(ctx, reference), headers: upstreamHeaders(req), followRedirects: true })
-      const got: Buffered = { status: a.status, headers: a.headers, ms: a.ms, body: await readAll(a.body, MAX_MANIFEST_BYTES) }
+      const got: Buffered = { status: a.status, headers: a.headers, ms: a.ms, body: await readBody(a.body, MAX_MANIFEST_BYTES, manifestTooLarge) }
       access.recordFetch({ ...accessContext(req, ctx, reference), status: a.status })
       if (a.status !== 200) return got
       const asked = parseDigest(reference)
@@ -218,13 +218,6 @@ function mediaTypeOf (headers: Buffered['headers']): string {
   return (headerValue(headers, 'content-type') ?? 'application/octet-stream').split(';')[0].trim()
 }
 
-async function readAll (body: Readable, max: number): Promise<Buffer> {
-  const chunks: Buffer[] = []
-  let n = 0
-  for await (const c of body) {
-    n += (c as Buffer).length
-    if (n > max) { discard(body); throw new ProxyError(502, 'ERR_UPSTREAM_TOO_LARGE', `upstream manifest larger than ${max} bytes`) }
-    chunks.push(c as Buffer)
-  }
-  return Buffer.concat(chunks)
+function manifestTooLarge (): ProxyError {
+  return new ProxyError(502, 'ERR_UPSTREAM_TOO_LARGE', `upstream manifest larger than ${MAX_MANIFEST_BYTES} bytes`)
 }

@@ -26,7 +26,7 @@
  * X-Docker-Registry-Proxy-Cache-Upstream-Status; the request log line (request-log.ts) reads them.
  */
 import type { IncomingMessage, ServerResponse } from 'node:http'
-import type { Readable, Writable } from 'node:stream'
+import type { Writable } from 'node:stream'
 import { pipeline } from 'node:stream/promises'
 import type { Config } from '../config/index.js'
 import type { Logger } from '../log.js'
@@ -34,6 +34,7 @@ import { proxyErrorFrom, writeProxyError } from '../errors.js'
 import { SingleFlight } from '../util/single-flight.js'
 import type { UpstreamClient, UpstreamResponse } from '../upstream/upstream-client.js'
 import { stripHopByHop, headerValue } from '../upstream/headers.js'
+import { discardBody } from '../upstream/body.js'
 import type { CacheStore } from '../cache/cache-store.js'
 import type { BlobFill } from '../cache/blob-fill.js'
 import { TailReader } from '../cache/tail-reader.js'
@@ -124,7 +125,7 @@ export function createPullThrough (opts: PullThroughOptions): PullThroughHandler
     // Another pull-through over the same cache (the registry door's, with its own upstream client
     // and single-flight) may have started this digest while our GET was waiting for headers.
     const other = cache.inflight(digest)
-    if (other !== undefined) { discard(answer.body); return { kind: 'fill', fill: other } }
+    if (other !== undefined) { discardBody(answer.body); return { kind: 'fill', fill: other } }
     const started = cache.beginBlobFill(digest, answer.body, { expectedSize, mediaType: headerValue(answer.headers, 'content-type'), origin: { host: ctx.host, repository: ctx.repository } })
     if ('bypass' in started) {
       log.warn({ host: ctx.host, repository: ctx.repository, digest, size: expectedSize, reason: started.bypass }, 'blob streamed through uncached')
@@ -224,7 +225,7 @@ export function cacheHeaders (status: CacheStatus, upstreamStatus?: string): Rec
 /** Streams an upstream answer to the client as it is (status, end-to-end headers, body). */
 export async function sendAnswer (res: ServerResponse, answer: UpstreamResponse, method: string, status: CacheStatus): Promise<void> {
   writeHead(res, answer.status, { ...stripHopByHop(answer.headers), ...cacheHeaders(status), 'x-crossdock-upstream-ms': String(Math.round(answer.ms)) })
-  if (method === 'HEAD') { discard(answer.body); res.end(); return }
+  if (method === 'HEAD') { discardBody(answer.body); res.end(); return }
   await pipeline(answer.body, res).catch(() => {})
 }
 
@@ -235,10 +236,4 @@ export async function sendAnswer (res: ServerResponse, answer: UpstreamResponse,
 export function writeHead (res: ServerResponse, status: number, headers: Record<string, string | string[] | number>): void {
   for (const [k, v] of Object.entries(headers)) res.setHeader(k, v)
   res.writeHead(status)
-}
-
-/** Drops a body we do not want (undici errors a body destroyed unread: that error is expected). */
-export function discard (body: Readable): void {
-  body.on('error', () => {})
-  body.destroy()
 }

@@ -10,14 +10,20 @@ export function discardBody (body: Readable): void {
   body.destroy()
 }
 
-/** Reads a small JSON body whole; rejects past `max` bytes or on bad JSON. */
-export async function readJson (body: Readable, max: number): Promise<unknown> {
+/** Reads a small body whole; past `max` bytes the body is dropped and `tooLarge()` is thrown. */
+export async function readBody (body: Readable, max: number, tooLarge: () => Error): Promise<Buffer> {
   const chunks: Buffer[] = []
   let n = 0
   for await (const c of body) {
     n += (c as Buffer).length
-    if (n > max) { discardBody(body); throw new Error(`body larger than ${max} bytes`) }
+    if (n > max) { discardBody(body); throw tooLarge() }
     chunks.push(c as Buffer)
   }
-  return JSON.parse(Buffer.concat(chunks).toString('utf8'))
+  return Buffer.concat(chunks)
+}
+
+/** Reads a small JSON body whole; rejects past `max` bytes or on bad JSON. */
+export async function readJson (body: Readable, max: number): Promise<unknown> {
+  const bytes = await readBody(body, max, () => new Error(`body larger than ${max} bytes`))
+  return JSON.parse(bytes.toString('utf8'))
 }

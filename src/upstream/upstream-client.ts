@@ -20,6 +20,7 @@ import { Agent, buildConnector, type Dispatcher } from 'undici'
 import { ConfigError, proxyErrorFrom } from '../errors.js'
 import type { Dialer } from './dialer.js'
 import { stripHopByHop, headerValue, type HeaderMap } from './headers.js'
+import { discardBody } from './body.js'
 
 export interface UpstreamRequest {
   /** Upstream host, with `:port` when not 443. */
@@ -127,9 +128,7 @@ export class UpstreamClient {
         this.onResponse?.({ host: req.host, status: res.statusCode, ms, headers: res.headers })
         return { status: res.statusCode, headers: res.headers, body: res.body, url: url.href, ms }
       }
-      // undici reports a destroyed, unread body as an error event; nobody else listens here.
-      res.body.on('error', () => {})
-      res.body.destroy()
+      discardBody(res.body)
       url = new URL(location, url)
       if (res.statusCode === 303 && method !== 'HEAD') method = 'GET'
       body = null
