@@ -30,13 +30,6 @@ export function createOpsRoutes (opts: { metrics: Metrics, health: Health }): Re
   }
 }
 
-/** For the registry door's `route` hook: the ops route a GET/HEAD asks for, else undefined. */
-export function claimOpsRoute (routes: Record<string, OpsRoute>, req: IncomingMessage): OpsRoute | undefined {
-  if (req.method !== 'GET' && req.method !== 'HEAD') return undefined
-  const path = (req.url ?? '/').split('?')[0]
-  return Object.hasOwn(routes, path) ? routes[path] : undefined
-}
-
 function send (req: IncomingMessage, res: ServerResponse, status: number, type: string, body: string): void {
   // Probes poll; a cached answer would hide a state change.
   res.writeHead(status, { 'content-type': type, 'content-length': Buffer.byteLength(body), 'cache-control': 'no-store' })

@@ -56,10 +56,6 @@ export function parseDigest (value: string): Digest {
   return { algorithm: alg, hex, value }
 }
 
-export function isDigest (value: string): boolean {
-  try { parseDigest(value); return true } catch { return false }
-}
-
 /** A manifest reference is a digest (it has a colon, tags cannot) or a tag. */
 export type Reference = { kind: 'digest', digest: Digest } | { kind: 'tag', tag: string }
 

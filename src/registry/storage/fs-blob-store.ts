@@ -4,17 +4,14 @@
  * and `retain` touch it, and gc's `remove` parks the file in tmp/ before looking at the mtime again,
  * so a push that retained the blob in between wins (see `remove`).
  */
-import { createReadStream, promises as fsp } from 'node:fs'
+import { promises as fsp } from 'node:fs'
 import { join } from 'node:path'
-import type { Readable, Writable } from 'node:stream'
+import type { Writable } from 'node:stream'
 import type { ByteRange } from '../ranges.js'
 import type { BlobInfo, BlobStore } from './stores.js'
 import { sendFile } from '../../util/file-sender.js'
 import type { StoragePaths } from './paths.js'
 import { isNotFound, readdirIfExists, renameInto, statIfExists, unlinkIfExists, writeFileAtomic } from './fs-files.js'
-
-/** 1 MiB reads: far fewer syscalls and event-loop turns than the 64 KiB default on multi-GB layers. */
-const READ_HIGH_WATER_MARK = 1024 * 1024
 
 export class FsBlobStore implements BlobStore {
   constructor (private readonly paths: StoragePaths) {}
@@ -22,18 +19,6 @@ export class FsBlobStore implements BlobStore {
   async stat (name: string, digest: string, opts: { retain?: boolean } = {}): Promise<BlobInfo | undefined> {
     if (await statIfExists(this.paths.layerLink(name, digest)) === undefined) return undefined
     return opts.retain === true ? await this.retainContent(digest) : await this.contentInfo(digest)
-  }
-
-  async open (digest: string, range?: ByteRange): Promise<Readable | undefined> {
-    let handle
-    try {
-      // Open first: once we hold the descriptor, gc unlinking the path cannot cut the stream short.
-      handle = await fsp.open(this.paths.blob(digest), 'r')
-    } catch (err) {
-      if (isNotFound(err)) return undefined
-      throw err
-    }
-    return createReadStream('', { fd: handle, highWaterMark: READ_HIGH_WATER_MARK, start: range?.start, end: range?.end })
   }
 
   async send (digest: string, out: Writable, opts: { range?: ByteRange, ready?: () => void } = {}): Promise<boolean> {

@@ -38,17 +38,12 @@ export interface BlobStore {
    */
   stat: (name: string, digest: string, opts?: { retain?: boolean }) => Promise<BlobInfo | undefined>
   /**
-   * Opens the bytes (all, or an inclusive range) of a blob. The caller owns the stream and must
-   * consume or destroy it. Undefined when the content is gone (deleted since `stat`). Once opened,
-   * a concurrent delete does not affect the stream.
-   */
-  open: (digest: string, range?: ByteRange) => Promise<Readable | undefined>
-  /**
    * Writes the bytes (all, or an inclusive range) of a blob into `out` (a response), without ending
-   * it: the outcome of piping `open`, but the implementation may recycle its buffers once `out` has
-   * written them. `ready` runs once the content is open, before the first byte is written (the
-   * caller sends its headers there). False, with `ready` not called and nothing written, when the
-   * content is gone. Rejects when `out` fails or closes before the last byte was handed to it.
+   * it; the implementation may recycle its buffers once `out` has written them. `ready` runs once the
+   * content is open, before the first byte is written (the caller sends its headers there). Once
+   * open, a concurrent delete does not cut the bytes short. False, with `ready` not called and
+   * nothing written, when the content is gone (deleted since `stat`). Rejects when `out` fails or
+   * closes before the last byte was handed to it.
    */
   send: (digest: string, out: Writable, opts?: { range?: ByteRange, ready?: () => void }) => Promise<boolean>
   /**
