@@ -4,8 +4,7 @@
  * Bytes are counted as the body is written, so an aborted download logs what was really sent.
  *
  * The same line feeds an optional observer (the metrics, metrics.ts), so instrumentation needs no
- * hooks of its own in the request paths. `observeRequest` is the observer without the log line, for
- * a door that writes its own.
+ * hooks of its own in the request paths.
  */
 import type { IncomingMessage, ServerResponse } from 'node:http'
 import type { Logger } from '../log.js'
@@ -33,13 +32,6 @@ export type RequestObserver = (line: RequestLogLine) => void
 
 /** Attaches the per-request log line to `res`; call once when the request arrives. */
 export function logRequest (log: Logger, req: IncomingMessage, res: ServerResponse, fields: RequestLogFields, observe?: RequestObserver): void {
-  onResponseDone(req, res, fields, line => {
-    log.info(line, 'request')
-    observe?.(line)
-  })
-}
-
-function onResponseDone (req: IncomingMessage, res: ServerResponse, fields: RequestLogFields, done: (line: RequestLogLine) => void): void {
   const started = performance.now()
   // Read now: by the time the response closes, req.socket may already be detached.
   const remote = req.socket?.remoteAddress
@@ -55,7 +47,7 @@ function onResponseDone (req: IncomingMessage, res: ServerResponse, fields: Requ
   res.once('close', () => {
     const cacheStatus = res.getHeader('x-cache-status')
     const upstreamMs = res.getHeader('x-crossdock-upstream-ms')
-    done({
+    const line: RequestLogLine = {
       ...fields,
       method: req.method,
       path: req.url,
@@ -66,6 +58,8 @@ function onResponseDone (req: IncomingMessage, res: ServerResponse, fields: Requ
       upstreamMs: upstreamMs === undefined ? undefined : Number(upstreamMs),
       aborted: res.writableFinished ? undefined : true,
       remote,
-    })
+    }
+    log.info(line, 'request')
+    observe?.(line)
   })
 }
