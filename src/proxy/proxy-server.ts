@@ -24,7 +24,7 @@ import { parseAuthority, formatAuthority, type Authority } from './connect-autho
 import { openTunnel } from './tunnel.js'
 import { logRequest, type RequestObserver } from '../observability/request-log.js'
 import { trackForGracefulClose } from '../util/graceful-close.js'
-import { clientErrorResponse, headCheckIntervalMs } from '../util/client-head.js'
+import { headCheckIntervalMs, refuseClientHead } from '../util/client-head.js'
 
 export type InterceptedHandler = (req: http.IncomingMessage, res: http.ServerResponse, target: Authority) => Promise<void>
 
@@ -80,7 +80,7 @@ export function createProxyServer (opts: ProxyServerOptions): ProxyServer {
     clearTimeout(headDeadlines.get(session))
     const timer = setTimeout(() => {
       log.debug({ remote: session.remoteAddress }, 'intercepted session sent no request head in time')
-      if (handshaken.has(session) && session.writable) session.end(clientErrorResponse(Object.assign(new Error('head timeout'), { code: 'ERR_HTTP_REQUEST_TIMEOUT' })), () => session.destroy())
+      if (handshaken.has(session)) refuseClientHead(session, Object.assign(new Error('head timeout'), { code: 'ERR_HTTP_REQUEST_TIMEOUT' }))
       else session.destroy()
     }, ms)
     timer.unref()
@@ -108,8 +108,7 @@ export function createProxyServer (opts: ProxyServerOptions): ProxyServer {
   })
   inner.on('clientError', (err, socket) => {
     log.debug({ err: err.message }, 'intercepted client error')
-    if (socket.writable) socket.end(clientErrorResponse(err), () => socket.destroy())
-    else socket.destroy()
+    refuseClientHead(socket, err)
   })
 
   const server = http.createServer({
@@ -127,8 +126,7 @@ export function createProxyServer (opts: ProxyServerOptions): ProxyServer {
   const graceful = trackForGracefulClose(server)
   server.on('clientError', (err, socket) => {
     log.debug({ err: err.message }, 'proxy client error')
-    if (socket.writable) socket.end(clientErrorResponse(err), () => socket.destroy())
-    else socket.destroy()
+    refuseClientHead(socket, err)
   })
 
   server.on('connect', (req: http.IncomingMessage, socket: net.Socket, head: Buffer) => {
