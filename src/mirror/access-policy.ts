@@ -31,7 +31,7 @@ import type { UpstreamClient, UpstreamResponse } from '../upstream/upstream-clie
 import type { UpstreamCredentials } from '../upstream/credentials.js'
 import { headerValue } from '../upstream/headers.js'
 import { discardBody } from '../upstream/body.js'
-import type { MirrorContext } from './mirror-router.js'
+import { upstreamPath, type MirrorContext } from './mirror-router.js'
 
 export interface AccessContext {
   host: string
@@ -133,7 +133,7 @@ export class UpstreamAccessPolicy implements AccessPolicy {
   /** One upstream HEAD of the item, as the client (or anonymously); the verdict is cached. */
   private async check (ctx: AccessContext, key: string): Promise<AccessDecision> {
     const repo = repoKey(ctx)
-    const path = `/v2/${ctx.repository}/${ctx.kind === 'blob' ? 'blobs' : 'manifests'}/${encodeURIComponent(ctx.reference).replace(/%3A/gi, ':')}`
+    const path = upstreamPath(ctx)
     const headers: Record<string, string> = ctx.kind === 'manifest' ? { accept: ctx.accept ?? MANIFEST_ACCEPT } : {}
     let answer: UpstreamResponse
     try {

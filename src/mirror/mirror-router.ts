@@ -42,6 +42,11 @@ export function parseImagePath (path: string): ImageRequest | undefined {
   return { kind: m[2] === 'blobs' ? 'blob' : 'manifest', repository: m[1], reference: decodeURIComponent(m[3]) }
 }
 
+/** The inverse of parseImagePath: `/v2/<repository>/{blobs,manifests}/<reference>` (`:` left as is). */
+export function upstreamPath (image: ImageRequest, reference = image.reference): string {
+  return `/v2/${image.repository}/${image.kind === 'blob' ? 'blobs' : 'manifests'}/${encodeURIComponent(reference).replace(/%3A/gi, ':')}`
+}
+
 export class MirrorRouter {
   constructor (private readonly upstream: Pick<UpstreamClient, 'request'>, private readonly pullThrough?: PullThroughHandler) {}
 

@@ -29,10 +29,11 @@ import { MAX_MANIFEST_BYTES, type CachedManifest } from '../cache/cache-store.js
 import { parseDigest } from '../cache/cache-paths.js'
 import { manifestTier, tagKey, type TagRef } from '../cache/tag-key.js'
 import {
-  accessContext, cacheHeaders, sendAnswer, upstreamHeaders, writeHead, upstreamPath,
+  accessContext, cacheHeaders, sendAnswer, upstreamHeaders, writeHead,
   type CacheStatus, type PullThroughContext, type PullThroughOptions,
 } from './pull-through.js'
 import { ALLOW_ALL, admit } from './access-policy.js'
+import { upstreamPath } from './mirror-router.js'
 
 /** An upstream answer read whole. */
 interface Buffered {

@@ -41,7 +41,7 @@ import { TailReader } from '../cache/tail-reader.js'
 import { sendFile } from '../util/file-sender.js'
 import { parseByteRange, type ByteRange } from '../cache/byte-range.js'
 import { parseDigest } from '../cache/cache-paths.js'
-import type { PullThroughHandler, MirrorContext, ImageRequest } from './mirror-router.js'
+import { upstreamPath, type PullThroughHandler, type MirrorContext, type ImageRequest } from './mirror-router.js'
 import { createManifestHandler } from './pull-through-manifests.js'
 import { ALLOW_ALL, admit, upstreamAuthorizationOf, type AccessContext, type AccessPolicy } from './access-policy.js'
 
@@ -208,10 +208,6 @@ export function upstreamHeaders (req: IncomingMessage, withRange = false): Recor
     if (v !== undefined) out[n] = v
   }
   return out
-}
-
-export function upstreamPath (ctx: ImageRequest, reference = ctx.reference): string {
-  return `/v2/${ctx.repository}/${ctx.kind === 'blob' ? 'blobs' : 'manifests'}/${encodeURIComponent(reference).replace(/%3A/gi, ':')}`
 }
 
 /** X-Cache-Status and rpardini's header (nginx's $upstream_cache_status vocabulary). */
