@@ -139,10 +139,10 @@ export function createPullThrough (opts: PullThroughOptions): PullThroughHandler
       async (out, range) => { await pipeline(new TailReader(fill, range?.start ?? 0, range?.end), out, { end: false }) })
   }
 
-  /** Writes a cached (or filling) body: HEAD, 200, 206 for one satisfiable range, 416 otherwise. */
   /**
-   * Answers a blob request from the cache: headers, Range, HEAD. `send` writes the bytes (or the
-   * range) into the response without ending it; it rejects when they cannot all be sent.
+   * Answers a blob request from the cache (or a fill): HEAD, 200, 206 for one satisfiable range, 416
+   * for an unsatisfiable one. `send` writes the bytes (or the range) into the response without
+   * ending it; it rejects when they cannot all be sent.
    */
   async function serveBody (req: IncomingMessage, res: ServerResponse, what: { status: CacheStatus, size: number | undefined, digest: string, mediaType?: string }, send: (out: Writable, range?: ByteRange) => Promise<void>, release?: () => void): Promise<void> {
     const headers: Record<string, string | number> = {
