@@ -28,7 +28,7 @@ export interface IndexedEntry {
   repository?: string
 }
 
-/** Every index entry the store would load; entries it would drop (unknown key, bad digest) are left out. */
+/** Every index entry the store would load ([] when `dir` does not exist); entries it would drop (unknown key, bad digest) are left out. */
 export async function readCacheIndex (dir: string): Promise<IndexedEntry[]> {
   const recency = await readRecency(dir)
   const out: IndexedEntry[] = []
@@ -50,10 +50,11 @@ export async function readCacheIndex (dir: string): Promise<IndexedEntry[]> {
 }
 
 /**
- * Removes `entries` from the index, and content no remaining key uses. `remaining` holds the keys
- * that stay (it is updated). Idempotent: an entry already gone is not an error.
+ * Removes `entries` (some of `all`, the index as read) from the index, and content no key left in
+ * `all` uses. Idempotent: an entry already gone is not an error.
  */
-export async function removeEntries (dir: string, entries: IndexedEntry[], remaining: Set<string>): Promise<void> {
+export async function removeEntries (dir: string, entries: IndexedEntry[], all: IndexedEntry[]): Promise<void> {
+  const remaining = new Set(all.map(e => e.key))
   for (const e of entries) remaining.delete(e.key)
   for (const e of entries) {
     await cacache.rm.entry(dir, e.key, { removeFully: true })

@@ -6,7 +6,6 @@
 import { createReadStream } from 'node:fs'
 import { createHash } from 'node:crypto'
 import { pipeline } from 'node:stream/promises'
-import { existsSync } from 'node:fs'
 import { loadConfig } from '../config/index.js'
 import { createProgress, durationOption, formatBytes, parseOptions, sizeOption, UsageError, type Command } from './command.js'
 import { readCacheIndex, removeEntries, type IndexedEntry } from './cache-index.js'
@@ -35,7 +34,7 @@ repositories holding the most bytes. A blob counts for the repository it was fir
     const top = Number(opts.top)
     if (!Number.isInteger(top) || top < 0) throw new UsageError(`--top=${JSON.stringify(opts.top)}: expected a whole number`)
     const dir = cacheDir()
-    const entries = existsSync(dir) ? await readCacheIndex(dir) : []
+    const entries = await readCacheIndex(dir)
     const kinds = { blob: { entries: 0, bytes: 0 }, manifest: { entries: 0, bytes: 0 }, tag: { entries: 0, bytes: 0 } }
     const repos = new Map<string, { bytes: number, entries: number }>()
     for (const e of entries) {
@@ -83,7 +82,7 @@ Safe while crossdock serves: it refetches what it no longer finds.
     const olderThan = opts['older-than'] === undefined ? undefined : durationOption('--older-than', opts['older-than'])
     const maxSize = opts['max-size'] === undefined ? undefined : sizeOption('--max-size', opts['max-size'])
     const dir = cacheDir()
-    const entries = existsSync(dir) ? await readCacheIndex(dir) : []
+    const entries = await readCacheIndex(dir)
     // Least recently read first: the order eviction would take.
     entries.sort((a, b) => a.lastReadAt - b.lastReadAt)
     const doomed: IndexedEntry[] = []
@@ -100,7 +99,7 @@ Safe while crossdock serves: it refetches what it no longer finds.
       kept = kept.slice(i)
     }
     const verb = opts['dry-run'] === true ? 'would remove' : 'removed'
-    if (opts['dry-run'] !== true) await removeEntries(dir, doomed, new Set(kept.map(e => e.key)))
+    if (opts['dry-run'] !== true) await removeEntries(dir, doomed, entries)
     for (const e of doomed) out(`${verb} ${describe(e)} ${formatBytes(e.size)}, last read ${new Date(e.lastReadAt).toISOString()}`)
     const bytes = doomed.reduce((n, e) => n + e.size, 0)
     out(`${verb} ${doomed.length} entries, ${formatBytes(bytes)} (${bytes} bytes); ${kept.length} entries, ${formatBytes(kept.reduce((n, e) => n + e.size, 0))} left`)
@@ -120,7 +119,7 @@ cache is consistent (corrupt entries removed), 1 with --dry-run when some were f
   run: async (args) => {
     const opts = parseOptions(args, { 'dry-run': { type: 'boolean' } })
     const dir = cacheDir()
-    const entries = existsSync(dir) ? await readCacheIndex(dir) : []
+    const entries = await readCacheIndex(dir)
     // blob:X and manifest:X share one file: hash it once.
     const byContent = new Map<string, IndexedEntry[]>()
     for (const e of entries) {
@@ -142,9 +141,7 @@ cache is consistent (corrupt entries removed), 1 with --dry-run when some were f
     progress.done()
     const verb = opts['dry-run'] === true ? 'would remove' : 'removed'
     if (opts['dry-run'] !== true) {
-      const doomed = bad.flatMap(b => b.entries)
-      const gone = new Set(doomed.map(e => e.key))
-      await removeEntries(dir, doomed, new Set(entries.filter(e => !gone.has(e.key)).map(e => e.key)))
+      await removeEntries(dir, bad.flatMap(b => b.entries), entries)
     }
     for (const b of bad) for (const e of b.entries) out(`${verb} ${describe(e)}: ${b.problem}`)
     out(`verified ${byContent.size} files (${formatBytes(total)}): ${byContent.size - bad.length} ok, ${bad.length} ${opts['dry-run'] === true ? 'bad' : 'bad and removed'}`)
