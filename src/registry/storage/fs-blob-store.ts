@@ -11,6 +11,7 @@ import type { ByteRange } from '../ranges.js'
 import type { BlobInfo, BlobStore } from './stores.js'
 import { sendFile } from '../../util/file-sender.js'
 import type { StoragePaths } from './paths.js'
+import { DIGEST_ALGORITHMS } from '../names.js'
 import { isNotFound, readdirIfExists, renameInto, statIfExists, unlinkIfExists, writeFileAtomic } from './fs-files.js'
 
 export class FsBlobStore implements BlobStore {
@@ -75,7 +76,7 @@ export class FsBlobStore implements BlobStore {
   }
 
   async * list (): AsyncIterable<BlobInfo & { modifiedAt: number }> {
-    for (const algorithm of ['sha256', 'sha512']) {
+    for (const algorithm of Object.keys(DIGEST_ALGORITHMS)) {
       const algDir = this.paths.blobAlgorithmDir(algorithm)
       for (const prefix of (await readdirIfExists(algDir)).sort()) {
         for (const hex of (await readdirIfExists(join(algDir, prefix))).sort()) {

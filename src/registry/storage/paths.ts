@@ -32,7 +32,7 @@
 import { join } from 'node:path'
 import { randomBytes } from 'node:crypto'
 import { OciError } from '../../errors.js'
-import { assertName, parseDigest, isValidTag, isUploadId, type Digest } from '../names.js'
+import { DIGEST_ALGORITHMS, assertName, parseDigest, isValidTag, isUploadId, type Digest } from '../names.js'
 
 export class StoragePaths {
   readonly root: string
@@ -54,7 +54,7 @@ export class StoragePaths {
 
   /** The directory of one algorithm's blobs (gc walks it). */
   blobAlgorithmDir (algorithm: string): string {
-    if (!['sha256', 'sha512'].includes(algorithm)) throw new Error(`paths: unknown algorithm ${algorithm}`)
+    if (!Object.hasOwn(DIGEST_ALGORITHMS, algorithm)) throw new Error(`paths: unknown algorithm ${algorithm}`)
     return join(this.root, 'blobs', algorithm)
   }
 
