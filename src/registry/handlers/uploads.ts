@@ -2,10 +2,11 @@
  * Blob uploads (spec: end-4a, end-4b, end-11, end-5, end-6, end-13, and cancel from detail.md).
  * Request bodies are handed to the upload store as streams; its pipeline owns backpressure and errors.
  */
+import type { Readable } from 'node:stream'
 import { OciError } from '../../errors.js'
 import type { Handler, RequestContext } from '../context.js'
 import { contentLength, hasBody, pathOf, sendEmpty } from '../http.js'
-import { assertName, parseDigest } from '../names.js'
+import { assertName, parseDigest, type Digest } from '../names.js'
 import { parseContentRange, uploadRangeHeader, type ByteRange } from '../ranges.js'
 import type { UploadSession } from '../storage/stores.js'
 
@@ -88,34 +89,39 @@ export const postMonolithic: Handler = async (ctx) => {
     sendSession(ctx, 202, await ctx.storage.uploads.create(ctx.name, { algorithm: digest.algorithm }))
     return
   }
+  await uploadWhole(ctx, digest, ctx.req)
+  sendCreated(ctx, digest.value)
+}
+
+/** The whole blob in one body, through a session of its own: nothing remains of a failed one. */
+async function uploadWhole (ctx: RequestContext, digest: Digest, body: Readable): Promise<void> {
   const s = await ctx.storage.uploads.create(ctx.name, { algorithm: digest.algorithm })
   try {
-    await ctx.storage.uploads.complete(ctx.name, s.id, digest.value, ctx.req)
+    await ctx.storage.uploads.complete(ctx.name, s.id, digest.value, body)
   } catch (err) {
-    await ctx.storage.uploads.cancel(ctx.name, s.id) // nothing of a failed single-request push remains
+    await ctx.storage.uploads.cancel(ctx.name, s.id)
     throw err
   }
-  sendCreated(ctx, digest.value)
 }
 
 // spec: end-11. Link a blob the client may read in `from`; 202 and a fresh session when we cannot.
 export const mountBlob: Handler = async (ctx) => {
   ctx.req.resume()
-  const digest = parseDigest(ctx.query.get('mount') ?? '').value
+  const digest = parseDigest(ctx.query.get('mount') ?? '')
   const from = ctx.query.get('from')
   if (from !== null) {
     assertName(from)
     await ctx.authorize({ action: 'pull', name: from })
-    if (await ctx.storage.blobs.stat(from, digest) !== undefined && await ctx.storage.blobs.link(ctx.name, digest) !== undefined) {
-      sendCreated(ctx, digest)
+    if (await ctx.storage.blobs.stat(from, digest.value) !== undefined && await ctx.storage.blobs.link(ctx.name, digest.value) !== undefined) {
+      sendCreated(ctx, digest.value)
       return
     }
     if (await mountFromSource(ctx, from, digest)) {
-      sendCreated(ctx, digest)
+      sendCreated(ctx, digest.value)
       return
     }
   }
-  sendSession(ctx, 202, await ctx.storage.uploads.create(ctx.name, { algorithm: parseDigest(digest).algorithm }))
+  sendSession(ctx, 202, await ctx.storage.uploads.create(ctx.name, { algorithm: digest.algorithm }))
 }
 
 /**
@@ -123,18 +129,16 @@ export const mountBlob: Handler = async (ctx) => {
  * content if we already hold it, else copy it in through an upload session, which verifies the
  * digest before anything becomes visible. False when the source does not have it.
  */
-async function mountFromSource (ctx: RequestContext, from: string, digest: string): Promise<boolean> {
-  const source = await ctx.mountSource?.(from, digest)
+async function mountFromSource (ctx: RequestContext, from: string, digest: Digest): Promise<boolean> {
+  const source = await ctx.mountSource?.(from, digest.value)
   if (source === undefined) return false
-  if (await ctx.storage.blobs.link(ctx.name, digest) !== undefined) return true
+  if (await ctx.storage.blobs.link(ctx.name, digest.value) !== undefined) return true
   const body = await source.open()
   if (body === undefined) return false
-  const s = await ctx.storage.uploads.create(ctx.name, { algorithm: parseDigest(digest).algorithm })
   try {
-    await ctx.storage.uploads.complete(ctx.name, s.id, digest, body)
+    await uploadWhole(ctx, digest, body)
   } catch (err) {
-    body.destroy()
-    await ctx.storage.uploads.cancel(ctx.name, s.id)
+    body.destroy() // ours to close (MountSource), whatever the upload did with it
     throw err
   }
   return true
