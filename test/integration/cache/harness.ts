@@ -26,6 +26,7 @@ import { openCacheStore, type CacheStore } from '../../../src/cache/cache-store.
 import { createPullThrough } from '../../../src/mirror/pull-through.js'
 import { FakeUpstream, TEST_CA_FILE } from '../../helpers/fake-upstream.js'
 import { connectThrough } from '../../helpers/proxy-client.js'
+import { readAll, type ReadResponse } from '../../helpers/read-all.js'
 
 export interface Harness {
   config: Config
@@ -132,13 +133,7 @@ export async function streamThrough (h: Pick<Harness, 'proxyPort' | 'caPem'>, ho
   })
 }
 
-export interface Fetched {
-  status: number
-  headers: http.IncomingHttpHeaders
-  body: Buffer
-  /** True when the body ended cleanly; false when the connection was aborted mid-body. */
-  complete: boolean
-}
+export type Fetched = ReadResponse
 
 export async function fetchThrough (h: Pick<Harness, 'proxyPort' | 'caPem'>, host: string, path: string, opts: { method?: string, headers?: Record<string, string> } = {}): Promise<Fetched> {
   const s = await streamThrough(h, host, path, opts)
@@ -146,21 +141,9 @@ export async function fetchThrough (h: Pick<Harness, 'proxyPort' | 'caPem'>, hos
 }
 
 export async function readBody (s: Streamed): Promise<Fetched> {
-  const chunks: Buffer[] = []
-  return await new Promise(resolve => {
-    let settled = false
-    const done = (complete: boolean): void => {
-      if (settled) return
-      settled = true
-      s.socket.destroy()
-      resolve({ status: s.status, headers: s.headers, body: Buffer.concat(chunks), complete })
-    }
-    s.res.on('data', (c: Buffer) => chunks.push(c))
-    s.res.on('end', () => done(s.res.complete))
-    s.res.on('aborted', () => done(false))
-    s.res.on('error', () => done(false))
-    s.res.on('close', () => done(s.res.complete))
-  })
+  const read = await readAll(s.res)
+  s.socket.destroy()
+  return read
 }
 
 /** A fake upstream (Docker Hub's host, or `hosts`) and the harness pointed at it; both stop at the test's teardown. */

@@ -14,6 +14,7 @@ import { readFileSync } from 'node:fs'
 import { join } from 'node:path'
 import type { Test } from 'tap'
 import { CLI, ensureBuilt, runCli, type CliResult } from '../ops/built-cli.js'
+import { readAll, type ReadResponse } from '../../helpers/read-all.js'
 
 export interface ChildCrossdock {
   readonly pid: number
@@ -86,13 +87,7 @@ export function mountsUnder (dir: string): string[] {
     .filter((mp): mp is string => mp !== undefined && (mp === dir || mp.startsWith(`${dir}/`)))
 }
 
-export interface DoorResponse {
-  status: number
-  headers: http.IncomingHttpHeaders
-  body: Buffer
-  /** False when the connection was cut before the body ended cleanly. */
-  complete: boolean
-}
+export type DoorResponse = ReadResponse
 
 /** The registry door: a port on 127.0.0.1, or host and port. */
 export type DoorAddress = number | { host: string, port: number }
@@ -107,22 +102,7 @@ export async function doorStream (to: DoorAddress, method: string, path: string,
   })
 }
 
-export async function readAll (res: http.IncomingMessage): Promise<DoorResponse> {
-  const chunks: Buffer[] = []
-  return await new Promise(resolve => {
-    let settled = false
-    const done = (complete: boolean): void => {
-      if (settled) return
-      settled = true
-      resolve({ status: res.statusCode ?? 0, headers: res.headers, body: Buffer.concat(chunks), complete })
-    }
-    res.on('data', (c: Buffer) => chunks.push(c))
-    res.on('end', () => done(res.complete))
-    res.on('aborted', () => done(false))
-    res.on('error', () => done(false))
-    res.on('close', () => done(res.complete))
-  })
-}
+export { readAll }
 
 export async function door (to: DoorAddress, method: string, path: string, opts: { headers?: Record<string, string | number>, body?: Buffer } = {}): Promise<DoorResponse> {
   return await readAll(await doorStream(to, method, path, opts))
