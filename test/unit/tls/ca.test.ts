@@ -8,6 +8,7 @@ import { ConfigError } from '../../../src/errors.js'
 import { createSilentLogger } from '../../../src/log.js'
 import { loadOrCreateCa } from '../../../src/tls/ca.js'
 import { serialBytes } from './der.js'
+import { writeEcCa } from './ec-ca.js'
 
 const log = createSilentLogger()
 const FIXTURES = fileURLToPath(new URL('../../fixtures/', import.meta.url))
@@ -93,10 +94,7 @@ t.test('bad operator files are a ConfigError naming the file and the problem', a
 
 t.test('an EC operator CA is accepted', async t => {
   const dir = t.testdir()
-  execFileSync('openssl', ['req', '-x509', '-newkey', 'ec', '-pkeyopt', 'ec_paramgen_curve:P-256', '-nodes', '-days', '30',
-    '-keyout', join(dir, 'ec.key'), '-out', join(dir, 'ec.crt'), '-subj', '/CN=crossdock test EC CA',
-    '-addext', 'basicConstraints=critical,CA:TRUE', '-addext', 'keyUsage=critical,keyCertSign'], { stdio: 'ignore' })
-  const ca = await loadOrCreateCa({ caDir: join(dir, 'ca'), caCrtFile: join(dir, 'ec.crt'), caKeyFile: join(dir, 'ec.key'), log })
+  const ca = await loadOrCreateCa({ caDir: join(dir, 'ca'), ...writeEcCa(dir), log })
   t.equal(ca.key.asymmetricKeyType, 'ec')
   t.ok(ca.keyIdentifier !== undefined && ca.keyIdentifier.length > 0, 'SKI read from a non-RSA certificate')
 })

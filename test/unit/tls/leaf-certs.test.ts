@@ -12,6 +12,7 @@ import { createSilentLogger } from '../../../src/log.js'
 import { loadOrCreateCa, type CertificateAuthority } from '../../../src/tls/ca.js'
 import { LeafCertMinter } from '../../../src/tls/leaf-certs.js'
 import { serialBytes } from './der.js'
+import { writeEcCa } from './ec-ca.js'
 
 const log = createSilentLogger()
 const FIXTURES = fileURLToPath(new URL('../../fixtures/', import.meta.url))
@@ -201,10 +202,7 @@ t.test('minting before init() rejects', async t => {
 
 t.test('an EC operator CA signs leaves that verify', async t => {
   const d = t.testdir()
-  execFileSync('openssl', ['req', '-x509', '-newkey', 'ec', '-pkeyopt', 'ec_paramgen_curve:P-256', '-nodes', '-days', '30',
-    '-keyout', join(d, 'ec.key'), '-out', join(d, 'ec.crt'), '-subj', '/CN=crossdock test EC CA',
-    '-addext', 'basicConstraints=critical,CA:TRUE', '-addext', 'keyUsage=critical,keyCertSign'], { stdio: 'ignore' })
-  const ecCa = await loadOrCreateCa({ caDir: join(d, 'ca'), caCrtFile: join(d, 'ec.crt'), caKeyFile: join(d, 'ec.key'), log })
+  const ecCa = await loadOrCreateCa({ caDir: join(d, 'ca'), ...writeEcCa(d), log })
   const m = new LeafCertMinter(ecCa)
   await m.init()
   const pem = await m.certPemFor('ec.test')
