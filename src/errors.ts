@@ -129,6 +129,15 @@ export function writeProxyError (res: ServerResponse, err: ProxyError): void {
   res.end(body)
 }
 
+/**
+ * A ProxyError on whichever door the request came through: plain text on the proxy door, the OCI
+ * error JSON on the registry door (so `docker pull` prints the reason), same status either way.
+ */
+export function writeDoorError (res: ServerResponse, err: ProxyError, door: 'proxy' | 'registry', method = 'GET'): void {
+  if (door === 'proxy') { writeProxyError(res, err); return }
+  writeOciError(res, new OciError('UNAVAILABLE', err.message, { status: err.status, detail: { code: err.code }, headers: { 'x-crossdock-error': err.code } }), method)
+}
+
 /** A configuration value that cannot be used; the message names the variable, the value and what is expected. */
 export class ConfigError extends Error {
   constructor (message: string) {

@@ -20,16 +20,30 @@
  * end like any fill, it settles 'uncached': nothing is committed. When the last reader leaves, there
  * is nobody to serve and nothing to keep, so the download stops.
  *
- * End of a fill, decided once by the pipeline:
- * - digest and length match → `commit` (cache-store.ts) renames the staging file into cacache's
- *   content path and indexes it; state 'committed'; readers end cleanly once they reached `size`.
- *   Readers keep their fd across the rename (POSIX), so nothing is re-opened. If the commit itself
- *   fails (the index write hit a full disk) the bytes are still verified: state 'uncached'.
- * - anything else (upstream error, truncation, too many bytes, wrong digest, idle timeout) →
- *   staging file removed, state 'failed'; every reader is destroyed with the error, so clients see
- *   an aborted connection, never a clean end of a wrong body. Nothing is indexed. Readers hold
- *   back the last byte of what they serve until the verdict, because with a Content-Length the
- *   client would take its last byte as a clean end.
+ * Life cycle: one state machine, each transition one synchronous step (state set, 'progress'
+ * emitted), so no reader ever sees a transition half done:
+ *
+ *   filling ──body ended, length and digest match──► committing ──rename + index──► committed
+ *      │                                                  └──index write failed──► uncached
+ *      │ (disk full with readers: pass-through, see above) ─────────verified──────► uncached
+ *      └──upstream error, truncation, too many bytes, wrong digest, idle timeout──► failed
+ *
+ * Readers never open the staging file by name. They share the fill's own descriptor (opened
+ * read-write), counted by `acquire`/release: POSIX keeps an open inode readable across the
+ * commit's rename and an eviction's unlink, so no rename, index write or LRU eviction can make a
+ * reader lose its bytes (before: a joiner opening the staging path between the commit's rename and
+ * the state change met ENOENT and its client got a closed connection without a status line). The
+ * descriptor closes when the fill settled and its last reader left; a reader arriving after that
+ * gets `undefined` from `acquire` and looks the digest up again (committed file, or a new fill).
+ *
+ * - committed: readers end cleanly once they reached `size`. If the commit fails after
+ *   verification (the index write hit a full disk), the bytes are still verified: 'uncached'.
+ * - failed: staging file removed; every reader is destroyed with the error, so clients see an
+ *   aborted connection, never a clean end of a wrong body. Nothing is indexed. Readers hold back
+ *   the last byte of what they serve until the verdict, because with a Content-Length the client
+ *   would take its last byte as a clean end.
+ *
+ * Tests pause a fill at each step through `FillHooks` (hooks.ts style: a no-op in production).
  */
 import { createHash, type Hash } from 'node:crypto'
 import { EventEmitter } from 'node:events'
@@ -41,7 +55,20 @@ import type { ParsedDigest } from './cache-paths.js'
 import { FillWindow } from './fill-window.js'
 
 /** 'uncached': verified and served, but not in the cache (the disk was full). */
-export type FillState = 'filling' | 'committed' | 'uncached' | 'failed'
+export type FillState = 'filling' | 'committing' | 'committed' | 'uncached' | 'failed'
+
+/**
+ * The points of a fill's life a test can pause at (the cache's commit adds 'renamed' and
+ * 'indexed'). A hook that returns a promise holds the fill there until it resolves.
+ */
+export type FillStep = 'opened' | 'first-byte' | 'last-byte' | 'verified' | 'renamed' | 'indexed' | 'committed' | 'failed'
+export type FillHook = (step: FillStep, fill: BlobFill) => void | Promise<void>
+
+/** A reader's share of the fill's descriptor (see the header); `release` is idempotent. */
+export interface FillHandle {
+  readonly fh: FileHandle
+  release: () => void
+}
 
 /** Bytes a pass-through fill holds in memory at most beyond what its slowest reader has read. */
 export const PASS_THROUGH_WINDOW = 4 << 20
@@ -76,6 +103,8 @@ export interface BlobFillOptions {
   onSettled?: (fill: BlobFill) => void
   /** Called when the disk filled up and the fill became a pass-through (`fill.diskFull` is set). */
   onDiskFull?: (fill: BlobFill) => void
+  /** Test hook, awaited at each step of the life cycle. */
+  hook?: FillHook
 }
 
 /**
@@ -94,12 +123,15 @@ export class BlobFill extends EventEmitter {
   error: Error | undefined
   /** The write error that turned this fill into a pass-through, if the disk filled up. */
   diskFull: Error | undefined
-  /** The staging path while filling; the content path once committed. */
+  /** The staging path while filling and committing; the content path once committed. */
   path: string
   readonly done: Promise<void>
   private readonly opened: Promise<FileHandle>
   private readonly readers = new Set<FillReader>()
   private window: FillWindow | undefined
+  /** Holders of the descriptor: the pipeline until it settles, plus every acquired handle. */
+  private holders = 1
+  private fdClosed = false
 
   constructor (private readonly opts: BlobFillOptions) {
     super()
@@ -112,7 +144,8 @@ export class BlobFill extends EventEmitter {
     // without a listener that error would be an uncaught exception instead of a failed fill.
     opts.body.on('error', () => {})
     // 'wx': a staging file left over by a fill of this digest in this process would be a bug.
-    this.opened = open(opts.stagingPath, 'wx')
+    // '+': readers read through this same descriptor (see the header).
+    this.opened = open(opts.stagingPath, 'wx+')
     this.opened.catch(() => {})
     this.done = this.run()
     this.done.catch(() => {})
@@ -120,7 +153,15 @@ export class BlobFill extends EventEmitter {
 
   /** Final size: known once verified (or from the announced length). */
   get size (): number | undefined {
-    return this.state === 'committed' || this.state === 'uncached' ? this.available : this.expectedSize
+    return this.verified ? this.available : this.expectedSize
+  }
+
+  /**
+   * Settled with a verified body: readers may end. Not yet while 'committing': a client that got its
+   * last byte then would find its next request for the digest still JOINED instead of a HIT.
+   */
+  get verified (): boolean {
+    return this.state === 'committed' || this.state === 'uncached'
   }
 
   /** Bytes readers may read so far: the staging file's, then the in-memory window's. */
@@ -155,9 +196,25 @@ export class BlobFill extends EventEmitter {
     this.window.drop(need)
   }
 
-  /** Resolves once the staging file exists, so a reader can open it (rejects if it never will). */
-  async ready (): Promise<void> {
-    await this.opened
+  /**
+   * A share of the fill's descriptor for a reader (TailReader). Undefined when the fill settled and
+   * its descriptor is closed: the caller looks the digest up again. Rejects with the fill's error
+   * when it failed.
+   */
+  async acquire (): Promise<FillHandle | undefined> {
+    const fh = await this.opened.catch(() => undefined)
+    if (fh === undefined) await this.done.catch(() => {})
+    if (this.state === 'failed') throw this.error
+    if (this.fdClosed || fh === undefined) return undefined
+    this.holders++
+    let held = true
+    return { fh, release: () => { if (held) { held = false; this.release() } } }
+  }
+
+  private release (): void {
+    if (--this.holders > 0 || this.fdClosed) return
+    this.fdClosed = true
+    void this.opened.then(async fh => { await fh.close() }, () => {}).catch(() => {})
   }
 
   /** Stops the download (the fill fails with `err`); no-op once settled. */
@@ -168,14 +225,13 @@ export class BlobFill extends EventEmitter {
   private async run (): Promise<void> {
     const { digest, body, expectedSize } = this.opts
     const digester = new Digester(digest, expectedSize, this.opts.idleTimeoutMs ?? 0)
-    let fh: FileHandle | undefined
     let created = false
     try {
-      fh = await this.opened
+      const fh = await this.opened
       created = true
-      await pipeline(body, digester, new StagingWriter(buffers => this.store(fh as FileHandle, buffers), () => this.window?.release()))
-      await fh.close()
-      fh = undefined
+      await this.step('opened')
+      await pipeline(body, digester, new StagingWriter(buffers => this.store(fh, buffers), () => this.window?.release()))
+      await this.step('last-byte')
       if (expectedSize !== undefined && digester.length !== expectedSize) {
         throw new BlobFillError('ERR_BLOB_TRUNCATED', `blob ${digest.digest}: upstream sent ${digester.length} of ${expectedSize} bytes`)
       }
@@ -183,33 +239,55 @@ export class BlobFill extends EventEmitter {
       if (actual !== digest.hex) {
         throw new BlobFillError('ERR_BLOB_DIGEST_MISMATCH', `blob ${digest.digest}: upstream body hashes to ${digest.algorithm}:${actual}`)
       }
+      this.settle('committing')
+      await this.step('verified')
       if (this.diskFull !== undefined) {
         await unlink(this.opts.stagingPath).catch(() => {})
-        this.state = 'uncached'
+        this.settle('uncached')
+        this.finish()
         return
       }
       try {
         this.path = await this.opts.commit(this)
-        this.state = 'committed'
+        this.settle('committed')
       } catch (err) {
         // Verified bytes, all in the file our readers hold open: they may still have them.
         this.diskFull = err as Error
         await unlink(this.opts.stagingPath).catch(() => {})
-        this.state = 'uncached'
+        this.settle('uncached')
+        this.finish()
+        return
       }
+      await this.step('committed')
+      this.finish()
     } catch (err) {
       if (!body.destroyed) body.destroy()
-      await fh?.close().catch(() => {})
+      this.error = err instanceof BlobFillError ? err : new BlobFillError('ERR_BLOB_FILL', `blob ${digest.digest}: ${(err as Error)?.message ?? String(err)}`, { cause: err })
+      // The staging name is free again before anyone can see 'failed' (and start the next fill).
       // Only our own file: an open that failed (EEXIST) must not delete somebody else's.
       if (created) await unlink(this.opts.stagingPath).catch(() => {})
-      this.state = 'failed'
-      this.error = err instanceof BlobFillError ? err : new BlobFillError('ERR_BLOB_FILL', `blob ${digest.digest}: ${(err as Error)?.message ?? String(err)}`, { cause: err })
+      this.settle('failed')
+      await this.step('failed')
+      this.finish()
       throw this.error
-    } finally {
-      this.window?.release()
-      this.emit('progress')
-      this.opts.onSettled?.(this)
     }
+  }
+
+  /** After the final state: the descriptor's pipeline share, the window, the owner's clean-up. */
+  private finish (): void {
+    this.window?.release()
+    this.release()
+    this.opts.onSettled?.(this)
+  }
+
+  /** One transition: the new state and the event readers wait for, in one synchronous step. */
+  private settle (state: FillState): void {
+    this.state = state
+    this.emit('progress')
+  }
+
+  private async step (step: FillStep): Promise<void> {
+    await this.opts.hook?.(step, this)
   }
 
   /** The pipeline's sink: the staging file, or the window once the disk is full. */
@@ -218,7 +296,8 @@ export class BlobFill extends EventEmitter {
     while (pending.length > 0 && this.window === undefined) {
       let n: number
       try {
-        n = (await fh.writev(pending)).bytesWritten
+        // Positional: readers pread the same descriptor, so its file offset is nobody's state.
+        n = (await fh.writev(pending, this.written)).bytesWritten
       } catch (err) {
         // Nobody to serve: fail as any fill would; else keep the readers going from memory.
         if (!isStorageFull(err) || this.readers.size === 0) throw err
@@ -227,9 +306,11 @@ export class BlobFill extends EventEmitter {
         this.opts.onDiskFull?.(this)
         break
       }
+      const first = this.written === 0
       this.written += n
       pending = skipBytes(pending, n)
       this.emit('progress')
+      if (first) await this.step('first-byte')
     }
     if (this.window === undefined) return
     const appended = this.window.append(pending)

@@ -25,7 +25,8 @@ import { dirname, join, relative, sep } from 'node:path'
 import type { Readable } from 'node:stream'
 import cacache from 'cacache'
 import type { Logger } from '../log.js'
-import { BlobFill } from './blob-fill.js'
+import { BlobFill, type FillHook } from './blob-fill.js'
+import { BlobOpener, type BlobSource, type FetchedBlob } from './blob-opener.js'
 import { LruBound, type BoundEntry, type RemoveReason, type Reservation } from './lru-bound.js'
 import {
   blobKey, contentDir, contentPath, integrityOf, manifestKey, parseDigest, recencyPath, stagingPath, tmpDir,
@@ -79,6 +80,8 @@ export interface CacheStoreOptions {
   persistEveryMs?: number
   log: Logger
   now?: () => number
+  /** Test hook: awaited at each step of every blob fill's life (blob-fill.ts). */
+  fillHook?: FillHook
 }
 
 /** Nominal bytes a tag record counts in the bound (its index line). */
@@ -100,6 +103,7 @@ export class CacheStore {
   readonly dir: string
   private readonly bound: LruBound<StoreEntry>
   private readonly fills = new Map<string, BlobFill>()
+  private readonly opener = new BlobOpener(this)
   private readonly reservations = new Map<string, Reservation>()
   /** Disk removals in progress, by cache key and by `content:<digest>`; writers of the same key wait. */
   private readonly removals = new Map<string, Promise<void>>()
@@ -179,7 +183,12 @@ export class CacheStore {
    */
   inflight (digest: string): BlobFill | undefined {
     const fill = this.fills.get(digest)
-    return fill?.diskFull === undefined ? fill : undefined
+    return fill?.diskFull === undefined && fill?.state !== 'failed' ? fill : undefined
+  }
+
+  /** A blob miss, single-flighted across every caller of this cache (blob-opener.ts). */
+  async openOrFill<A> (digest: string, fetch: () => Promise<FetchedBlob<A>>): Promise<BlobSource<A>> {
+    return await this.opener.openOrFill(digest, fetch)
   }
 
   /**
@@ -192,7 +201,8 @@ export class CacheStore {
     if (d === undefined) throw new Error(`not a verifiable digest: ${digest}`)
     const current = this.fills.get(d.digest)
     if (current?.diskFull !== undefined) return { bypass: `the cache disk is full (${(current.diskFull as NodeJS.ErrnoException).code ?? current.diskFull.message})` }
-    if (current !== undefined) throw new Error(`a fill of ${d.digest} is already in flight`)
+    // A failed fill still cleaning up has freed its staging name already: the next one may start.
+    if (current !== undefined && current.state !== 'failed') throw new Error(`a fill of ${d.digest} is already in flight`)
     const size = opts.expectedSize
     if (size !== undefined && size > this.bound.maxSize) return { bypass: `blob of ${size} bytes is larger than CACHE_MAX_SIZE (${this.bound.maxSize})` }
     const minFree = this.opts.minFree ?? 0
@@ -212,11 +222,15 @@ export class CacheStore {
       expectedSize: size,
       mediaType: opts.mediaType,
       idleTimeoutMs: this.opts.idleTimeoutMs,
+      hook: this.opts.fillHook,
       commit: async f => await this.commitBlob(f, opts.origin),
       onSettled: f => {
         this.bound.release(reservation)
-        this.reservations.delete(d.digest)
-        this.fills.delete(d.digest)
+        // A failed fill's slot may already hold the next fill of the digest (see beginBlobFill).
+        if (this.fills.get(d.digest) === f) {
+          this.reservations.delete(d.digest)
+          this.fills.delete(d.digest)
+        }
         if (f.state === 'failed') this.log.warn({ digest: d.digest, err: f.error?.message, code: (f.error as { code?: string })?.code }, 'blob fill failed, nothing committed')
         if (f.state === 'uncached') this.log.warn({ digest: d.digest, size: f.size, err: f.diskFull?.message }, 'blob verified and served, not cached: the cache disk is full')
         void this.refreshFree()
@@ -241,7 +255,9 @@ export class CacheStore {
     await mkdir(dirname(target), { recursive: true })
     await rename(fill.path, target)
     try {
+      await this.opts.fillHook?.('renamed', fill)
       await cacache.index.insert(this.dir, key, integrityOf(d), { size, metadata: { digest: d.digest, mediaType: fill.mediaType, ...origin } })
+      await this.opts.fillHook?.('indexed', fill)
     } catch (err) {
       // Content without an index entry would only be swept at the next start.
       await rm(target, { force: true })

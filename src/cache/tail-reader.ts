@@ -3,13 +3,16 @@
  * as they arrive. Bytes on disk are read from the staging file through its own fd; bytes the disk
  * had no room for come from the fill's in-memory window (fill-window.ts).
  *
- * Ends cleanly only once the fill is verified (committed, or 'uncached' when the disk was full);
- * destroyed with the fill's error if it fails. Memory stays bounded by the stream's highWaterMark
- * whatever the client's speed.
+ * Ends cleanly only once the fill is verified and settled (committed, or 'uncached' when the disk
+ * was full); destroyed with the fill's error if it fails. Memory stays bounded by the stream's
+ * highWaterMark whatever the client's speed.
+ *
+ * Reads go through the fill's own descriptor (BlobFill.acquire), never a path: a rename or an
+ * eviction cannot take the bytes away. If the fill already settled and closed its descriptor, the
+ * reader fails with ERR_FILL_GONE before its first byte: look the digest up again.
  */
-import { open, type FileHandle } from 'node:fs/promises'
 import { Readable } from 'node:stream'
-import { BlobFillError, type BlobFill, type FillReader } from './blob-fill.js'
+import { BlobFillError, type BlobFill, type FillHandle, type FillReader } from './blob-fill.js'
 
 const READ_CHUNK = 1 << 20
 // A reader's first read is small: in a herd, a new joiner's first bytes would otherwise queue behind
@@ -17,7 +20,7 @@ const READ_CHUNK = 1 << 20
 const FIRST_READ = 64 << 10
 
 export class TailReader extends Readable implements FillReader {
-  private fh: FileHandle | undefined
+  private handle: FillHandle | undefined
   private pos: number
   private started = false
   private waiting = false
@@ -40,19 +43,13 @@ export class TailReader extends Readable implements FillReader {
   }
 
   override _construct (cb: (err?: Error | null) => void): void {
-    this.openFile().then(fh => { this.fh = fh; cb() }, cb)
-  }
-
-  private async openFile (): Promise<FileHandle> {
-    await this.fill.ready()
-    try {
-      return await open(this.fill.path, 'r')
-    } catch (err) {
-      // The commit may have renamed the file between reading `path` and opening it.
-      if ((err as NodeJS.ErrnoException).code === 'ENOENT' && this.fill.state === 'committed') return await open(this.fill.path, 'r')
-      if (this.fill.state === 'failed') throw this.fill.error ?? err
-      throw err
-    }
+    this.fill.acquire().then(handle => {
+      if (handle === undefined) { cb(new BlobFillError('ERR_FILL_GONE', `blob ${this.fill.digest.digest}: the download settled before this reader started`)); return }
+      // Destroyed while waiting (the client left): give the share straight back.
+      if (this.destroyed) handle.release()
+      else this.handle = handle
+      cb()
+    }, cb)
   }
 
   override _read (size: number): void {
@@ -62,7 +59,7 @@ export class TailReader extends Readable implements FillReader {
   private async pump (size: number): Promise<void> {
     const fill = this.fill
     if (fill.state === 'failed') { this.destroy(fill.error); return }
-    const verified = fill.state === 'committed' || fill.state === 'uncached'
+    const verified = fill.verified
     const last = this.last
     const available = fill.available
     let limit = Math.min(available, last)
@@ -94,7 +91,7 @@ export class TailReader extends Readable implements FillReader {
 
   private async readFile (want: number): Promise<void> {
     const buf = Buffer.allocUnsafe(want)
-    const { bytesRead } = await (this.fh as FileHandle).read(buf, 0, want, this.pos)
+    const { bytesRead } = await (this.handle as FillHandle).fh.read(buf, 0, want, this.pos)
     if (this.destroyed) return
     if (bytesRead === 0) throw new Error(`staging file of ${this.fill.digest.digest} shorter than reported`)
     this.pos += bytesRead
@@ -122,9 +119,8 @@ export class TailReader extends Readable implements FillReader {
 
   override _destroy (err: Error | null, cb: (err: Error | null) => void): void {
     this.fill.detach(this)
-    const fh = this.fh
-    this.fh = undefined
-    if (fh === undefined) { cb(err); return }
-    fh.close().then(() => cb(err), () => cb(err))
+    this.handle?.release()
+    this.handle = undefined
+    cb(err)
   }
 }

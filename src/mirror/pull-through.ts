@@ -26,19 +26,20 @@
  * X-Docker-Registry-Proxy-Cache-Upstream-Status; the request log line (request-log.ts) reads them.
  */
 import type { IncomingMessage, ServerResponse } from 'node:http'
-import type { Writable } from 'node:stream'
-import { pipeline } from 'node:stream/promises'
+import type { Readable, Writable } from 'node:stream'
 import type { Config } from '../config/index.js'
 import type { Logger } from '../log.js'
-import { proxyErrorFrom, writeProxyError } from '../errors.js'
-import { SingleFlight } from '../util/single-flight.js'
+import { proxyErrorFrom, writeDoorError } from '../errors.js'
+import { markAbandoned } from '../observability/request-log.js'
 import type { UpstreamClient, UpstreamResponse } from '../upstream/upstream-client.js'
 import { stripHopByHop, headerValue } from '../upstream/headers.js'
 import { discardBody } from '../upstream/body.js'
 import type { CacheStore } from '../cache/cache-store.js'
+import type { FetchedBlob } from '../cache/blob-opener.js'
 import type { BlobFill } from '../cache/blob-fill.js'
 import { TailReader } from '../cache/tail-reader.js'
 import { sendFile } from '../util/file-sender.js'
+import { isClientGone, sendStream } from '../util/send-stream.js'
 import { parseByteRange, type ByteRange } from '../cache/byte-range.js'
 import { parseDigest } from '../cache/cache-paths.js'
 import { upstreamPath, type PullThroughHandler, type MirrorContext, type ImageRequest } from './mirror-router.js'
@@ -59,21 +60,20 @@ export interface PullThroughOptions {
 /** What a handler needs of the request context (the router passes more). */
 export type PullThroughContext = Pick<MirrorContext, 'host' | 'door'> & ImageRequest
 
-type BlobOpen = { kind: 'fill', fill: BlobFill } | { kind: 'answer', answer: UpstreamResponse } | { kind: 'bypass', answer: UpstreamResponse } | { kind: 'cached' }
-
 export function createPullThrough (opts: PullThroughOptions): PullThroughHandler {
   const { cache, upstream } = opts
   const access = opts.access ?? ALLOW_ALL
   const log = opts.log.child({ module: 'pull-through' })
-  const opens = new SingleFlight<BlobOpen>()
   const manifests = createManifestHandler({ ...opts, log })
+
+  const noBody = async (): Promise<undefined> => undefined
 
   async function handle (req: IncomingMessage, res: ServerResponse, ctx: PullThroughContext): Promise<void> {
     try {
       if (ctx.kind === 'blob') await blob(req, res, ctx)
       else await manifests.handle(req, res, ctx)
     } catch (err) {
-      if (!res.headersSent) writeProxyError(res, proxyErrorFrom(err, ctx.host))
+      if (!res.headersSent) writeDoorError(res, proxyErrorFrom(err, ctx.host), ctx.door, req.method)
       else res.destroy(err as Error)
     }
   }
@@ -83,68 +83,96 @@ export function createPullThrough (opts: PullThroughOptions): PullThroughHandler
     const d = parseDigest(ctx.reference)
     // A digest we cannot verify (or not a digest at all) is not cached: the upstream answers.
     if (d === undefined) { await forward(req, res, ctx, 'BYPASS'); return }
-    for (let attempt = 0; attempt < 3; attempt++) {
+    // Each turn looks the digest up where it is now. A turn ends without an answer only when the
+    // item moved on between the look-up and the read (evicted, or a fill settled and closed): the
+    // next turn finds it committed, or starts a new fill. Bounded: an item cannot keep moving.
+    for (let turn = 0; turn < 4; turn++) {
       const opened = await cache.openBlob(d.digest)
       if (opened !== undefined) {
         const { blob, fh } = opened
         if (!await admit(access, req, res, accessContext(req, ctx))) { void fh.close(); return }
-        await serveBody(req, res, { status: 'HIT', size: blob.size, digest: d.digest, mediaType: blob.mediaType },
-          async (out, range) => { await sendFile(fh, out, range) }, () => { void fh.close() })
+        await serveBody(req, res, ctx, { status: 'HIT', size: blob.size, digest: d.digest, mediaType: blob.mediaType },
+          async () => ({ send: async (out, range) => { await sendFile(fh, out, range) } }), () => { void fh.close() })
         return
       }
-      const inflight = cache.inflight(d.digest)
-      if (inflight !== undefined) {
-        if (await admit(access, req, res, accessContext(req, ctx))) await serveFill(req, res, inflight, 'JOINED')
+      if (method === 'HEAD') {
+        // HEAD never becomes an upstream GET: a download in flight knows the answer.
+        const inflight = cache.inflight(d.digest)
+        if (inflight === undefined) { await forward(req, res, ctx, 'MISS'); return }
+        if (await admit(access, req, res, accessContext(req, ctx))) await serveBody(req, res, ctx, fillHead(inflight, 'JOINED'), noBody)
         return
       }
-      if (method === 'HEAD') { await forward(req, res, ctx, 'MISS'); return }
-
-      let leader = false
-      const result = await opens.run(d.digest, async () => { leader = true; return await openFill(req, ctx, d.digest) })
-      if (result.kind === 'cached') continue
-      if (result.kind === 'fill') {
-        if (leader || await admit(access, req, res, accessContext(req, ctx))) await serveFill(req, res, result.fill, leader ? 'MISS' : 'JOINED')
-        return
+      const source = await cache.openOrFill(d.digest, async () => await fetchBlob(req, ctx, d.digest))
+      switch (source.kind) {
+        case 'cached': continue
+        case 'fill':
+          if (!source.leader && !await admit(access, req, res, accessContext(req, ctx))) return
+          if (await serveFill(req, res, ctx, source.fill, source.leader ? 'MISS' : 'JOINED')) return
+          continue
+        case 'answer': await sendAnswer(res, source.answer, 'GET', 'MISS'); return
+        case 'bypass':
+          log.warn({ host: ctx.host, repository: ctx.repository, digest: d.digest, reason: source.reason }, 'blob streamed through uncached')
+          await sendAnswer(res, source.answer, 'GET', 'BYPASS')
+          return
+        case 'unshared': await forward(req, res, ctx, 'MISS'); return
       }
-      if (!leader) { await forward(req, res, ctx, 'MISS'); return } // the leader's answer was not shareable
-      if (result.kind === 'bypass') { await sendAnswer(res, result.answer, 'GET', 'BYPASS'); return }
-      await sendAnswer(res, result.answer, 'GET', 'MISS')
-      return
     }
     await forward(req, res, ctx, 'BYPASS')
   }
 
-  /** The one upstream GET of a blob miss; a 200 becomes the cache's fill. */
-  async function openFill (req: IncomingMessage, ctx: PullThroughContext, digest: string): Promise<BlobOpen> {
-    if (cache.statBlob(digest) !== undefined) return { kind: 'cached' }
+  /** The one upstream GET of a blob miss (run by the cache's single-flight); a 200 is cacheable. */
+  async function fetchBlob (req: IncomingMessage, ctx: PullThroughContext, digest: string): Promise<FetchedBlob<UpstreamResponse>> {
     const answer = await upstream.request({ host: ctx.host, method: 'GET', path: upstreamPath(ctx), headers: upstreamHeaders(req), followRedirects: true })
     access.recordFetch({ ...accessContext(req, ctx), status: answer.status })
-    if (answer.status !== 200) return { kind: 'answer', answer }
+    if (answer.status !== 200) return { answer }
     const length = headerValue(answer.headers, 'content-length')
     const expectedSize = length !== undefined && /^\d+$/.test(length) ? Number(length) : undefined
-    // Another pull-through over the same cache (the registry door's, with its own upstream client
-    // and single-flight) may have started this digest while our GET was waiting for headers.
-    const other = cache.inflight(digest)
-    if (other !== undefined) { discardBody(answer.body); return { kind: 'fill', fill: other } }
-    const started = cache.beginBlobFill(digest, answer.body, { expectedSize, mediaType: headerValue(answer.headers, 'content-type'), origin: { host: ctx.host, repository: ctx.repository } })
-    if ('bypass' in started) {
-      log.warn({ host: ctx.host, repository: ctx.repository, digest, size: expectedSize, reason: started.bypass }, 'blob streamed through uncached')
-      return { kind: 'bypass', answer }
-    }
-    return { kind: 'fill', fill: started.fill }
+    log.debug({ host: ctx.host, repository: ctx.repository, digest, size: expectedSize }, 'blob miss: filling')
+    return { answer, fill: { body: answer.body, expectedSize, mediaType: headerValue(answer.headers, 'content-type'), origin: { host: ctx.host, repository: ctx.repository } } }
   }
 
-  async function serveFill (req: IncomingMessage, res: ServerResponse, fill: BlobFill, status: CacheStatus): Promise<void> {
-    await serveBody(req, res, { status, size: fill.size, digest: fill.digest.digest, mediaType: fill.mediaType },
-      async (out, range) => { await pipeline(new TailReader(fill, range?.start ?? 0, range?.end), out, { end: false }) })
+  /**
+   * Serves a fill through a TailReader. False when the fill settled and closed before the reader
+   * started (nothing was written: look the digest up again).
+   */
+  async function serveFill (req: IncomingMessage, res: ServerResponse, ctx: PullThroughContext, fill: BlobFill, status: CacheStatus): Promise<boolean> {
+    let gone = false
+    await serveBody(req, res, ctx, fillHead(fill, status), async range => {
+      const reader = new TailReader(fill, range?.start ?? 0, range?.end)
+      // Its errors are read where they matter (firstChunk, sendStream); between the two, a failing
+      // fill must not make them an uncaught 'error' event.
+      reader.on('error', () => {})
+      let first: Buffer | null
+      try {
+        first = await firstChunk(reader)
+      } catch (err) {
+        reader.destroy()
+        if ((err as { code?: string }).code === 'ERR_FILL_GONE') { gone = true; return undefined }
+        throw err
+      }
+      return {
+        send: async out => {
+          // Written here, not left to the pipe: once a byte is out, a failure is an abort, and a
+          // failure before it (no byte written) is still an error answer.
+          if (first !== null) out.write(first)
+          await sendStream(reader, out)
+        },
+      }
+    })
+    return !gone
   }
 
   /**
    * Answers a blob request from the cache (or a fill): HEAD, 200, 206 for one satisfiable range, 416
-   * for an unsatisfiable one. `send` writes the bytes (or the range) into the response without
-   * ending it; it rejects when they cannot all be sent.
+   * for an unsatisfiable one. `open` prepares the body (undefined: nothing to serve after all, the
+   * response stays unwritten); its `send` writes the bytes (or the range) without ending the
+   * response and rejects when they cannot all be sent.
+   *
+   * The status line goes out with the first body byte, not before: a failure before that (a fill
+   * that failed, a read error) is still an HTTP error with a one-line reason. After it, the only
+   * honest answer is an aborted connection, logged at warn as abandoned unless the client left.
    */
-  async function serveBody (req: IncomingMessage, res: ServerResponse, what: { status: CacheStatus, size: number | undefined, digest: string, mediaType?: string }, send: (out: Writable, range?: ByteRange) => Promise<void>, release?: () => void): Promise<void> {
+  async function serveBody (req: IncomingMessage, res: ServerResponse, ctx: PullThroughContext, what: BodyHead, open: (range?: ByteRange) => Promise<BodySender | undefined>, release?: () => void): Promise<void> {
     const headers: Record<string, string | number> = {
       'content-type': what.mediaType ?? 'application/octet-stream',
       'docker-content-digest': what.digest,
@@ -172,16 +200,32 @@ export function createPullThrough (opts: PullThroughOptions): PullThroughHandler
       res.end()
       return
     }
-    writeHead(res, code, headers)
     try {
-      await send(res, range)
+      const body = await open(range)
+      if (body === undefined) return
+      // Implicit headers: Node sends them with the first byte written (see the comment above).
+      res.statusCode = code
+      for (const [k, v] of Object.entries(headers)) res.setHeader(k, v)
+      await body.send(res, range)
       res.end()
-    } catch {
-      // The fill failed or the client left: abort, never a clean end of a short body.
-      res.destroy()
+    } catch (err) {
+      abandon(req, res, ctx, what, err)
     } finally {
       release?.()
     }
+  }
+
+  /** A body that could not be sent whole: an error answer if nothing went out yet, else an abort. */
+  function abandon (req: IncomingMessage, res: ServerResponse, ctx: PullThroughContext, what: BodyHead, err: unknown): void {
+    // Nothing of ours destroys the response before this point: destroyed means the client left.
+    const clientGone = isClientGone(err) || res.destroyed
+    if (!res.headersSent && !clientGone) {
+      for (const name of res.getHeaderNames()) res.removeHeader(name)
+      writeDoorError(res, proxyErrorFrom(err, ctx.host), ctx.door, req.method)
+      return
+    }
+    if (!clientGone) markAbandoned(res, err, { digest: what.digest })
+    res.destroy()
   }
 
   /** Sends the request upstream unchanged (redirects followed) and streams the answer back. */
@@ -192,6 +236,45 @@ export function createPullThrough (opts: PullThroughOptions): PullThroughHandler
   }
 
   return { handle }
+}
+
+/** The head of a blob answer. */
+interface BodyHead {
+  status: CacheStatus
+  size: number | undefined
+  digest: string
+  mediaType?: string
+}
+
+/** Writes a blob's bytes (or a range of them) into the response, without ending it. */
+interface BodySender {
+  send: (out: Writable, range?: ByteRange) => Promise<void>
+}
+
+function fillHead (fill: BlobFill, status: CacheStatus): BodyHead {
+  return { status, size: fill.size, digest: fill.digest.digest, mediaType: fill.mediaType }
+}
+
+/**
+ * Waits until `reader` has bytes (or ended) and takes what it has: null at a clean end. Rejects
+ * with its error, or when it closes first.
+ */
+async function firstChunk (reader: Readable): Promise<Buffer | null> {
+  await new Promise<void>((resolve, reject) => {
+    const settle = (err?: Error): void => {
+      reader.off('readable', onReadable)
+      reader.off('error', settle)
+      reader.off('close', onClose)
+      if (err === undefined) resolve()
+      else reject(err)
+    }
+    const onReadable = (): void => { settle() }
+    const onClose = (): void => { settle(new Error('reader closed before its first byte')) }
+    reader.on('readable', onReadable)
+    reader.on('error', settle)
+    reader.on('close', onClose)
+  })
+  return reader.read() as Buffer | null
 }
 
 /** What the access policy needs to know about a request. */
@@ -222,7 +305,14 @@ export function cacheHeaders (status: CacheStatus, upstreamStatus?: string): Rec
 export async function sendAnswer (res: ServerResponse, answer: UpstreamResponse, method: string, status: CacheStatus): Promise<void> {
   writeHead(res, answer.status, { ...stripHopByHop(answer.headers), ...cacheHeaders(status), 'x-crossdock-upstream-ms': String(Math.round(answer.ms)) })
   if (method === 'HEAD') { discardBody(answer.body); res.end(); return }
-  await pipeline(answer.body, res).catch(() => {})
+  try {
+    await sendStream(answer.body, res)
+    res.end()
+  } catch (err) {
+    // The upstream broke off mid-body: an abort, never a clean end of a short body.
+    if (!isClientGone(err) && !res.destroyed) markAbandoned(res, err)
+    res.destroy()
+  }
 }
 
 /**

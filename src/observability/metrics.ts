@@ -86,6 +86,12 @@ export function createMetrics (opts: MetricsOptions = {}): Metrics {
     labelNames: ['kind', 'source'] as const,
     registers: [registry],
   })
+  const abandoned = new Counter({
+    name: 'crossdock_responses_abandoned_total',
+    help: 'Responses crossdock aborted mid-body while the client was still reading (a fill that failed, an upstream that broke off), by door, kind and reason (an error code).',
+    labelNames: ['door', 'kind', 'reason'] as const,
+    registers: [registry],
+  })
   const upstreamRequests = new Counter({
     name: 'crossdock_upstream_requests_total',
     help: 'Requests crossdock made to upstreams, by upstream host and final status (after redirects); status "error" when no response came.',
@@ -194,6 +200,7 @@ export function createMetrics (opts: MetricsOptions = {}): Metrics {
     observeRequest: line => {
       const kind = requestKind(line.path)
       requests.inc({ door: line.door, kind, status: String(line.status) })
+      if (line.abandoned !== undefined) abandoned.inc({ door: line.door, kind, reason: line.abandoned })
       const cacheStatus = line.cacheStatus
       if (cacheStatus === undefined || !CACHE_STATUSES.has(cacheStatus)) return
       cacheRequests.inc({ kind, cache_status: cacheStatus })

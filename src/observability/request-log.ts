@@ -25,7 +25,22 @@ export interface RequestLogLine extends RequestLogFields {
   cacheStatus?: string
   upstreamMs?: number
   aborted?: true
+  /** Why crossdock aborted a response the client was still reading (an error code), if it did. */
+  abandoned?: string
   remote?: string
+}
+
+const ABANDONED = new WeakMap<ServerResponse, { code: string, message: string, fields: Record<string, unknown> }>()
+
+/**
+ * Marks a response that crossdock is about to abort while its client is still there (a fill that
+ * failed mid-body, an upstream that broke off): its log line goes out at warn with the reason, and
+ * the metrics count it. A client that went away is not an abandonment.
+ */
+export function markAbandoned (res: ServerResponse, err: unknown, fields: Record<string, unknown> = {}): void {
+  const e = err as { code?: unknown, message?: unknown } | undefined
+  const code = typeof e?.code === 'string' ? e.code : 'ERR_BODY'
+  ABANDONED.set(res, { code, message: typeof e?.message === 'string' ? e.message : String(err), fields })
 }
 
 export type RequestObserver = (line: RequestLogLine) => void
@@ -59,7 +74,13 @@ export function logRequest (log: Logger, req: IncomingMessage, res: ServerRespon
       aborted: res.writableFinished ? undefined : true,
       remote,
     }
-    log.info(line, 'request')
+    const abandoned = ABANDONED.get(res)
+    if (abandoned !== undefined) {
+      line.abandoned = abandoned.code
+      log.warn({ ...line, ...abandoned.fields, err: abandoned.message }, 'request abandoned: connection aborted mid-body')
+    } else {
+      log.info(line, 'request')
+    }
     observe?.(line)
   })
 }

@@ -18,6 +18,7 @@
  */
 import type { FileHandle } from 'node:fs/promises'
 import type { Writable } from 'node:stream'
+import { ClientGoneError } from './send-stream.js'
 
 /** 1 MiB reads: far fewer syscalls and event-loop turns than the 64 KiB default on multi-GB layers. */
 const SEND_BUFFER_BYTES = 1024 * 1024
@@ -48,7 +49,7 @@ export async function sendFile (file: FileHandle, out: Writable, range?: { start
       await new Promise<void>(resolve => { wake = resolve })
     }
   }
-  const onClose = (): void => { failure ??= new Error('response closed before the blob was sent'); wakeUp() }
+  const onClose = (): void => { failure ??= new ClientGoneError('response closed before the blob was sent'); wakeUp() }
   out.once('close', onClose)
   try {
     while (position < end) {

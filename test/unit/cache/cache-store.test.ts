@@ -35,8 +35,14 @@ t.test('followers read a blob while it grows, and all get the exact bytes', asyn
   t.ok(Buffer.concat([early, await rest]).equals(b.data))
   t.equal(s.inflight(b.digest), undefined)
   t.ok(s.statBlob(b.digest), 'committed')
-  const ranged = new TailReader(fill, 10, 19)
-  t.ok((await collect(ranged)).equals(b.data.subarray(10, 20)), 'a reader made after the commit reads the committed file')
+  // Settled and every reader gone: the descriptor is closed, a late reader is told to look again.
+  await t.rejects(collect(new TailReader(fill, 10, 19)), { code: 'ERR_FILL_GONE' }, 'a reader made after the fill closed asks for a new look-up')
+  const opened = await s.openBlob(b.digest)
+  t.ok(opened, 'the look-up finds the committed blob')
+  const part = Buffer.alloc(10)
+  await opened!.fh.read(part, 0, 10, 10)
+  await opened!.fh.close()
+  t.ok(part.equals(b.data.subarray(10, 20)), 'and reads its bytes')
 })
 
 for (const [name, feed, code] of [
