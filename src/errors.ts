@@ -116,6 +116,8 @@ function errnoOf (err: unknown): string | undefined {
 /** Maps any error met while talking to `target` to a ProxyError (502 by default, 504 for timeouts). */
 export function proxyErrorFrom (err: unknown, target: string): ProxyError {
   if (err instanceof ProxyError) return err
+  // A blob fill's own timeout (the upstream went quiet mid-body) says more than the errno would.
+  if ((err as { code?: unknown })?.code === 'ERR_UPSTREAM_TIMEOUT') return new ProxyError(504, 'ERR_UPSTREAM_TIMEOUT', `upstream ${target}: ${(err as Error).message}`, { cause: err })
   const errno = errnoOf(err)
   const [status, code, what] = errno !== undefined ? ERRNO_TABLE[errno] : [502, 'ERR_UPSTREAM', (err as Error)?.message ?? String(err)]
   return new ProxyError(status, code, `upstream ${target}: ${what}`, { cause: err })

@@ -108,7 +108,8 @@ export interface BlobFillOptions {
 }
 
 /**
- * An in-flight download. Events: 'progress' (more bytes readable, or the state changed).
+ * An in-flight download. Events: 'progress' (more bytes readable, or the state changed), 'attach'
+ * (a reader joined).
  * Contract: `written` and `available` only grow; `state` leaves 'filling' exactly once; `done`
  * resolves once the body was verified (committed or 'uncached') and rejects with the failure (it
  * never rejects unhandled).
@@ -174,9 +175,15 @@ export class BlobFill extends EventEmitter {
     return this.window?.read(pos, max)
   }
 
-  /** A reader starts following this fill (TailReader's constructor). */
+  /** A reader starts following this fill (TailReader's constructor); emits 'attach'. */
   attach (reader: FillReader): void {
     this.readers.add(reader)
+    this.emit('attach', this.readers.size)
+  }
+
+  /** Readers following this fill now. */
+  get readerCount (): number {
+    return this.readers.size
   }
 
   /** A reader is gone; a pass-through nobody reads any more stops (nothing of it can be kept). */

@@ -23,6 +23,7 @@ import { createProxyServer } from '../../../src/proxy/proxy-server.js'
 import { createDirector } from '../../../src/proxy/director.js'
 import { formatAuthority } from '../../../src/proxy/connect-authority.js'
 import { openCacheStore, type CacheStore } from '../../../src/cache/cache-store.js'
+import type { FillHook } from '../../../src/cache/blob-fill.js'
 import { createPullThrough } from '../../../src/mirror/pull-through.js'
 import { FakeUpstream, TEST_CA_FILE } from '../../helpers/fake-upstream.js'
 import { connectThrough } from '../../helpers/proxy-client.js'
@@ -42,7 +43,13 @@ export interface Harness {
   stop: () => Promise<void>
 }
 
-export async function startHarness (t: Test, env: Record<string, string>, opts: { dir?: string } = {}): Promise<Harness> {
+export interface HarnessOptions {
+  dir?: string
+  /** Awaited at each step of every blob fill (the interleaving tests pause fills with it). */
+  fillHook?: FillHook
+}
+
+export async function startHarness (t: Test, env: Record<string, string>, opts: HarnessOptions = {}): Promise<Harness> {
   const dir = opts.dir ?? await mkdtemp(join(tmpdir(), 'crossdock-cache-it-'))
   if (opts.dir === undefined) t.teardown(async () => { await rm(dir, { recursive: true, force: true }) })
   const config = loadConfig({
@@ -61,7 +68,7 @@ export async function startHarness (t: Test, env: Record<string, string>, opts: 
   await minter.init()
   const dialer = new Dialer({ connectTo: config.upstreamConnectTo, disableIpv6: false, connectTimeoutMs: config.timeouts.connectMs })
   const upstream = new UpstreamClient({ dialer, verifySsl: true, upstreamCaFile: config.upstreamCaFile, connectTimeoutMs: config.timeouts.connectMs, readTimeoutMs: config.timeouts.readMs })
-  const cache = await openCacheStore({ dir: config.cacheDir, maxSize: config.cache.maxSize, inactiveMs: config.cache.inactiveMs, minFree: config.cache.minFree, idleTimeoutMs: config.timeouts.readMs, log })
+  const cache = await openCacheStore({ dir: config.cacheDir, maxSize: config.cache.maxSize, inactiveMs: config.cache.inactiveMs, minFree: config.cache.minFree, idleTimeoutMs: config.timeouts.readMs, log, fillHook: opts.fillHook })
   const pull = createPullThrough({ config, log, cache, upstream })
   let handled = 0
   const waiters: Array<() => void> = []
@@ -147,10 +154,48 @@ export async function readBody (s: Streamed): Promise<Fetched> {
 }
 
 /** A fake upstream (Docker Hub's host, or `hosts`) and the harness pointed at it; both stop at the test's teardown. */
-export async function startWithUpstream (t: Test, env: Record<string, string> = {}, opts: { dir?: string, hosts?: string[] } = {}): Promise<{ up: FakeUpstream, h: Harness }> {
+export async function startWithUpstream (t: Test, env: Record<string, string> = {}, opts: HarnessOptions & { hosts?: string[] } = {}): Promise<{ up: FakeUpstream, h: Harness }> {
   const up = new FakeUpstream()
   await up.start()
   t.teardown(async () => { await up.stop() })
-  const h = await startHarness(t, { UPSTREAM_CONNECT_TO: up.connectTo(opts.hosts ?? ['registry-1.docker.io']), ...env }, { dir: opts.dir })
+  const h = await startHarness(t, { UPSTREAM_CONNECT_TO: up.connectTo(opts.hosts ?? ['registry-1.docker.io']), ...env }, opts)
   return { up, h }
+}
+
+/**
+ * One client on one keep-alive connection through the proxy door, as containerd's Go client is:
+ * requests go one after another on the same TLS socket, and a connection the server closes is not
+ * silently replaced (curl would retry on a new one and hide the bug): the next request fails.
+ */
+export interface KeepAliveClient {
+  get: (path: string, headers?: Record<string, string>) => Promise<Fetched>
+  /** False once the server closed the connection. */
+  readonly open: boolean
+  close: () => void
+}
+
+export async function keepAliveClient (h: Pick<Harness, 'proxyPort' | 'caPem'>, host: string): Promise<KeepAliveClient> {
+  const tunnel = await connectThrough(h.proxyPort, `${host}:443`)
+  if (tunnel.status !== 200) throw new Error(`CONNECT answered ${tunnel.status}`)
+  const socket = tls.connect({ socket: tunnel.socket, servername: host, ca: h.caPem })
+  await new Promise<void>((resolve, reject) => { socket.once('secureConnect', resolve); socket.once('error', reject) })
+  let open = true
+  socket.once('close', () => { open = false })
+  const agent = new http.Agent({ keepAlive: true, maxSockets: 1 })
+  let given = false
+  // The agent asks for a socket once; a second ask means the first one was closed under us.
+  ;(agent as unknown as { createConnection: () => tls.TLSSocket }).createConnection = () => {
+    if (given) throw new Error('the server closed the keep-alive connection')
+    given = true
+    return socket
+  }
+  return {
+    get: async (path, headers = {}) => await new Promise<Fetched>((resolve, reject) => {
+      const req = http.request({ agent, host, method: 'GET', path, headers: { host, ...headers } }, res => { readAll(res).then(resolve, reject) })
+      req.on('error', reject)
+      req.end()
+    }),
+    get open () { return open },
+    close: () => { agent.destroy(); socket.destroy() },
+  }
 }
