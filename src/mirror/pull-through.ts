@@ -27,6 +27,7 @@
  */
 import type { IncomingMessage, ServerResponse } from 'node:http'
 import type { Readable, Writable } from 'node:stream'
+import { pipeline } from 'node:stream/promises'
 import type { Config } from '../config/index.js'
 import type { Logger } from '../log.js'
 import { proxyErrorFrom, writeDoorError } from '../errors.js'
@@ -41,7 +42,8 @@ import { TailReader } from '../cache/tail-reader.js'
 import { sendFile } from '../util/file-sender.js'
 import { isClientGone, sendStream } from '../util/send-stream.js'
 import { parseByteRange, type ByteRange } from '../cache/byte-range.js'
-import { parseDigest } from '../cache/cache-paths.js'
+import { parseDigest, type ParsedDigest } from '../cache/cache-paths.js'
+import { DigestCheck } from './digest-check.js'
 import { upstreamPath, type PullThroughHandler, type MirrorContext, type ImageRequest } from './mirror-router.js'
 import { createManifestHandler } from './pull-through-manifests.js'
 import { ALLOW_ALL, admit, upstreamAuthorizationOf, type AccessContext, type AccessPolicy } from './access-policy.js'
@@ -112,12 +114,12 @@ export function createPullThrough (opts: PullThroughOptions): PullThroughHandler
         case 'answer': await sendAnswer(res, source.answer, 'GET', 'MISS'); return
         case 'bypass':
           log.warn({ host: ctx.host, repository: ctx.repository, digest: d.digest, reason: source.reason }, 'blob streamed through uncached')
-          await sendAnswer(res, source.answer, 'GET', 'BYPASS')
+          await sendAnswer(res, source.answer, 'GET', 'BYPASS', d)
           return
-        case 'unshared': await forward(req, res, ctx, 'MISS'); return
+        case 'unshared': await forward(req, res, ctx, 'MISS', d); return
       }
     }
-    await forward(req, res, ctx, 'BYPASS')
+    await forward(req, res, ctx, 'BYPASS', d)
   }
 
   /** The one upstream GET of a blob miss (run by the cache's single-flight); a 200 is cacheable. */
@@ -229,10 +231,10 @@ export function createPullThrough (opts: PullThroughOptions): PullThroughHandler
   }
 
   /** Sends the request upstream unchanged (redirects followed) and streams the answer back. */
-  async function forward (req: IncomingMessage, res: ServerResponse, ctx: PullThroughContext, status: CacheStatus): Promise<void> {
+  async function forward (req: IncomingMessage, res: ServerResponse, ctx: PullThroughContext, status: CacheStatus, check?: ParsedDigest): Promise<void> {
     const method = req.method === 'HEAD' ? 'HEAD' : 'GET'
     const answer = await upstream.request({ host: ctx.host, method, path: upstreamPath(ctx), headers: upstreamHeaders(req, true), followRedirects: true })
-    await sendAnswer(res, answer, method, status)
+    await sendAnswer(res, answer, method, status, check)
   }
 
   return { handle }
@@ -301,12 +303,23 @@ export function cacheHeaders (status: CacheStatus, upstreamStatus?: string): Rec
   }
 }
 
-/** Streams an upstream answer to the client as it is (status, end-to-end headers, body). */
-export async function sendAnswer (res: ServerResponse, answer: UpstreamResponse, method: string, status: CacheStatus): Promise<void> {
+/**
+ * Streams an upstream answer to the client as it is (status, end-to-end headers, body). With
+ * `check`, a whole blob (200) is verified on the way (digest-check.ts).
+ */
+export async function sendAnswer (res: ServerResponse, answer: UpstreamResponse, method: string, status: CacheStatus, check?: ParsedDigest): Promise<void> {
   writeHead(res, answer.status, { ...stripHopByHop(answer.headers), ...cacheHeaders(status), 'x-crossdock-upstream-ms': String(Math.round(answer.ms)) })
   if (method === 'HEAD') { discardBody(answer.body); res.end(); return }
+  let body: Readable = answer.body
+  if (check !== undefined && answer.status === 200) {
+    const length = headerValue(answer.headers, 'content-length')
+    const checked = new DigestCheck(check, length !== undefined && /^\d+$/.test(length) ? Number(length) : undefined)
+    // Either side failing destroys both: the upstream body is never left half read.
+    pipeline(answer.body, checked).catch(() => {})
+    body = checked
+  }
   try {
-    await sendStream(answer.body, res)
+    await sendStream(body, res)
     res.end()
   } catch (err) {
     // The upstream broke off mid-body: an abort, never a clean end of a short body.
