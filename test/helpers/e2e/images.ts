@@ -31,6 +31,8 @@ export interface ImageSpec {
   seed?: string
   /** `os/arch[/variant]`; one (default linux/amd64) → an image manifest, several → an OCI index. */
   platforms?: string[]
+  /** How many random layers (default 1), each of `randomBytes`: a herd test's several big layers. */
+  randomLayers?: number
 }
 
 export interface Descriptor { mediaType: string, digest: string, size: number }
@@ -48,7 +50,7 @@ export interface BuiltImage {
   digest: string
   mediaType: string
   manifests: PlatformManifest[]
-  /** Layer descriptors (shared by every platform): [busybox, random]. */
+  /** Layer descriptors (shared by every platform): [busybox, random…]. */
   layers: Descriptor[]
 }
 
@@ -64,8 +66,8 @@ function jsonBlob (mediaType: string, value: unknown): Blob {
 
 let busyboxLayer: { gz: Blob, diffId: string } | undefined
 
-function layerOf (tarBytes: Buffer): { gz: Blob, diffId: string } {
-  return { gz: blob(MEDIA.layer, gzipSync(tarBytes, { level: 6 })), diffId: `sha256:${createHash('sha256').update(tarBytes).digest('hex')}` }
+function layerOf (tarBytes: Buffer, level = 6): { gz: Blob, diffId: string } {
+  return { gz: blob(MEDIA.layer, gzipSync(tarBytes, { level })), diffId: `sha256:${createHash('sha256').update(tarBytes).digest('hex')}` }
 }
 
 function randomBytes (seed: string, n: number): Buffer {
@@ -82,11 +84,14 @@ export function buildImage (layoutDir: string, tag: string, spec: ImageSpec = {}
     { path: 'bin', type: 'dir', mode: 0o755 },
     { path: 'bin/busybox', type: 'file', mode: 0o755, data: readFileSync('/bin/busybox') },
   ]))
-  const random = layerOf(tar([
-    { path: 'data', type: 'dir', mode: 0o755 },
-    { path: `data/random-${seed}.bin`, type: 'file', mode: 0o644, data: randomBytes(seed, spec.randomBytes ?? 1024 * 1024) },
-  ]))
-  const layers = [busyboxLayer, random]
+  const random = Array.from({ length: spec.randomLayers ?? 1 }, (_, i) => {
+    const name = i === 0 ? seed : `${seed}-${i}`
+    return layerOf(tar([
+      { path: 'data', type: 'dir', mode: 0o755 },
+      { path: `data/random-${name}.bin`, type: 'file', mode: 0o644, data: randomBytes(name, spec.randomBytes ?? 1024 * 1024) },
+    ]), 1)
+  })
+  const layers = [busyboxLayer, ...random]
   const blobs: Blob[] = layers.map(l => l.gz)
   const manifests: PlatformManifest[] = []
   const manifestBlobs: Blob[] = []
