@@ -1,13 +1,16 @@
 /**
  * The caching handlers of the pull-through mirror: GET/HEAD of blobs and manifests for upstream H.
  *
- * Blobs (key: digest):
+ * Blobs (key: digest), looked up again whenever the item moved on between look-up and read:
  *   cached ───────────────────────────────► disk (Range, HEAD)                         HIT
- *   in flight ────────────────────────────► TailReader on the staging file             JOINED
- *   else GET upstream (redirects followed) ─► 200 → BlobFill ─► TailReader             MISS
- *                                           └► too big / no room → streamed through    BYPASS
+ *   cache.openOrFill (one flight per digest for both doors, blob-opener.ts):
+ *     in flight ──────────────────────────► TailReader on the fill's descriptor        JOINED
+ *     else GET upstream (redirects followed) ─► 200 → BlobFill ─► TailReader           MISS
+ *                                           └► too big / no room → streamed through,   BYPASS
+ *                                              digest checked on the way
  *                                           └► non-200 → the upstream's answer as is   MISS
- *   HEAD never becomes an upstream GET.
+ *   HEAD never becomes an upstream GET. The status line leaves with the first body byte: a fill
+ *   that fails before it is an error answer (OCI JSON on the registry door), after it an abort.
  *
  * Manifests:
  *   by digest: cached → HIT; else GET upstream, verify the digest, cache with its media type.
