@@ -4,10 +4,25 @@
  */
 import type { Readable } from 'node:stream'
 
-/** Drops a body we do not want (undici errors a body destroyed unread: that error is expected). */
+/** What a discarded body may still be read for, so its connection can serve the next request. */
+const DRAIN_BYTES = 64 << 10
+
+/**
+ * Drops a body we do not want. A body that ends within 64 KiB (a HEAD's empty one, a 401's JSON, a
+ * redirect's few bytes) is read to its end: undici then keeps the connection. Destroying it unread
+ * made undici close the socket, so every tag HEAD paid a new TCP and TLS handshake (issue 20: 400
+ * handshakes for 400 tag resolutions). A longer body is destroyed once past the limit (its error
+ * is expected and swallowed).
+ */
 export function discardBody (body: Readable): void {
   body.on('error', () => {})
-  body.destroy()
+  if (body.readableEnded || body.destroyed) return
+  let seen = 0
+  body.on('data', (c: Buffer) => {
+    seen += c.length
+    if (seen > DRAIN_BYTES) body.destroy()
+  })
+  body.resume()
 }
 
 /** Reads a small body whole; past `max` bytes the body is dropped and `tooLarge()` is thrown. */

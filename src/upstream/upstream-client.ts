@@ -117,6 +117,10 @@ export class UpstreamClient {
           headers,
           body,
           signal: req.signal,
+          // undici closes the connection after every HEAD unless told otherwise (a guard against
+          // servers that send a body anyway): each tag check paid a new TCP + TLS handshake.
+          // Registries answer HEAD without a body, so the connection is kept (issue 20).
+          ...(method === 'HEAD' ? { reset: false } : {}),
         })
       } catch (err) {
         this.onResponse?.({ host: req.host, status: 0, ms: performance.now() - started, headers: {} })

@@ -49,6 +49,8 @@ export class FakeUpstream {
   cdnOrigin?: string
   /** Bytes per second per response body (0 = unthrottled). */
   throttle = 0
+  /** TLS connections accepted so far (connection reuse shows here). */
+  connections = 0
   private server?: https.Server
 
   async start (): Promise<number> {
@@ -57,6 +59,7 @@ export class FakeUpstream {
       key: readFileSync(`${FIXTURES}upstream.key`),
       requestTimeout: 0,
     }, (req, res) => { this.handle(req, res).catch(() => res.destroy()) })
+    this.server.on('secureConnection', () => { this.connections++ })
     await new Promise<void>(resolve => this.server!.listen(0, '127.0.0.1', resolve))
     return this.port
   }

@@ -211,3 +211,17 @@ t.test('10. blobs are shared by every repository and upstream; tags are per host
   t.equal(sha256(hub.body), one.digest)
   t.equal(sha256(ghcr.body), two.digest)
 })
+
+t.test('issue 20: tag HEADs and discarded small bodies leave the upstream connection alive', async t => {
+  const { up, h } = await startBoth(t)
+  up.addImage('library/keep', '1', randomBytes(1000))
+  const first = await fetchThrough(h, HUB, '/v2/library/keep/manifests/1', { headers: { accept: ACCEPT } })
+  t.equal(first.status, 200)
+  const before = up.connections
+  for (let i = 0; i < 20; i++) {
+    const r = await fetchThrough(h, HUB, '/v2/library/keep/manifests/1', { headers: { accept: ACCEPT } })
+    t.equal(r.headers['x-cache-status'], 'HIT', `resolution ${i + 1} is a HIT after a HEAD`)
+  }
+  t.equal(up.count('HEAD', '/manifests/1'), 21, 'each resolution asked the upstream with a HEAD')
+  t.ok(up.connections - before <= 1, `20 HEADs opened ${up.connections - before} new upstream connections (≤ 1)`)
+})
