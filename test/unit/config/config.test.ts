@@ -56,8 +56,8 @@ t.test('a bad value names the variable, the value and what is expected', async t
     [{ MANIFEST_CACHE_PRIMARY_REGEX: '(unclosed' }, /^MANIFEST_CACHE_PRIMARY_REGEX="\(unclosed": expected a regular expression/],
     [{ CA_CRT_FILE: '/x/ca.crt' }, /CA_KEY_FILE.*CA_CRT_FILE and CA_KEY_FILE to be set together/],
     [{ HOSTED_HOSTNAMES: 'ghcr.io' }, /^HOSTED_HOSTNAMES="ghcr.io": expected a host that is not also an upstream/],
-    [{ AUTH_REGISTRIES: 'ghcr.io:u:p ghcr.io:v:q' }, /two entries for host ghcr.io/],
-    [{ AUTH_REGISTRIES: 'ghcr.io-no-fields' }, /^AUTH_REGISTRIES: entry for "ghcr.io-no-fields" is not host:user:password/],
+    [{ AUTH_REGISTRIES: 'ghcr.io:u:p ghcr.io:v:q' }, /two entries for ghcr.io/],
+    [{ AUTH_REGISTRIES: 'ghcr.io-no-fields' }, /^AUTH_REGISTRIES="\[redacted: 1 entries\]": expected entry 1 as host:user:password/],
   ]
   for (const [env, re] of cases) {
     t.throws(() => loadConfig(env), { name: 'ConfigError', message: re }, JSON.stringify(env))
