@@ -166,6 +166,8 @@ export class DestinationPolicy {
     const trusted = purpose === 'upstream' && (this.trusted.has(`${canonical}:${port}`) || (port === 443 && this.trusted.has(canonical)))
     const checked = { host: canonical, port, purpose, exempt: mapped || trusted, allowedByName: this.allow.matchesName(canonical) }
     if (net.isIP(canonical) !== 0) this.checkAddress(checked, canonical)
+    // A mapping exempts the address (the operator's), not the name from TUNNEL_ALLOW.
+    else if (mapped) this.checkUnresolved({ ...checked, exempt: false })
     return checked
   }
 
@@ -174,17 +176,15 @@ export class DestinationPolicy {
     if (checked.exempt) return
     const a = unmapIpv4(address)
     const family = net.isIPv6(a) ? 'ipv6' : 'ipv4'
-    const shown = checked.host === a ? a : `${checked.host} (${a})`
-    if (this.isOwnSocket(a, checked.port)) throw this.refuse('own-address', shown, checked.port, checked.purpose, 'that is crossdock itself')
-    if (this.deny.matchesAddress(a)) throw this.refuse('denied', shown, checked.port, checked.purpose, 'in a TUNNEL_DENY range')
+    const refuse = (reason: RefusalReason, why: string): DestinationRefused => this.refuse(reason, checked.host, checked.port, checked.purpose, why, a)
+    if (this.isOwnSocket(a, checked.port)) throw refuse('own-address', 'that is crossdock itself')
+    if (this.deny.matchesAddress(a)) throw refuse('denied', 'in a TUNNEL_DENY range')
     const allowedByAddress = this.allow.matchesAddress(a)
     if (!allowedByAddress) {
       const block = DEFAULT_BLOCKS.find(b => b.list.check(a, family))
-      if (block !== undefined) throw this.refuse(block.reason, shown, checked.port, checked.purpose, `${block.why}; TUNNEL_ALLOW can open a CIDR explicitly`)
+      if (block !== undefined) throw refuse(block.reason, `${block.why}; TUNNEL_ALLOW can open a CIDR explicitly`)
     }
-    if (checked.purpose === 'tunnel' && this.allow.size > 0 && !checked.allowedByName && !allowedByAddress) {
-      throw this.refuse('not-allowed', shown, checked.port, checked.purpose, 'not in TUNNEL_ALLOW')
-    }
+    if (checked.purpose === 'tunnel' && this.allow.size > 0 && !checked.allowedByName && !allowedByAddress) throw refuse('not-allowed', 'not in TUNNEL_ALLOW')
   }
 
   /**
@@ -198,9 +198,13 @@ export class DestinationPolicy {
     }
   }
 
-  /** Creates (and reports) a refusal; for rules decided elsewhere, such as a redirect's scheme. */
-  refuse (reason: RefusalReason, host: string, port: number | undefined, purpose: DialPurpose, why: string): DestinationRefused {
-    const destination = port === undefined ? host : net.isIPv6(host) ? `[${host}]:${port}` : `${host}:${port}`
+  /**
+   * Creates (and reports) a refusal; also for rules decided elsewhere, such as a redirect's scheme.
+   * `address`: what `host` resolved to (or unmapped to), shown when it differs.
+   */
+  refuse (reason: RefusalReason, host: string, port: number | undefined, purpose: DialPurpose, why: string, address?: string): DestinationRefused {
+    const authority = port === undefined ? host : net.isIPv6(host) ? `[${host}]:${port}` : `${host}:${port}`
+    const destination = address !== undefined && address !== host ? `${authority} (${address})` : authority
     this.onRefused({ reason, destination, purpose })
     return new DestinationRefused(reason, destination, purpose, why)
   }
