@@ -222,7 +222,8 @@ export class DestinationPolicy {
 }
 
 function isLocalAddress (address: string): boolean {
-  if (DEFAULT_BLOCKS[0].list.check(address, 'ipv4') || address === '::1') return true
+  const family = net.isIPv6(address) ? 'ipv6' : 'ipv4'
+  if (DEFAULT_BLOCKS.some(b => b.reason === 'loopback' && b.list.check(address, family))) return true
   return Object.values(os.networkInterfaces()).some(list => list?.some(i => unmapIpv4(i.address) === address))
 }
 
