@@ -9,6 +9,7 @@ import type { Logger } from './log.js'
 import { loadOrCreateCa } from './tls/ca.js'
 import { LeafCertMinter } from './tls/leaf-certs.js'
 import { Dialer } from './upstream/dialer.js'
+import { DestinationPolicy } from './upstream/destination-policy.js'
 import { UpstreamClient } from './upstream/upstream-client.js'
 import { UpstreamCredentials } from './upstream/credentials.js'
 import { BasicInjectingUpstream } from './upstream/basic-injection.js'
@@ -47,11 +48,26 @@ export async function createApp ({ config, log }: { config: Config, log: Logger 
   await minter.init()
 
   const metrics = createMetrics()
+  const policyLog = log.child({ module: 'destination-policy' })
+  // Everything dialled for a client: tunnels, redirect hops, token realms (SECURITY.md).
+  const policy = new DestinationPolicy({
+    allow: config.tunnelAllow,
+    deny: config.tunnelDeny,
+    trustedHosts: config.registries,
+    ownSockets: () => [proxy.server.address(), registry.server.address()]
+      .filter((a): a is AddressInfo => a !== null && typeof a === 'object')
+      .map(a => ({ address: a.address, port: a.port })),
+    onRefused: r => {
+      policyLog.warn({ reason: r.reason, destination: r.destination, purpose: r.purpose, status: 403 }, 'destination refused')
+      metrics.observeRefusal(r)
+    },
+  })
   const dialer = new Dialer({
     connectTo: config.upstreamConnectTo,
     upstreamProxy: config.upstreamProxy,
     disableIpv6: config.disableIpv6,
     connectTimeoutMs: config.timeouts.connectMs,
+    policy,
   })
   const upstream = new UpstreamClient({
     dialer,
@@ -134,6 +150,12 @@ export async function createApp ({ config, log }: { config: Config, log: Logger 
     authorizeConnect: clientAuth?.authorizeConnect,
     clientHeaderTimeoutMs: config.timeouts.clientHeaderMs,
     keepAliveTimeoutMs: config.timeouts.keepAliveMs,
+    tunnelLimits: {
+      connectTimeoutMs: config.timeouts.tunnelConnectMs,
+      readTimeoutMs: config.timeouts.tunnelReadMs,
+      sendTimeoutMs: config.timeouts.tunnelSendMs,
+      maxTunnels: config.maxTunnels,
+    },
     observeRequest: metrics.observeRequest,
     onIntercepted: async (req, res, target) => {
       if (matches(hostedNames, target)) {
@@ -149,6 +171,8 @@ export async function createApp ({ config, log }: { config: Config, log: Logger 
       extraRoutes: { '/setup/containerd': containerdSetup, ...ops },
     }),
   })
+
+  metrics.collectFrom({ tunnels: () => proxy.tunnels })
 
   let proxyAddress = ''
   let registryAddress = ''

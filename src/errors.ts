@@ -142,8 +142,12 @@ export function writeDoorError (res: ServerResponse, err: ProxyError, door: 'pro
 
 /** A configuration value that cannot be used; the message names the variable, the value and what is expected. */
 export class ConfigError extends Error {
-  constructor (message: string) {
+  /** For parse failures: what was read, so that a secret variable's value can be kept out of the message. */
+  readonly detail?: { variable: string, value: string, expected: string }
+
+  constructor (message: string, detail?: { variable: string, value: string, expected: string }) {
     super(message)
     this.name = 'ConfigError'
+    this.detail = detail
   }
 }

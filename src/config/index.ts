@@ -7,11 +7,12 @@ import { resolve } from 'node:path'
 import envVar from 'env-var'
 import {
   parseSize, parseDuration, parseBool, parsePort, parseHost, splitList, parseConnectTo,
-  parseAuthRegistries, parseRegex, parseLogLevel, parseUrl, fail,
-  type ConnectTo, type RegistryCredential,
+  parseAuthRegistries, parseRegex, parseLogLevel, parseUrl, parseDestinationRules, parseCount, fail,
+  type ConnectTo, type RegistryCredential, type DestinationRule,
 } from './parse.js'
+import { ConfigError } from '../errors.js'
 
-export type { ConnectTo, RegistryCredential }
+export type { ConnectTo, RegistryCredential, DestinationRule }
 
 export interface VariableSpec {
   name: string
@@ -38,8 +39,14 @@ export const VARIABLES: readonly VariableSpec[] = [
   { name: 'ALLOW_PUSH', default: 'false', describe: 'Through the proxy door, pass pushes to upstream registries through (streamed, uncached); otherwise 405.' },
   { name: 'VERIFY_SSL', default: 'true', describe: 'Verify upstream TLS certificates.' },
   { name: 'DISABLE_IPV6', default: 'false', describe: 'Connect to upstreams over IPv4 only.' },
-  { name: 'PROXY_CONNECT_TIMEOUT', default: '60s', describe: 'Timeout to connect to an upstream (or tunnel target).' },
+  { name: 'PROXY_CONNECT_TIMEOUT', default: '60s', describe: 'Timeout to connect to an upstream registry (raw tunnels: PROXY_CONNECT_CONNECT_TIMEOUT).' },
   { name: 'PROXY_READ_TIMEOUT', default: '900s', describe: 'Timeout between two reads from an upstream (headers and body).' },
+  { name: 'PROXY_CONNECT_CONNECT_TIMEOUT', default: '60s', describe: 'Raw CONNECT tunnels: timeout to connect to the far end (rpardini\'s name).' },
+  { name: 'PROXY_CONNECT_READ_TIMEOUT', default: '60s', describe: 'Raw CONNECT tunnels: closed when nothing was read from or written to the far end for this long.' },
+  { name: 'PROXY_CONNECT_SEND_TIMEOUT', default: '60s', describe: 'Raw CONNECT tunnels: closed when nothing was read from or written to the client for this long (a client that stopped reading).' },
+  { name: 'MAX_TUNNELS', default: '1024', describe: 'Raw CONNECT tunnels open at once (each holds two descriptors); beyond, CONNECT gets 503.' },
+  { name: 'TUNNEL_ALLOW', default: '', describe: 'When set, raw tunnels go only to these host globs and CIDRs (e.g. *.docker.com *.docker.io 10.0.0.0/8). A CIDR here also opens an address refused by default.' },
+  { name: 'TUNNEL_DENY', default: '', describe: 'Host globs and CIDRs refused for tunnels, redirects and token realms, on top of loopback, link-local, unspecified, multicast and crossdock\'s own sockets.' },
   { name: 'CLIENT_HEADER_TIMEOUT', default: '60s', describe: 'Time a client has to send its request headers.' },
   { name: 'KEEPALIVE_TIMEOUT', default: '300s', describe: 'Idle time before a client keep-alive connection is closed.' },
   { name: 'SHUTDOWN_TIMEOUT', default: '30s', describe: 'On SIGTERM/SIGINT, how long requests and cache fills in flight may take to finish before they are cut.' },
@@ -82,6 +89,10 @@ export interface Config {
   upstreamConnectTo: ConnectTo[]
   upstreamCaFile?: string
   upstreamProxy?: URL
+  /** TUNNEL_ALLOW (empty: no allow-list) and TUNNEL_DENY, for the destination policy. */
+  tunnelAllow: DestinationRule[]
+  tunnelDeny: DestinationRule[]
+  maxTunnels: number
   caDir: string
   caCrtFile?: string
   caKeyFile?: string
@@ -92,7 +103,17 @@ export interface Config {
   htpasswdFile?: string
   authAnonymousPull: boolean
   logLevel: string
-  timeouts: { connectMs: number, readMs: number, clientHeaderMs: number, keepAliveMs: number, shutdownMs: number }
+  timeouts: {
+    connectMs: number
+    readMs: number
+    clientHeaderMs: number
+    keepAliveMs: number
+    shutdownMs: number
+    /** PROXY_CONNECT_{CONNECT,READ,SEND}_TIMEOUT: raw tunnels. */
+    tunnelConnectMs: number
+    tunnelReadMs: number
+    tunnelSendMs: number
+  }
   cache: {
     maxSize: number
     inactiveMs: number
@@ -109,8 +130,23 @@ export interface Config {
 
 type Env = Record<string, string | undefined>
 
-/** Reads and validates the whole configuration. `env` defaults to the process environment. */
+/**
+ * Reads and validates the whole configuration. `env` defaults to the process environment. A bad
+ * value of a secret variable is reported without its secret part (the message goes to journald).
+ */
 export function loadConfig (env: Env = process.env, cwd = process.cwd()): Config {
+  try {
+    return readConfig(env, cwd)
+  } catch (err) {
+    const d = (err as ConfigError).detail
+    if (err instanceof ConfigError && d !== undefined && VARIABLES.find(v => v.name === d.variable)?.secret === true) {
+      throw new ConfigError(`${d.variable}=${JSON.stringify(redactSecret(d.variable, d.value))}: expected ${d.expected}`)
+    }
+    throw err
+  }
+}
+
+function readConfig (env: Env, cwd: string): Config {
   const reader = envVar.from(env)
   const specs = new Map(VARIABLES.map(v => [v.name, v]))
   const raw = (name: string): string => {
@@ -157,6 +193,9 @@ export function loadConfig (env: Env = process.env, cwd = process.cwd()): Config
     upstreamConnectTo: parseConnectTo('UPSTREAM_CONNECT_TO', raw('UPSTREAM_CONNECT_TO')),
     upstreamCaFile: optionalPath('UPSTREAM_CA_FILE'),
     upstreamProxy: upstreamProxyRaw === '' ? undefined : parseUrl('UPSTREAM_PROXY', upstreamProxyRaw, ['http:']),
+    tunnelAllow: parseDestinationRules('TUNNEL_ALLOW', raw('TUNNEL_ALLOW')),
+    tunnelDeny: parseDestinationRules('TUNNEL_DENY', raw('TUNNEL_DENY')),
+    maxTunnels: parseCount('MAX_TUNNELS', raw('MAX_TUNNELS')),
     caDir: resolve(cwd, raw('CA_DIR')),
     caCrtFile,
     caKeyFile,
@@ -173,6 +212,9 @@ export function loadConfig (env: Env = process.env, cwd = process.cwd()): Config
       clientHeaderMs: parseDuration('CLIENT_HEADER_TIMEOUT', raw('CLIENT_HEADER_TIMEOUT')),
       keepAliveMs: parseDuration('KEEPALIVE_TIMEOUT', raw('KEEPALIVE_TIMEOUT')),
       shutdownMs: parseDuration('SHUTDOWN_TIMEOUT', raw('SHUTDOWN_TIMEOUT')),
+      tunnelConnectMs: parseDuration('PROXY_CONNECT_CONNECT_TIMEOUT', raw('PROXY_CONNECT_CONNECT_TIMEOUT')),
+      tunnelReadMs: parseDuration('PROXY_CONNECT_READ_TIMEOUT', raw('PROXY_CONNECT_READ_TIMEOUT')),
+      tunnelSendMs: parseDuration('PROXY_CONNECT_SEND_TIMEOUT', raw('PROXY_CONNECT_SEND_TIMEOUT')),
     },
     cache: {
       maxSize: parseSize('CACHE_MAX_SIZE', raw('CACHE_MAX_SIZE')),
@@ -200,7 +242,13 @@ export function describeConfig (env: Env = process.env): Array<{ name: string, v
 }
 
 function redactSecret (name: string, value: string): string {
-  if (name === 'UPSTREAM_PROXY') return value.replace(/\/\/[^@/]*@/, '//[redacted]@')
+  if (name === 'UPSTREAM_PROXY') {
+    // Up to the *last* @: a password may itself contain @ or /, and a malformed URL may lack `//`.
+    const at = value.lastIndexOf('@')
+    if (at < 0) return value
+    const scheme = /^[a-z][a-z0-9+.-]*:\/\//i.exec(value)?.[0] ?? ''
+    return `${scheme}[redacted]@${value.slice(at + 1)}`
+  }
   if (name === 'AUTH_REGISTRIES') return `[redacted: ${value.split(/\s+/).filter(Boolean).length} entries]`
   return '[redacted]'
 }

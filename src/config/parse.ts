@@ -2,10 +2,11 @@
  * Value parsers for configuration. Each throws a ConfigError whose message names the variable, the
  * value it was given and what is expected — the one line an operator sees before anything listens.
  */
+import net from 'node:net'
 import { ConfigError } from '../errors.js'
 
 export function fail (name: string, value: string, expected: string): never {
-  throw new ConfigError(`${name}=${JSON.stringify(value)}: expected ${expected}`)
+  throw new ConfigError(`${name}=${JSON.stringify(value)}: expected ${expected}`, { variable: name, value, expected })
 }
 
 const SIZE_UNITS: Record<string, number> = { '': 1, k: 1024, m: 1024 ** 2, g: 1024 ** 3, t: 1024 ** 4 }
@@ -106,9 +107,11 @@ export function parseAuthRegistries (name: string, value: string, entrySep: stri
     const first = entry.indexOf(fieldSep)
     const second = first < 0 ? -1 : entry.indexOf(fieldSep, first + fieldSep.length)
     const hostPart = first < 0 ? entry : entry.slice(0, first)
-    if (second < 0) throw new ConfigError(`${name}: entry for ${JSON.stringify(hostPart)} is not host${fieldSep}user${fieldSep}password (separators: entries by AUTH_REGISTRIES_DELIMITER=${JSON.stringify(entrySep)}, fields by AUTH_REGISTRY_DELIMITER=${JSON.stringify(fieldSep)})`)
-    const host = parseHost(name, hostPart)
-    if (seen.has(host)) throw new ConfigError(`${name}: two entries for host ${host}; give one credential per host`)
+    // Never the entry itself in the message: with the wrong separator, it may be a password.
+    if (second < 0) fail(name, value, `entry ${out.length + 1} as host${fieldSep}user${fieldSep}password (separators: entries by AUTH_REGISTRIES_DELIMITER=${JSON.stringify(entrySep)}, fields by AUTH_REGISTRY_DELIMITER=${JSON.stringify(fieldSep)})`)
+    if (!HOST_RE.test(hostPart.trim().toLowerCase())) fail(name, value, `entry ${out.length + 1} to start with a host name such as ghcr.io`)
+    const host = hostPart.trim().toLowerCase()
+    if (seen.has(host)) fail(name, value, `one credential per host (two entries for ${host})`)
     seen.add(host)
     out.push({ host, username: entry.slice(first + fieldSep.length, second), password: entry.slice(second + fieldSep.length) })
   }
@@ -138,4 +141,37 @@ export function parseUrl (name: string, value: string, protocols: string[]): URL
   }
   if (!protocols.includes(u.protocol)) fail(name, value, `a URL with scheme ${protocols.join(' or ')}`)
   return u
+}
+
+/** A TUNNEL_ALLOW / TUNNEL_DENY entry: a host glob (`*.docker.io`) or an address block (`10.0.0.0/8`, `fd00::/8`, `10.1.2.3`). */
+export type DestinationRule =
+  | { kind: 'glob', glob: string }
+  | { kind: 'cidr', address: string, prefix: number, family: 'ipv4' | 'ipv6' }
+
+const GLOB_RE = /^(?=.{1,253}$)(\*|[a-z0-9_]([a-z0-9_-]*[a-z0-9_])?)(\.(\*|[a-z0-9_]([a-z0-9_-]*[a-z0-9_])?))*$/
+
+/** Space or comma separated host globs and CIDRs; addresses are read by node:net, not by a pattern. */
+export function parseDestinationRules (name: string, value: string): DestinationRule[] {
+  return splitList(value).map(entry => {
+    const slash = entry.indexOf('/')
+    const address = (slash < 0 ? entry : entry.slice(0, slash)).replace(/^\[|\]$/g, '')
+    const family = net.isIP(address)
+    if (family !== 0) {
+      const max = family === 4 ? 32 : 128
+      const prefixText = slash < 0 ? String(max) : entry.slice(slash + 1)
+      const prefix = Number(prefixText)
+      if (!/^\d{1,3}$/.test(prefixText) || prefix > max) fail(name, entry, `a CIDR prefix from 0 to ${max}`)
+      return { kind: 'cidr', address, prefix, family: family === 4 ? 'ipv4' : 'ipv6' }
+    }
+    const glob = entry.toLowerCase().replace(/\.$/, '')
+    if (slash >= 0 || !GLOB_RE.test(glob)) fail(name, entry, 'host globs such as *.docker.io or CIDRs such as 10.0.0.0/8')
+    return { kind: 'glob', glob }
+  })
+}
+
+/** A positive whole number (MAX_TUNNELS). */
+export function parseCount (name: string, value: string): number {
+  const v = value.trim()
+  if (!/^\d{1,9}$/.test(v) || Number(v) < 1) fail(name, value, 'a whole number of at least 1')
+  return Number(v)
 }

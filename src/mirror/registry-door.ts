@@ -28,6 +28,7 @@ import type { CacheStore } from '../cache/cache-store.js'
 import type { MirrorContext } from './mirror-router.js'
 import type { AccessPolicy } from './access-policy.js'
 import { parseDoorRequest, resolveNamespace, UpstreamNames, type DoorRoute } from './registry-door-path.js'
+import { loggablePath } from '../observability/request-log.js'
 
 export type DoorHandler = (req: IncomingMessage, res: ServerResponse) => Promise<void>
 
@@ -111,7 +112,7 @@ export function createRegistryDoor (opts: RegistryDoorOptions): RegistryDoor {
       // A client's Authorization on this port is for crossdock (HTPASSWD_FILE), never for an
       // upstream: the door's upstream client does the token dance itself (design §3).
       delete req.headers.authorization
-      log.debug({ method, path: req.url, host: decision.host, repository: decision.repository, upstreamPath: decision.path, via: decision.via }, 'registry door: upstream namespace')
+      log.debug({ method, path: loggablePath(req.url), host: decision.host, repository: decision.repository, upstreamPath: loggablePath(decision.path), via: decision.via }, 'registry door: upstream namespace')
       await opts.mirror.handle(req, res, { host: decision.host, door: 'registry', path: decision.path, allowPush: false })
     }
   }

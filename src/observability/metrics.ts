@@ -7,11 +7,13 @@
  *   request-log.ts ──observeRequest(line)──► requests, cache outcomes, pull-through bytes
  *   UpstreamClient ──observeUpstream(r)────► upstream requests, latency, Docker Hub rate limits
  *   hosted wrapper ──observeHosted(…)──────► hosted pushes and pulls
+ *   destination policy ─observeRefusal(r)──► destinations refused, by reason and purpose
  *   scrape time ────collect()──────────────► cache size/entries/evictions (cache.stats()),
- *                                            certificates minted, hosted storage bytes
+ *                                            certificates minted, hosted storage bytes, tunnels open
  *
- * Labels are bounded: door, kind, status, cache_status and the upstream host (configured registries,
- * their token realms and redirect targets of those). Never a repository, a path, a user or a token.
+ * Labels are bounded: door, kind, status, cache_status, refusal reason and purpose, and the upstream
+ * host (configured registries, their token realms and redirect targets of those). Never a repository,
+ * a path, a user, a token, or a refused destination (clients choose those).
  */
 import type { IncomingMessage, ServerResponse } from 'node:http'
 import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics } from 'prom-client'
@@ -33,6 +35,8 @@ export interface MetricSources {
   minter?: { readonly minted: number }
   /** Bytes of hosted blob content; called at most once per `storageEveryMs`. */
   hostedStorageBytes?: () => Promise<number>
+  /** Raw CONNECT tunnels open right now. */
+  tunnels?: () => number
 }
 
 export interface Metrics {
@@ -40,6 +44,7 @@ export interface Metrics {
   observeRequest: (line: RequestLogLine) => void
   observeUpstream: (r: UpstreamObservation) => void
   observeHosted: (r: { method: string, path: string, status: number }) => void
+  observeRefusal: (r: { reason: string, purpose: string }) => void
   /** Plugs in what scrape-time gauges read (called once the cache, minter… exist). */
   collectFrom: (sources: MetricSources) => void
   /** The exposition text and its content type. */
@@ -128,6 +133,13 @@ export function createMetrics (opts: MetricsOptions = {}): Metrics {
     registers: [registry],
   })
 
+  const refusals = new Counter({
+    name: 'crossdock_destination_refused_total',
+    help: 'Destinations the destination policy refused (tunnels, redirect hops, token realms), by reason (loopback, link-local, unspecified, multicast, own-address, denied, not-allowed, insecure-scheme, invalid) and purpose (tunnel, upstream).',
+    labelNames: ['reason', 'purpose'] as const,
+    registers: [registry],
+  })
+
   // ── scrape-time values ──────────────────────────────────────────────────────────────────────
   new Gauge({
     name: 'crossdock_cache_size_bytes',
@@ -193,6 +205,13 @@ export function createMetrics (opts: MetricsOptions = {}): Metrics {
     },
   })
 
+  new Gauge({
+    name: 'crossdock_tunnels_open',
+    help: 'Raw CONNECT tunnels open or being dialled (bounded by MAX_TUNNELS).',
+    registers: [registry],
+    collect () { const n = sources.tunnels?.(); if (n !== undefined) this.set(n) },
+  })
+
   if (opts.processMetrics !== false) collectDefaultMetrics({ register: registry, prefix: 'crossdock_' })
 
   return {
@@ -222,6 +241,7 @@ export function createMetrics (opts: MetricsOptions = {}): Metrics {
       if (r.method === 'PUT' && r.status === 201) hostedPushes.inc()
       else if (r.method === 'GET' && r.status === 200) hostedPulls.inc()
     },
+    observeRefusal: r => { refusals.inc({ reason: r.reason, purpose: r.purpose }) },
     collectFrom: s => { sources = { ...sources, ...s } },
     render: async () => ({ contentType: registry.contentType, body: await registry.metrics() }),
   }

@@ -5,6 +5,9 @@
  *
  * The same line feeds an optional observer (the metrics, metrics.ts), so instrumentation needs no
  * hooks of its own in the request paths.
+ *
+ * Paths are logged through `loggablePath`: query values are kept only for the registry API's own
+ * harmless keys; anything else (a token or signature some client put in a query) is redacted.
  */
 import type { IncomingMessage, ServerResponse } from 'node:http'
 import type { Logger } from '../log.js'
@@ -45,6 +48,25 @@ export function markAbandoned (res: ServerResponse, err: unknown, fields: Record
 
 export type RequestObserver = (line: RequestLogLine) => void
 
+/** Query keys of the distribution API (and crossdock's `ns`) whose values are not secrets. */
+const HARMLESS_QUERY_KEYS = new Set(['ns', 'n', 'last', 'digest', 'mount', 'from'])
+const MAX_LOGGED_PATH = 2048
+
+/** The request target as it may be logged: every query value but the harmless keys' is `[redacted]`. */
+export function loggablePath (url: string | undefined): string | undefined {
+  if (url === undefined) return undefined
+  const q = url.indexOf('?')
+  if (q < 0) return url.slice(0, MAX_LOGGED_PATH)
+  const query = url.slice(q + 1).split('&').map(pair => {
+    const eq = pair.indexOf('=')
+    const key = eq < 0 ? pair : pair.slice(0, eq)
+    let name: string
+    try { name = decodeURIComponent(key.replace(/\+/g, ' ')) } catch { name = key }
+    return HARMLESS_QUERY_KEYS.has(name) ? pair : eq < 0 ? pair : `${key}=[redacted]`
+  })
+  return `${url.slice(0, q)}?${query.join('&')}`.slice(0, MAX_LOGGED_PATH)
+}
+
 /** Attaches the per-request log line to `res`; call once when the request arrives. */
 export function logRequest (log: Logger, req: IncomingMessage, res: ServerResponse, fields: RequestLogFields, observe?: RequestObserver): void {
   const started = performance.now()
@@ -65,7 +87,7 @@ export function logRequest (log: Logger, req: IncomingMessage, res: ServerRespon
     const line: RequestLogLine = {
       ...fields,
       method: req.method,
-      path: req.url,
+      path: loggablePath(req.url),
       status: res.statusCode,
       bytes,
       ms: Math.round(performance.now() - started),

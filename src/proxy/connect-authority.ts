@@ -1,9 +1,11 @@
 /**
  * Parses the authority of a CONNECT request line: `host:port`, `[v6]:port`. The port is required
  * (RFC 9110 §9.3.6); hosts are checked so that no absurd or malformed name reaches the dialer or
- * the certificate minter.
+ * the certificate minter, and come back in their one canonical spelling (`0x7f000001`, `127.1`,
+ * `2130706433` are `127.0.0.1`; `::FFFF:127.0.0.1` is `::ffff:7f00:1`), as the OS would read them.
  */
 import net from 'node:net'
+import { canonicalHost } from '../upstream/destination-policy.js'
 
 export interface Authority {
   host: string
@@ -19,9 +21,13 @@ export function parseAuthority (value: string | undefined): Authority | undefine
   if (m === null) return undefined
   const port = Number(m[3])
   if (port < 1 || port > 65535) return undefined
-  if (m[1] !== undefined) return net.isIPv6(m[1]) ? { host: m[1].toLowerCase(), port } : undefined
-  const host = m[2].toLowerCase().replace(/\.$/, '')
-  if (net.isIPv4(host) || DNS_NAME.test(host)) return { host, port }
+  if (m[1] !== undefined) {
+    const host = net.isIPv6(m[1]) ? canonicalHost(m[1]) : undefined
+    return host !== undefined ? { host, port } : undefined
+  }
+  const raw = m[2].toLowerCase()
+  const host = canonicalHost(raw)
+  if (host !== undefined && (net.isIPv4(host) || DNS_NAME.test(raw))) return { host, port }
   return undefined
 }
 

@@ -21,8 +21,8 @@ import tls from 'node:tls'
 import type { Logger } from '../log.js'
 import type { Dialer } from '../upstream/dialer.js'
 import { parseAuthority, formatAuthority, type Authority } from './connect-authority.js'
-import { openTunnel } from './tunnel.js'
-import { logRequest, type RequestObserver } from '../observability/request-log.js'
+import { Tunnels, DEFAULT_TUNNEL_LIMITS, type TunnelLimits } from './tunnel.js'
+import { logRequest, loggablePath, type RequestObserver } from '../observability/request-log.js'
 import { trackForGracefulClose } from '../util/graceful-close.js'
 import { headCheckIntervalMs, refuseClientHead } from '../util/client-head.js'
 
@@ -41,12 +41,16 @@ export interface ProxyServerOptions {
   authorizeConnect?: (req: http.IncomingMessage) => Promise<string | undefined>
   clientHeaderTimeoutMs: number
   keepAliveTimeoutMs: number
+  /** PROXY_CONNECT_*_TIMEOUT and MAX_TUNNELS for raw tunnels; default rpardini's 60 s and 1024. */
+  tunnelLimits?: TunnelLimits
   /** Sees every request's log line (the metrics). */
   observeRequest?: RequestObserver
 }
 
 export interface ProxyServer {
   server: http.Server
+  /** Raw tunnels open or being dialled. */
+  readonly tunnels: number
   /**
    * Stops accepting and closes raw tunnels at once (opaque bytes: a busy one cannot be told from an
    * idle one). Intercepted and director requests in flight may finish for `timeoutMs` (default 0);
@@ -60,6 +64,7 @@ const TLS_HIGH_WATER_MARK = 256 * 1024
 
 export function createProxyServer (opts: ProxyServerOptions): ProxyServer {
   const { log } = opts
+  const tunnels = new Tunnels(opts.dialer, log, opts.tunnelLimits ?? DEFAULT_TUNNEL_LIMITS)
   const targets = new WeakMap<net.Socket, Authority>()
   const open = new Set<net.Socket>()
   const track = (s: net.Socket): void => { open.add(s); s.once('close', () => open.delete(s)) }
@@ -102,7 +107,7 @@ export function createProxyServer (opts: ProxyServerOptions): ProxyServer {
     })
     logRequest(log, req, res, { door: 'proxy', host: target.port === 443 ? target.host : formatAuthority(target) }, opts.observeRequest)
     opts.onIntercepted(req, res, target).catch(err => {
-      log.error({ err, host: target.host, path: req.url }, 'intercepted request failed')
+      log.error({ err, host: target.host, path: loggablePath(req.url) }, 'intercepted request failed')
       if (!res.headersSent) { res.writeHead(500, { 'content-type': 'text/plain' }); res.end('crossdock: internal error\n') } else res.destroy()
     })
   })
@@ -119,7 +124,7 @@ export function createProxyServer (opts: ProxyServerOptions): ProxyServer {
   }, (req, res) => {
     logRequest(log, req, res, { door: 'director' }, opts.observeRequest)
     opts.director(req, res).catch(err => {
-      log.error({ err, path: req.url }, 'director failed')
+      log.error({ err, path: loggablePath(req.url) }, 'director failed')
       if (!res.headersSent) { res.writeHead(500); res.end() } else res.destroy()
     })
   })
@@ -163,7 +168,7 @@ export function createProxyServer (opts: ProxyServerOptions): ProxyServer {
       }
     }
     if (!opts.shouldIntercept(target)) {
-      await openTunnel(socket, head, target, opts.dialer, log)
+      await tunnels.open(socket, head, target)
       return
     }
     let secureContext: tls.SecureContext
@@ -198,6 +203,7 @@ export function createProxyServer (opts: ProxyServerOptions): ProxyServer {
 
   return {
     server,
+    get tunnels () { return tunnels.size },
     close: async ({ timeoutMs = 0 } = {}) => {
       closing = true
       for (const s of open) {

@@ -11,7 +11,7 @@ import type { AddressInfo } from 'node:net'
 import type { Config } from '../config/index.js'
 import type { Logger } from '../log.js'
 import type { HostedRegistry } from './hosted-registry.js'
-import { logRequest, type RequestObserver } from '../observability/request-log.js'
+import { logRequest, loggablePath, type RequestObserver } from '../observability/request-log.js'
 import { headCheckIntervalMs } from '../util/client-head.js'
 
 export type RegistryRequestHandler = (req: IncomingMessage, res: ServerResponse) => Promise<void>
@@ -42,7 +42,7 @@ export function createRegistryServer (opts: RegistryServerOptions): RegistryServ
     const claimed = opts.route?.(req)
     const handling = claimed !== undefined ? claimed(req, res) : opts.hosted.handle(req, res, { door: 'registry' })
     handling.catch(err => {
-      log.error({ err, method: req.method, path: req.url }, 'unhandled error')
+      log.error({ err, method: req.method, path: loggablePath(req.url) }, 'unhandled error')
       if (!res.headersSent) { res.statusCode = 500; res.end() } else res.destroy()
     })
   }

@@ -19,6 +19,7 @@ import { getBlob, deleteBlob } from './handlers/blobs.js'
 import { startUpload, postMonolithic, mountBlob, patchUpload, putUpload, getUploadStatus, cancelUpload } from './handlers/uploads.js'
 import { getManifest, putManifest, deleteManifest } from './handlers/manifests.js'
 import { ping, catalog, listTags, listReferrers } from './handlers/discovery.js'
+import { loggablePath } from '../observability/request-log.js'
 
 export interface Route {
   /** The spec's endpoint id (end-N), or our name for endpoints outside its table. */
@@ -134,7 +135,7 @@ export async function dispatch (req: IncomingMessage, res: ServerResponse, opts:
   } catch (err) {
     if (res.headersSent || (req.destroyed && !req.complete)) {
       // The client went away mid-body or mid-response: nothing can be told to it.
-      opts.log.debug({ err, method: req.method, url: req.url }, 'hosted registry: request aborted')
+      opts.log.debug({ err, method: req.method, url: loggablePath(req.url) }, 'hosted registry: request aborted')
       res.destroy()
       return
     }
@@ -147,11 +148,11 @@ export async function dispatch (req: IncomingMessage, res: ServerResponse, opts:
 
 // Not a bug of ours: say what is wrong (507 Insufficient Storage) so the operator and the client know.
 function storageFull (err: unknown, log: Logger, req: IncomingMessage): OciError {
-  log.warn({ err: (err as Error).message, method: req.method, url: req.url }, 'hosted registry: storage full, request refused')
+  log.warn({ err: (err as Error).message, method: req.method, url: loggablePath(req.url) }, 'hosted registry: storage full, request refused')
   return new OciError('UNAVAILABLE', 'registry storage is full', { status: 507, detail: { reason: (err as NodeJS.ErrnoException).code } })
 }
 
 function internalError (err: unknown, log: Logger, req: IncomingMessage): OciError {
-  log.error({ err, method: req.method, url: req.url }, 'hosted registry: internal error')
+  log.error({ err, method: req.method, url: loggablePath(req.url) }, 'hosted registry: internal error')
   return new OciError('UNAVAILABLE', 'internal error', { status: 500 })
 }

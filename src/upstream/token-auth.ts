@@ -17,11 +17,13 @@
  *   the requests given to it (on the registry door, a client's Authorization is for crossdock);
  * - a request with a body is sent once: a 401 comes back as is (a stream cannot be replayed);
  * - rejects like UpstreamClient, plus a ProxyError `ERR_UPSTREAM_AUTH` (502) when the token realm
- *   fails (unreachable, non-200, no token in its JSON);
+ *   fails (unreachable, non-200, no token in its JSON), or a DestinationRefused (403) when the realm
+ *   is plain http for an https registry or its address is refused by the destination policy;
  * - neither tokens nor credentials reach a log line.
  */
 import type { Logger } from '../log.js'
 import { ProxyError } from '../errors.js'
+import { DestinationRefused } from './destination-policy.js'
 import { SingleFlight } from '../util/single-flight.js'
 import { discardBody, readJson } from './body.js'
 import { pickChallenge, type AuthChallenge } from './auth-challenge.js'
@@ -140,9 +142,13 @@ export class AuthenticatingUpstream {
         path: `${realm.pathname}?${query.toString()}`,
         headers: { accept: 'application/json', ...(c !== undefined ? { authorization: basicAuthorization(c) } : {}) },
         followRedirects: true,
+        // https only, unless the registry itself is plain http; the realm's host is dialled under
+        // the destination policy like any other (a challenge naming 127.0.0.1 is refused).
+        plainHttp: req.protocol === 'http:',
         signal: req.signal,
       })
     } catch (err) {
+      if (err instanceof DestinationRefused) throw err
       throw new ProxyError(502, 'ERR_UPSTREAM_AUTH', `token realm ${realm.host} for ${req.host}: ${(err as Error).message}`, { cause: err })
     }
     if (answer.status !== 200) {

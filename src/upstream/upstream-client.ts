@@ -9,15 +9,18 @@
  * - rejects (a ProxyError via proxyErrorFrom) when no response could be had: connect failure,
  *   TLS failure, timeouts (PROXY_CONNECT_TIMEOUT, PROXY_READ_TIMEOUT);
  * - with `followRedirects`, 3xx answers are followed here (Docker Hub → CDN, S3 presigned URLs,
- *   relative Locations); Authorization is dropped once the chain leaves the original host, and the
- *   caller only ever sees the final response.
+ *   relative Locations), at most 5 hops, and the caller only ever sees the final response. Each hop
+ *   must be https (http only when the request itself was plain http, `plainHttp`) and is dialled
+ *   under the destination policy (the Dialer's); Authorization is dropped as soon as a hop changes
+ *   scheme, host or port from the original request. A refused hop rejects with DestinationRefused
+ *   (403) before anything is sent to it.
  */
 import { readFileSync } from 'node:fs'
 import net from 'node:net'
 import tls from 'node:tls'
 import type { Readable } from 'node:stream'
 import { Agent, buildConnector, type Dispatcher } from 'undici'
-import { ConfigError, proxyErrorFrom } from '../errors.js'
+import { ConfigError, ProxyError, proxyErrorFrom } from '../errors.js'
 import type { Dialer } from './dialer.js'
 import { stripHopByHop, headerValue, type HeaderMap } from './headers.js'
 import { discardBody } from './body.js'
@@ -34,6 +37,11 @@ export interface UpstreamRequest {
   followRedirects?: boolean
   /** `https:` (default) or `http:` for plain-HTTP upstreams. */
   protocol?: 'https:' | 'http:'
+  /**
+   * Whether this request and its redirect hops may use plain http. Default: only when `protocol`
+   * is `http:` (the upstream itself is configured so). A token realm passes whether its registry is.
+   */
+  plainHttp?: boolean
 }
 
 export interface UpstreamResponse {
@@ -66,9 +74,11 @@ const MAX_REDIRECTS = 5
 export class UpstreamClient {
   private readonly agent: Agent
   private readonly onResponse: UpstreamClientOptions['onResponse']
+  private readonly policy: Dialer['policy']
 
   constructor (opts: UpstreamClientOptions) {
     this.onResponse = opts.onResponse
+    this.policy = opts.dialer.policy
     const ca = [...tls.rootCertificates]
     if (opts.upstreamCaFile !== undefined) {
       try {
@@ -102,12 +112,20 @@ export class UpstreamClient {
 
   async request (req: UpstreamRequest): Promise<UpstreamResponse> {
     const started = performance.now()
-    const originalHost = req.host.toLowerCase()
     let url = new URL(`${req.protocol ?? 'https:'}//${req.host}${req.path}`)
+    const origin = url.origin
+    const plainHttp = req.plainHttp ?? url.protocol === 'http:'
     let method = req.method
     let headers: HeaderMap = stripHopByHop(req.headers ?? {}, ['host', 'content-length'].filter(h => req.body == null || h !== 'content-length'))
     let body = req.body ?? null
+    const failed = (err: unknown): ProxyError => {
+      this.onResponse?.({ host: req.host, status: 0, ms: performance.now() - started, headers: {} })
+      return proxyErrorFrom(err, url.host)
+    }
     for (let hop = 0; ; hop++) {
+      if (url.protocol !== 'https:' && !(url.protocol === 'http:' && plainHttp)) {
+        throw failed(this.policy.refuse('insecure-scheme', `${url.protocol}//${url.host}`, undefined, 'upstream', `only https is followed from ${origin}`))
+      }
       let res: Dispatcher.ResponseData
       try {
         res = await this.agent.request({
@@ -123,21 +141,26 @@ export class UpstreamClient {
           ...(method === 'HEAD' ? { reset: false } : {}),
         })
       } catch (err) {
-        this.onResponse?.({ host: req.host, status: 0, ms: performance.now() - started, headers: {} })
-        throw proxyErrorFrom(err, url.host)
+        throw failed(err)
       }
       const location = headerValue(res.headers, 'location')
-      if (req.followRedirects !== true || !REDIRECTS.has(res.statusCode) || location === undefined || hop >= MAX_REDIRECTS) {
+      if (req.followRedirects !== true || !REDIRECTS.has(res.statusCode) || location === undefined) {
         const ms = performance.now() - started
         this.onResponse?.({ host: req.host, status: res.statusCode, ms, headers: res.headers })
         return { status: res.statusCode, headers: res.headers, body: res.body, url: url.href, ms }
       }
       discardBody(res.body)
-      url = new URL(location, url)
+      if (hop >= MAX_REDIRECTS) throw failed(new ProxyError(502, 'ERR_UPSTREAM_REDIRECTS', `upstream ${req.host}: more than ${MAX_REDIRECTS} redirects`))
+      try {
+        url = new URL(location, url)
+      } catch {
+        throw failed(new ProxyError(502, 'ERR_UPSTREAM_REDIRECTS', `upstream ${req.host}: redirect to a malformed Location`))
+      }
       if (res.statusCode === 303 && method !== 'HEAD') method = 'GET'
       body = null
-      // Credentials belong to the upstream host; a CDN or S3 URL carries its own signature.
-      if (url.host.toLowerCase() !== originalHost) {
+      // Credentials belong to the upstream's origin (scheme, host and port); a CDN or S3 URL carries
+      // its own signature. Once dropped they stay dropped, even if the chain comes back.
+      if (url.origin !== origin) {
         const { authorization: _dropped, ...rest } = headers
         headers = rest
       }

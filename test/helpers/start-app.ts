@@ -6,7 +6,7 @@ import { mkdtemp, readFile, rm } from 'node:fs/promises'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { Writable } from 'node:stream'
-import { pino } from 'pino'
+import { createLogger } from '../../src/log.js'
 import { createApp, type App } from '../../src/app.js'
 import { loadConfig, type Config } from '../../src/config/index.js'
 import { TEST_CA_FILE } from './fake-upstream.js'
@@ -44,7 +44,8 @@ export async function startApp (env: Record<string, string> = {}, opts: { dir?: 
       cb()
     },
   })
-  const log = pino({ level: config.logLevel, redact: { paths: ['req.headers.authorization'], censor: '[redacted]' } }, sink)
+  // The production logger (its redaction included), writing into `logs`.
+  const log = createLogger({ level: config.logLevel, destination: sink })
   const app = await createApp({ config, log })
   await app.start()
   const { proxy, registry } = app.addresses()

@@ -39,7 +39,7 @@ t.test('MITM door', async t => {
   await new Promise<void>(resolve => dead.close(() => resolve()))
 
   const app = await startApp({
-    UPSTREAM_CONNECT_TO: `${upstream.connectTo(['registry-1.docker.io', 'ghcr.io', 'auth.docker.io'])},tunnel.test:443:127.0.0.1:${farPort},quay.io:443:127.0.0.1:${deadPort}`,
+    UPSTREAM_CONNECT_TO: `${upstream.connectTo(['registry-1.docker.io', 'ghcr.io', 'auth.docker.io'])},tunnel.test:443:127.0.0.1:${farPort},quay.io:443:127.0.0.1:${deadPort},down.test:${deadPort}:127.0.0.1:${deadPort}`,
     CONNECT_ALLOWED_PORTS: `443 ${deadPort}`,
   })
   t.teardown(async () => { await app.stop(); await upstream.stop(); far.close() })
@@ -142,8 +142,10 @@ t.test('MITM door', async t => {
     const ping = await proxiedRequest({ ...base, host: 'quay.io', path: '/v2/' })
     t.equal(ping.status, 200, 'the /v2/ ping never depends on upstream health')
     t.equal(ping.headers['docker-distribution-api-version'], 'registry/2.0')
-    const tunnelDown = await connectThrough(app.proxyPort, `127.0.0.1:${deadPort}`)
+    // (A mapped name: 127.0.0.1 itself is refused by the destination policy.)
+    const tunnelDown = await connectThrough(app.proxyPort, `down.test:${deadPort}`)
     t.equal(tunnelDown.status, 502)
+    t.match(tunnelDown.body, /connection refused/)
     const otherPort = await connectThrough(app.proxyPort, `127.0.0.1:${app.proxyPort}`)
     t.equal(otherPort.status, 403, 'CONNECT to a port outside CONNECT_ALLOWED_PORTS is refused')
     t.match(otherPort.body, /CONNECT_ALLOWED_PORTS/)

@@ -24,6 +24,9 @@ t.test('defaults match the design and rpardini', async t => {
   t.notOk(c.cache.secondaryRegex?.test('latest'))
   t.same(c.authRegistries, [])
   t.same(c.connectAllowedPorts, [443])
+  t.same([c.timeouts.tunnelConnectMs, c.timeouts.tunnelReadMs, c.timeouts.tunnelSendMs], [60_000, 60_000, 60_000], "rpardini's PROXY_CONNECT_*_TIMEOUT defaults")
+  t.equal(c.maxTunnels, 1024)
+  t.same([c.tunnelAllow, c.tunnelDeny], [[], []], 'no allow-list, no extra denials')
   t.same(loadConfig({ REGISTRIES: 'registry.internal:5000', HOSTED_HOSTNAMES: 'push.internal:8443', CONNECT_ALLOWED_PORTS: '443,8080' }).connectAllowedPorts, [443, 8080, 5000, 8443],
     'explicit registry ports are allowed')
 })
@@ -53,11 +56,18 @@ t.test('a bad value names the variable, the value and what is expected', async t
     [{ UPSTREAM_CONNECT_TO: 'registry-1.docker.io:443:127.0.0.1' }, /^UPSTREAM_CONNECT_TO="registry-1.docker.io:443:127.0.0.1": expected entries host:port:address:port/],
     [{ UPSTREAM_PROXY: 'socks5://x:1080' }, /^UPSTREAM_PROXY="socks5:\/\/x:1080": expected a URL with scheme http:/],
     [{ LOG_LEVEL: 'loud' }, /^LOG_LEVEL="loud": expected one of/],
+    [{ PROXY_CONNECT_READ_TIMEOUT: 'forever' }, /^PROXY_CONNECT_READ_TIMEOUT="forever": expected a duration/],
+    [{ MAX_TUNNELS: '0' }, /^MAX_TUNNELS="0": expected a whole number of at least 1/],
+    [{ TUNNEL_ALLOW: '10.0.0.0/40' }, /^TUNNEL_ALLOW="10.0.0.0\/40": expected a CIDR prefix from 0 to 32/],
+    [{ TUNNEL_DENY: 'http://x' }, /^TUNNEL_DENY="http:\/\/x": expected host globs/],
+    // Secret variables: what is expected, never the secret.
+    [{ UPSTREAM_PROXY: 'http://me:s3cret@proxy:99999' }, /^UPSTREAM_PROXY="http:\/\/\[redacted\]@proxy:99999": expected a URL/],
+    [{ UPSTREAM_PROXY: 'me:s3cret@proxy:3128' }, /^UPSTREAM_PROXY="\[redacted\]@proxy:3128": expected a URL with scheme http:/],
     [{ MANIFEST_CACHE_PRIMARY_REGEX: '(unclosed' }, /^MANIFEST_CACHE_PRIMARY_REGEX="\(unclosed": expected a regular expression/],
     [{ CA_CRT_FILE: '/x/ca.crt' }, /CA_KEY_FILE.*CA_CRT_FILE and CA_KEY_FILE to be set together/],
     [{ HOSTED_HOSTNAMES: 'ghcr.io' }, /^HOSTED_HOSTNAMES="ghcr.io": expected a host that is not also an upstream/],
-    [{ AUTH_REGISTRIES: 'ghcr.io:u:p ghcr.io:v:q' }, /two entries for host ghcr.io/],
-    [{ AUTH_REGISTRIES: 'ghcr.io-no-fields' }, /^AUTH_REGISTRIES: entry for "ghcr.io-no-fields" is not host:user:password/],
+    [{ AUTH_REGISTRIES: 'ghcr.io:u:p ghcr.io:v:q' }, /two entries for ghcr.io/],
+    [{ AUTH_REGISTRIES: 'ghcr.io-no-fields' }, /^AUTH_REGISTRIES="\[redacted: 1 entries\]": expected entry 1 as host:user:password/],
   ]
   for (const [env, re] of cases) {
     t.throws(() => loadConfig(env), { name: 'ConfigError', message: re }, JSON.stringify(env))

@@ -51,7 +51,14 @@ t.test('the usual spellings are accepted', async t => {
     const a = parseAuthority(`${h}:${p}`)
     return h.length > 253 || (a?.host === h.toLowerCase() && a.port === p)
   }))
-  check(t, 'IPv6 literals in brackets', fc.property(fc.ipV6(), fc.integer({ min: 1, max: 65535 }), (h, p) => parseAuthority(`[${h}]:${p}`)?.host === h.toLowerCase()))
+  // Any spelling of an IPv6 address comes back canonical (compressed, lower case): the same address.
+  check(t, 'IPv6 literals in brackets', fc.property(fc.ipV6(), fc.integer({ min: 1, max: 65535 }), (h, p) => {
+    const host = parseAuthority(`[${h}]:${p}`)?.host
+    if (host === undefined || !net.isIPv6(host) || host !== host.toLowerCase()) return false
+    const same = new net.BlockList()
+    same.addAddress(h, 'ipv6')
+    return same.check(host, 'ipv6')
+  }))
   check(t, 'IPv4 addresses', fc.property(fc.ipV4(), fc.integer({ min: 1, max: 65535 }), (h, p) => parseAuthority(`${h}:${p}`)?.host === h))
   check(t, 'no port, port 0 and ports past 65535 are refused', fc.property(fc.domain(), fc.oneof(fc.constant(''), fc.constant('0'), fc.integer({ min: 65536, max: 99999 }).map(String)), (h, p) => parseAuthority(`${h}:${p}`) === undefined && parseAuthority(h) === undefined))
 })
