@@ -25,6 +25,7 @@ import { createHostedRegistry } from './registry/hosted-registry.js'
 import { createRegistryServer } from './registry/registry-server.js'
 import { createRegistryDoor } from './mirror/registry-door.js'
 import { containerdSetupRoute } from './proxy/setup-scripts.js'
+import { createOwnDoorCheck } from './proxy/own-door.js'
 import { loadClientAuth } from './auth/client-auth.js'
 import { createFsStorage } from './registry/storage/fs-storage.js'
 import { createMetrics, countHostedRequests } from './observability/metrics.js'
@@ -125,6 +126,8 @@ export async function createApp ({ config, log }: { config: Config, log: Logger 
   const hosted = countHostedRequests(await createHostedRegistry({ config, log, authorize: clientAuth?.authorizeAccess, mountSource: registryDoor.mountSource }), metrics)
   const registry = createRegistryServer({ config, log, hosted, route: registryDoor.route, observe: metrics.observeRequest })
 
+  // Absolute-URI requests and CONNECTs on the proxy door that name our registry door are served by it.
+  const isOwn = createOwnDoorCheck({ registryPort: () => (registry.server.address() as AddressInfo | null)?.port ?? config.registryPort, listenHost: config.listenHost })
   const proxyLog = log.child({ module: 'proxy' })
   const proxy: ProxyServer = createProxyServer({
     log: proxyLog,
@@ -136,6 +139,7 @@ export async function createApp ({ config, log }: { config: Config, log: Logger 
     clientHeaderTimeoutMs: config.timeouts.clientHeaderMs,
     keepAliveTimeoutMs: config.timeouts.keepAliveMs,
     observeRequest: metrics.observeRequest,
+    registryDoor: { isOwn, accept: socket => { registry.server.emit('connection', socket) } },
     onIntercepted: async (req, res, target) => {
       if (matches(hostedNames, target)) {
         await hosted.handle(req, res, { door: 'proxy' })
@@ -148,6 +152,7 @@ export async function createApp ({ config, log }: { config: Config, log: Logger 
       caCertPem: () => ca.certPem,
       proxyPort: config.proxyPort,
       extraRoutes: { '/setup/containerd': containerdSetup, ...ops },
+      registryDoor: { isOwn, handle: registry.handle },
     }),
   })
 
