@@ -92,7 +92,8 @@ if command -v update-ca-certificates >/dev/null 2>&1; then
   BUNDLE=/etc/ssl/certs/ca-certificates.crt
   mkdir -p /usr/local/share/ca-certificates
   printf '%s\\n' "\${CA_PEM}" > "\${CA_FILE}"
-  update-ca-certificates >/dev/null || fail "update-ca-certificates failed; \${SERVICE} is unchanged"
+  # Its output (a rehash warning about the bundle on every Debian) only matters when it fails.
+  if ! OUT=$(update-ca-certificates 2>&1); then printf '%s\n' "\${OUT}" >&2; fail "update-ca-certificates failed; \${SERVICE} is unchanged"; fi
 elif command -v update-ca-trust >/dev/null 2>&1; then
   # RHEL, CentOS, Fedora
   CA_FILE=/etc/pki/ca-trust/source/anchors/crossdock-ca.crt
