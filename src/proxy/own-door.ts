@@ -26,6 +26,7 @@ export function createOwnDoorCheck (opts: { registryPort: () => number, listenHo
       return false
     }
     const own = ours()
-    return addresses.length > 0 && addresses.every(a => own.has(a.replace(/^::ffff:/, '')))
+    // One of its addresses is ours (localhost is 127.0.0.1 and ::1): serving it here relays nothing.
+    return addresses.some(a => own.has(a.replace(/^::ffff:/, '')))
   }
 }
