@@ -24,13 +24,13 @@ export async function preflightProblems (config: Config): Promise<string[]> {
   if (!['0.0.0.0', '::'].includes(config.listenHost) && !localAddresses().includes(config.listenHost)) {
     problems.push(`LISTEN_HOST=${config.listenHost}: not an address of this host (it has ${localAddresses().join(', ')}); use one of them, or 0.0.0.0 for all`)
   }
-  const dirs: Array<[string, string]> = [['CACHE_DIR', config.cacheDir], ['REGISTRY_STORAGE_DIR', config.registryStorageDir]]
-  if (config.caCrtFile === undefined) dirs.unshift(['CA_DIR', config.caDir])
-  for (const [name, dir] of dirs) await check(async () => { await usableDirectory(name, dir) })
-  // Only once CA_DIR itself is usable: a CA behind an unreadable directory is the same problem twice.
-  if (!problems.some(p => p.startsWith('CA_DIR='))) {
-    await check(async () => { await loadExistingCa({ caDir: config.caDir, caCrtFile: config.caCrtFile, caKeyFile: config.caKeyFile, caKeyPassphrase: config.caKeyPassphrase }) })
-  }
+  for (const [name, dir] of [['CACHE_DIR', config.cacheDir], ['REGISTRY_STORAGE_DIR', config.registryStorageDir]]) await check(async () => { await usableDirectory(name, dir) })
+  // An existing CA only needs to be readable (rpardini's /ca is root's); CA_DIR must be writable
+  // only when the CA is still to be created there.
+  await check(async () => {
+    const existing = await loadExistingCa({ caDir: config.caDir, caCrtFile: config.caCrtFile, caKeyFile: config.caKeyFile, caKeyPassphrase: config.caKeyPassphrase })
+    if (existing === undefined) await usableDirectory('CA_DIR', config.caDir)
+  })
   if (config.htpasswdFile !== undefined) {
     const file = config.htpasswdFile
     await check(async () => { parseHtpasswd(await readable('HTPASSWD_FILE', file), file) })
