@@ -21,7 +21,8 @@ export async function preflightProblems (config: Config): Promise<string[]> {
   const check = async (fn: () => Promise<void>): Promise<void> => {
     try { await fn() } catch (err) { problems.push(err instanceof ConfigError ? err.message : String((err as Error).message)) }
   }
-  if (!['0.0.0.0', '::'].includes(config.listenHost) && !localAddresses().includes(config.listenHost)) {
+  // Linux answers on all of 127.0.0.0/8 though `lo` lists only 127.0.0.1.
+  if (!['0.0.0.0', '::'].includes(config.listenHost) && !config.listenHost.startsWith('127.') && !localAddresses().includes(config.listenHost)) {
     problems.push(`LISTEN_HOST=${config.listenHost}: not an address of this host (it has ${localAddresses().join(', ')}); use one of them, or 0.0.0.0 for all`)
   }
   for (const [name, dir] of [['CACHE_DIR', config.cacheDir], ['REGISTRY_STORAGE_DIR', config.registryStorageDir]]) await check(async () => { await usableDirectory(name, dir) })

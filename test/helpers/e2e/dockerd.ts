@@ -25,6 +25,12 @@ export interface DockerdOptions {
   env?: Record<string, string>
   /** Names the dir under the scope (default `dockerd`). */
   name?: string
+  /**
+   * Files or directories bind-mounted for this dockerd only (`[from, onto]`, e.g. an /etc/hosts
+   * naming crossdock), in a private mount namespace: unshare execs sh, which execs dockerd, so
+   * the pid is still dockerd's, and the mounts vanish with it.
+   */
+  binds?: Array<[string, string]>
 }
 
 export interface Dockerd {
@@ -56,7 +62,10 @@ export async function startDockerd (scope: Scope, opts: DockerdOptions = {}): Pr
 
   const env: Record<string, string | undefined> = { SSL_CERT_FILE: p.bundle, ...opts.env }
   if (opts.httpsProxy !== undefined) env.HTTPS_PROXY = opts.httpsProxy
-  const daemon = startDaemon('dockerd', 'dockerd', [
+  const wrap: [string, string[]] = opts.binds === undefined || opts.binds.length === 0
+    ? ['dockerd', []]
+    : ['unshare', ['--mount', '--propagation', 'private', 'sh', '-c', `${opts.binds.map(([from, onto]) => `mount --bind '${from}' '${onto}'`).join(' && ')} && exec dockerd "$@"`, 'dockerd']]
+  const daemon = startDaemon('dockerd', wrap[0], [...wrap[1],
     `--config-file=${p.config}`, '--storage-driver=vfs',
     `--data-root=${p.dataRoot}`, `--exec-root=${p.execRoot}`, `--pidfile=${p.pidfile}`,
     `--host=unix://${p.socket}`, '--iptables=false', '--ip6tables=false', '--bridge=none',
