@@ -17,8 +17,11 @@ export function prettyLine (json: string): string {
   const time = typeof o.time === 'string' ? o.time.slice(11, 23) : ''
   const level = (LEVELS[o.level as number] ?? String(o.level)).padEnd(5)
   const module = typeof o.module === 'string' ? `${o.module}: ` : ''
-  const fields = Object.entries(o).filter(([k]) => !HEAD_FIELDS.has(k)).map(([k, v]) => `${k}=${formatValue(v)}`)
-  return `${time} ${level} ${module}${String(o.msg ?? '')}${fields.length > 0 ? `  ${fields.join(' ')}` : ''}\n`
+  const msg = String(o.msg ?? '')
+  // A field the message already spells out (`proxy door 127.0.0.1:3128`) is not repeated.
+  const said = (v: unknown): boolean => (typeof v === 'string' || typeof v === 'number') ? msg.includes(String(v)) : Array.isArray(v) && v.length > 0 && v.every(said)
+  const fields = Object.entries(o).filter(([k, v]) => !HEAD_FIELDS.has(k) && !said(v)).map(([k, v]) => `${k}=${formatValue(v)}`)
+  return `${time} ${level} ${module}${msg}${fields.length > 0 ? `  ${fields.join(' ')}` : ''}\n`
 }
 
 function formatValue (v: unknown): string {
