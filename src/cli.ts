@@ -7,11 +7,11 @@
  * parseArgs, strictly: an unknown command or flag prints the usage and exits 2, and never starts
  * the service.
  */
+import { parseArgs } from 'node:util'
 import { loadConfig, describeConfig } from './config/index.js'
 import { ConfigError } from './errors.js'
 import { createSilentLogger } from './log.js'
 import { runGc } from './registry/gc.js'
-import { parseArgs } from 'node:util'
 import { unimplementedVariables } from './config/unimplemented.js'
 import { UsageError, parseOptions, durationOption, type Command } from './commands/command.js'
 import { preflightProblems } from './commands/preflight.js'
