@@ -4,13 +4,13 @@
 # machine's npm cache (the image's `npm ci` then runs with npm_config_offline=true, which
 # test/e2e/image.test.ts sets when importing it). The result is one tarball for `docker import`.
 #
-#   scripts/make-image-base.sh OUT.tar      (root; needs the Debian mirror of apt's sources)
+#   scripts/make-image-base.sh OUT.tar      (root; DEBIAN_MIRROR, default http://deb.debian.org/debian)
 #
 # npm test runs it once, outside the test network namespace, and keeps the tarball in
 # ${CROSSDOCK_IMAGE_BASE:-/tmp/crossdock-image-base/base.tar}.
 set -euo pipefail
 out="$1"
-mirror="$(grep -hoE '^(URIs:|deb) *https?://[^ ]+/debian/?( |$)' /etc/apt/sources.list.d/* /etc/apt/sources.list 2>/dev/null | head -1 | grep -oE 'https?://[^ ]+' || echo http://deb.debian.org/debian)"
+mirror="${DEBIAN_MIRROR:-http://deb.debian.org/debian}"
 work="$(mktemp -d "${TMPDIR:-/tmp}/crossdock-base.XXXXXX")"
 trap 'rm -rf "$work"' EXIT
 echo "make-image-base: debootstrap --variant=minbase bookworm from $mirror" >&2
