@@ -10,9 +10,12 @@
  *                               only *.conf), the new one written to a temp name and renamed
  *   4. daemon-reload, restart
  *
- * NO_PROXY holds loopback, crossdock's own host name and address (so `docker push cache:5000/x`
- * reaches the registry door directly; through the proxy door it would be a plain-HTTP relay),
- * the usual cluster names for Kubernetes nodes, and whatever `?no_proxy=` adds.
+ * Only HTTPS_PROXY is set: registries are reached over HTTPS, which is what crossdock intercepts.
+ * HTTP_PROXY would send every plain-HTTP registry (insecure-registries) to the proxy door, which
+ * relays nothing; without it they are reached directly. NO_PROXY holds loopback, crossdock's own
+ * host name and address (so `docker push cache:5000/x` reaches the registry door directly, also
+ * on docker's first, HTTPS, attempt), the usual cluster names for Kubernetes nodes, and whatever
+ * `?no_proxy=` adds.
  */
 import { isIP } from 'node:net'
 
@@ -115,7 +118,6 @@ if [ -e "\${DROPIN}" ]; then
 fi
 cat > "\${DROPIN}.tmp" <<'CONF'
 [Service]
-Environment="HTTP_PROXY=http://${o.authority}/"
 Environment="HTTPS_PROXY=http://${o.authority}/"
 Environment="NO_PROXY=${o.noProxy}"
 CONF

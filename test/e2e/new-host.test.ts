@@ -5,18 +5,20 @@
 // with exactly the drop-in's environment and the trust store the script updated, and
 //   - pulls a Docker Hub image through the proxy door;
 //   - pushes to and pulls from crossdock's registry port by that host name (insecure-registries),
-//     which must go straight to the registry door: crossdock's name is in the drop-in's NO_PROXY.
-// `cache.e2e` resolves only for the script and for dockerd (their own /etc/hosts, bind-mounted).
+//     which must go straight to the registry door: crossdock's name is in the drop-in's NO_PROXY;
+//   - still reaches another plain-HTTP registry (`other.e2e`, not in NO_PROXY) directly.
+// The names resolve only for the script and for dockerd (their own /etc/hosts, bind-mounted).
 import t from 'tap'
 import { mkdirSync, readFileSync } from 'node:fs'
 import {
   requirePrivateNetns, createScope, startDistribution, seedImage, startCrossdock, startDockerd, freePort,
-  type BuiltImage, type Crossdock, type Dockerd, type LogLine,
+  type BuiltImage, type Crossdock, type Distribution, type Dockerd, type LogLine,
 } from '../helpers/e2e/index.js'
 import { createSetupSandbox, type SetupSandbox } from '../helpers/setup-sandbox.js'
 
 const HOST = '127.0.0.28' // this file's loopback address (test/e2e/README.md)
 const NAME = 'cache.e2e'
+const OTHER = 'other.e2e'
 
 if (requirePrivateNetns(t)) {
   const scope = createScope(t, 'new-host')
@@ -25,6 +27,7 @@ if (requirePrivateNetns(t)) {
   let box!: SetupSandbox
   let dockerd!: Dockerd
   let registry!: string
+  let other!: Distribution
 
   t.before(async () => {
     const upstream = await startDistribution(scope, { host: HOST, name: 'upstream' })
@@ -34,7 +37,8 @@ if (requirePrivateNetns(t)) {
     registry = `${NAME}:${registryPort}`
     const root = scope.path('host')
     mkdirSync(root, { recursive: true })
-    box = createSetupSandbox(root, { hosts: `127.0.0.1 localhost\n${HOST} ${NAME}\n` })
+    other = await startDistribution(scope, { host: HOST, name: 'other', tls: false })
+    box = createSetupSandbox(root, { hosts: `127.0.0.1 localhost\n${HOST} ${NAME} ${OTHER}\n` })
   })
 
   t.test('the host runs the served setup script, then dockerd runs with its drop-in', async t => {
@@ -47,7 +51,7 @@ if (requirePrivateNetns(t)) {
     // The trust store the script updated is the only one dockerd gets.
     dockerd = await startDockerd(scope, {
       env: { ...env, SSL_CERT_FILE: box.bundle },
-      config: { 'insecure-registries': [registry] },
+      config: { 'insecure-registries': [registry, `${OTHER}:${other.address.split(':')[1] ?? ''}`] },
       binds: [[`${box.root}/hosts`, '/etc/hosts']],
     })
   })
@@ -70,6 +74,21 @@ if (requirePrivateNetns(t)) {
     const relayed = crossdock.logs.filter(l => l.door === 'director' && typeof l.path === 'string' && l.path.includes(NAME))
     t.same(relayed, [], 'nothing for the registry port went through the proxy door')
     t.notOk(crossdock.logs.some(l => l.msg === 'CONNECT port not allowed'), 'no refused CONNECT')
+  })
+
+  t.test(`another plain-HTTP registry (${OTHER}, not in NO_PROXY) is reached directly`, async t => {
+    const ref = `${OTHER}:${other.address.split(':')[1] ?? ''}/team/other:1`
+    await dockerd.dockerOk(['tag', `${registry}/team/app:1`, ref])
+    const pushed = /digest: (sha256:[0-9a-f]{64})/.exec(await dockerd.dockerOk(['push', ref]))?.[1]
+    t.match(pushed, /^sha256:/, 'docker push reports a digest')
+    await dockerd.dockerOk(['rmi', ref])
+    await dockerd.dockerOk(['pull', '-q', ref])
+    const digests = JSON.parse(await dockerd.dockerOk(['image', 'inspect', '--format', '{{json .RepoDigests}}', ref])) as string[]
+    t.ok(digests.includes(`${ref.replace(/:1$/, '')}@${pushed ?? ''}`), `pulled back by digest: ${digests.join(', ')}`)
+    // dockerd's first attempt is HTTPS (a CONNECT, refused: not a registry crossdock serves), then
+    // plain HTTP, which has no proxy: nothing else of it reaches crossdock.
+    const seen = crossdock.logs.filter(l => JSON.stringify(l).includes(OTHER))
+    t.ok(seen.length > 0 && seen.every(l => l.msg === 'CONNECT port not allowed'), `crossdock only refused CONNECTs: ${seen.map(l => String(l.msg)).join('; ')}`)
   })
 }
 

@@ -30,7 +30,7 @@ async function get (path: string): Promise<{ status: number, body: string }> {
 }
 
 function dropInLines (proxy: string, noProxy: string): string {
-  return `[Service]\nEnvironment="HTTP_PROXY=${proxy}/"\nEnvironment="HTTPS_PROXY=${proxy}/"\nEnvironment="NO_PROXY=${noProxy}"\n`
+  return `[Service]\nEnvironment="HTTPS_PROXY=${proxy}/"\nEnvironment="NO_PROXY=${noProxy}"\n`
 }
 
 t.before(async () => {
@@ -75,7 +75,7 @@ t.test('the script as a new host runs it', { skip: CAN_SANDBOX ? false : 'needs 
     t.equal(backups.length, 1, `one backup: ${backups.join(', ')}`)
     t.equal(readFileSync(join(dirname(dropIn), backups[0]), 'utf8'), '[Service]\nEnvironment="HTTPS_PROXY=http://old:3128/"\n', 'with the old bytes')
     t.match(r.stdout, 'kept the previous drop-in as /etc/systemd/system/docker.service.d/http-proxy.conf.bak-')
-    t.equal(readFileSync(dropIn, 'utf8').split('\n')[2], `Environment="HTTPS_PROXY=${url}/"`)
+    t.equal(readFileSync(dropIn, 'utf8').split('\n')[1], `Environment="HTTPS_PROXY=${url}/"`)
   })
 
   t.test('a failed CA step leaves the service as it was', async t => {
