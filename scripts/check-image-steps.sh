@@ -24,6 +24,7 @@ step "npm ci"
 npm ci --no-audit --no-fund --loglevel=error
 step "npm run build"
 npm run build --silent
+chmod 755 dist/cli.js
 step "npm prune --omit=dev"
 npm prune --omit=dev --no-audit --no-fund --loglevel=error
 
@@ -31,6 +32,8 @@ step "production tree checks"
 for dev in typescript tap tsx; do
   if [ -e "node_modules/$dev" ]; then echo "check-image-steps: dev dependency $dev left after prune" >&2; exit 1; fi
 done
+# What the image's /usr/local/bin/crossdock link runs: the file itself, through its #! line.
+./dist/cli.js --version | grep -q '^crossdock [0-9]' || { echo "check-image-steps: dist/cli.js --version (via #!) failed" >&2; exit 1; }
 node dist/cli.js --help | grep -q '^Usage: crossdock' || { echo "check-image-steps: crossdock --help failed" >&2; exit 1; }
 CA_DIR="$work/ca" CACHE_DIR="$work/cache" REGISTRY_STORAGE_DIR="$work/registry" node dist/cli.js config check >/dev/null
 node --input-type=module -e "await import('$work/dist/app.js')"

@@ -1,7 +1,8 @@
 #!/usr/bin/env node
 // `npm test`: the whole suite — unit, integration and end-to-end — on a fresh machine.
 //  1. installs the Debian packages the end-to-end tests drive (real dockerd, containerd, skopeo,
-//     distribution, busybox, prometheus) when they are missing and we are root;
+//     distribution, busybox, prometheus, debootstrap) when they are missing and we are root, and
+//     makes the stand-in base image the image test builds on (scripts/make-image-base.sh, once);
 //  2. builds dist/ (end-to-end tests run the built `crossdock` binary) and typechecks tests and benches;
 //  3. runs tap inside a private network namespace with only loopback, so no test can send a packet
 //     (or a DNS query: dockerd resolves registry names even behind a proxy) off this machine;
@@ -10,7 +11,9 @@
 import { spawnSync, spawn } from 'node:child_process'
 import { existsSync } from 'node:fs'
 
-const DEBIAN_PACKAGES = { dockerd: 'docker.io', containerd: 'containerd', ctr: 'containerd', skopeo: 'skopeo', 'docker-registry': 'docker-registry', busybox: 'busybox-static', htpasswd: 'apache2-utils', prometheus: 'prometheus' }
+const DEBIAN_PACKAGES = { dockerd: 'docker.io', containerd: 'containerd', ctr: 'containerd', skopeo: 'skopeo', 'docker-registry': 'docker-registry', busybox: 'busybox-static', htpasswd: 'apache2-utils', prometheus: 'prometheus', debootstrap: 'debootstrap' }
+// The stand-in BASE_IMAGE test/e2e/image.test.ts builds the Dockerfile on (made once, kept).
+const IMAGE_BASE = process.env.CROSSDOCK_IMAGE_BASE ?? '/tmp/crossdock-image-base/base.tar'
 const args = process.argv.slice(2)
 
 function have (cmd) {
@@ -36,13 +39,20 @@ if (missing.length > 0) {
   run('apt-get', ['install', '-y', '-qq', '--no-install-recommends', ...missing], { env: { ...process.env, DEBIAN_FRONTEND: 'noninteractive' } })
 }
 
+// Needs the Debian mirror, so before the network namespace; a failure only makes image.test.ts skip.
+if (!existsSync(IMAGE_BASE) && process.getuid?.() === 0 && have('debootstrap')) {
+  console.log(`run-tests: making the stand-in base image ${IMAGE_BASE} (once)`)
+  const r = spawnSync('bash', ['scripts/make-image-base.sh', IMAGE_BASE], { stdio: 'inherit' })
+  if (r.status !== 0) console.error(`run-tests: scripts/make-image-base.sh failed (exit ${r.status}); test/e2e/image.test.ts will skip`)
+}
+
 run('npx', ['tsc', '-p', 'tsconfig.json'])
 // Tests and benchmarks are typechecked too (tap runs them without checking types).
 run('npx', ['tsc', '-p', 'tsconfig.test.json'])
 
 const tap = existsSync('node_modules/.bin/tap') ? 'node_modules/.bin/tap' : 'tap'
 const inner = `ip link set lo up && exec ${tap} --reporter=tap ${args.map(a => `'${a.replace(/'/g, "'\\''")}'`).join(' ')}`
-const child = spawn('unshare', ['--net', 'sh', '-c', inner], { stdio: ['ignore', 'pipe', 'inherit'], env: { ...process.env, CROSSDOCK_NETNS: '1' } })
+const child = spawn('unshare', ['--net', 'sh', '-c', inner], { stdio: ['ignore', 'pipe', 'inherit'], env: { ...process.env, CROSSDOCK_NETNS: '1', CROSSDOCK_IMAGE_BASE: IMAGE_BASE } })
 
 // Top-level results: tap's own TAP stream has one `ok N - file` / `not ok N - file` line per test file
 // at column 0; their subtests are indented.

@@ -6,6 +6,7 @@ import type { AddressInfo } from 'node:net'
 import type http from 'node:http'
 import type { Config } from './config/index.js'
 import type { Logger } from './log.js'
+import { ConfigError } from './errors.js'
 import { loadOrCreateCa } from './tls/ca.js'
 import { LeafCertMinter } from './tls/leaf-certs.js'
 import { Dialer } from './upstream/dialer.js'
@@ -25,6 +26,7 @@ import { createHostedRegistry } from './registry/hosted-registry.js'
 import { createRegistryServer } from './registry/registry-server.js'
 import { createRegistryDoor } from './mirror/registry-door.js'
 import { containerdSetupRoute } from './proxy/setup-scripts.js'
+import { createOwnDoorCheck } from './proxy/own-door.js'
 import { loadClientAuth } from './auth/client-auth.js'
 import { createFsStorage } from './registry/storage/fs-storage.js'
 import { createMetrics, countHostedRequests } from './observability/metrics.js'
@@ -43,7 +45,7 @@ export interface App {
 }
 
 export async function createApp ({ config, log }: { config: Config, log: Logger }): Promise<App> {
-  const ca = await loadOrCreateCa({ caDir: config.caDir, caCrtFile: config.caCrtFile, caKeyFile: config.caKeyFile, log: log.child({ module: 'tls' }) })
+  const ca = await loadOrCreateCa({ caDir: config.caDir, caCrtFile: config.caCrtFile, caKeyFile: config.caKeyFile, caKeyPassphrase: config.caKeyPassphrase, log })
   const minter = new LeafCertMinter(ca)
   await minter.init()
 
@@ -140,6 +142,8 @@ export async function createApp ({ config, log }: { config: Config, log: Logger 
   const hosted = countHostedRequests(await createHostedRegistry({ config, log, authorize: clientAuth?.authorizeAccess, mountSource: registryDoor.mountSource }), metrics)
   const registry = createRegistryServer({ config, log, hosted, route: registryDoor.route, observe: metrics.observeRequest })
 
+  // Absolute-URI requests and CONNECTs on the proxy door that name our registry door are served by it.
+  const isOwn = createOwnDoorCheck({ registryPort: () => (registry.server.address() as AddressInfo | null)?.port ?? config.registryPort, listenHost: config.listenHost })
   const proxyLog = log.child({ module: 'proxy' })
   const proxy: ProxyServer = createProxyServer({
     log: proxyLog,
@@ -157,6 +161,7 @@ export async function createApp ({ config, log }: { config: Config, log: Logger 
       maxTunnels: config.maxTunnels,
     },
     observeRequest: metrics.observeRequest,
+    registryDoor: { isOwn, accept: socket => { registry.server.emit('connection', socket) } },
     onIntercepted: async (req, res, target) => {
       if (matches(hostedNames, target)) {
         await hosted.handle(req, res, { door: 'proxy' })
@@ -169,6 +174,7 @@ export async function createApp ({ config, log }: { config: Config, log: Logger 
       caCertPem: () => ca.certPem,
       proxyPort: config.proxyPort,
       extraRoutes: { '/setup/containerd': containerdSetup, ...ops },
+      registryDoor: { isOwn, handle: registry.handle },
     }),
   })
 
@@ -178,9 +184,9 @@ export async function createApp ({ config, log }: { config: Config, log: Logger 
   let registryAddress = ''
   return {
     start: async () => {
-      await listen(proxy.server, config.proxyPort, config.listenHost)
+      await listen(proxy.server, config.proxyPort, config.listenHost).catch(err => { throw listenProblem('PROXY_PORT', config.proxyPort, config.listenHost, err) })
       proxyAddress = formatAddress(proxy.server.address() as AddressInfo)
-      registryAddress = formatAddress(await registry.listen())
+      registryAddress = formatAddress(await registry.listen().catch(err => { throw listenProblem('REGISTRY_PORT', config.registryPort, config.listenHost, err) }))
     },
     stop: async ({ timeoutMs = config.timeouts.shutdownMs } = {}) => {
       stopping = true
@@ -202,6 +208,18 @@ async function listen (server: http.Server, port: number, host: string): Promise
     server.once('error', reject)
     server.listen(port, host, () => { server.removeListener('error', reject); resolve() })
   })
+}
+
+/** A listen failure as the one line an operator needs: which variable, which address, why. */
+function listenProblem (variable: string, port: number, host: string, err: unknown): ConfigError {
+  const code = (err as NodeJS.ErrnoException).code ?? ''
+  const where = `${variable}=${port}: cannot listen on ${host.includes(':') ? `[${host}]` : host}:${port}`
+  const why: Record<string, string> = {
+    EADDRINUSE: 'the port is already in use; stop what uses it or choose another port',
+    EADDRNOTAVAIL: 'LISTEN_HOST is not an address of this host',
+    EACCES: 'ports below 1024 need root or CAP_NET_BIND_SERVICE; choose a port above 1023',
+  }
+  return new ConfigError(`${where}: ${why[code] ?? (err as Error).message} (${code || 'error'})`)
 }
 
 /** Whether `p` settled within `ms` (it keeps running either way). */

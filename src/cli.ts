@@ -3,14 +3,19 @@
  * The `crossdock` command. `serve` (the default) runs the service; the other commands are operator
  * tools that share the configuration (environment variables only). Each command lives in
  * src/commands/ and is listed in COMMANDS, whose summaries make the help text.
- * Exit codes: 0 ok, 1 runtime failure, 2 bad usage or config.
+ * Exit codes: 0 ok, 1 runtime failure, 2 bad usage or config. Every option is parsed by node:util
+ * parseArgs, strictly: an unknown command or flag prints the usage and exits 2, and never starts
+ * the service.
  */
+import { parseArgs } from 'node:util'
 import { loadConfig, describeConfig } from './config/index.js'
 import { ConfigError } from './errors.js'
 import { createSilentLogger } from './log.js'
 import { runGc } from './registry/gc.js'
-import { parseDuration } from './config/parse.js'
-import { UsageError, type Command } from './commands/command.js'
+import { unimplementedVariables } from './config/unimplemented.js'
+import { UsageError, parseOptions, durationOption, type Command } from './commands/command.js'
+import { preflightProblems } from './commands/preflight.js'
+import { VERSION } from './version.js'
 import { serve } from './commands/serve.js'
 import { caExport, caInfo } from './commands/ca.js'
 import { cacheLs, cachePrune, cacheVerify } from './commands/cache.js'
@@ -21,10 +26,15 @@ export const COMMANDS: Record<string, Command> = {
   serve,
   'config check': {
     summary: 'Validate the configuration and print it, secrets redacted.',
-    help: 'Usage: crossdock config check\n\nParses every variable as `serve` would; prints NAME=value (source) with secrets redacted. Exit 2 on a bad value.\n',
-    run: async () => {
-      loadConfig()
+    help: 'Usage: crossdock config check\n\nParses every variable as `serve` would; prints NAME=value (source) with secrets redacted, then checks\nwithout listening what `serve` checks first: directories (exist or can be created, writable), the CA\n(readable, valid, its passphrase), HTPASSWD_FILE, UPSTREAM_CA_FILE, REGISTRY_TLS_*. Exit 2 on any problem.\n',
+    run: async (args) => {
+      parseOptions(args, {})
+      const config = loadConfig()
       for (const v of describeConfig()) console.log(`${v.name}=${JSON.stringify(v.value)}  (${v.source})`)
+      for (const { name, instead } of unimplementedVariables()) console.log(`warning: ${name} is not implemented: ${instead}`)
+      const problems = await preflightProblems(config)
+      for (const p of problems) process.stderr.write(`crossdock: configuration error: ${p}\n`)
+      if (problems.length > 0) return 2
       console.log('configuration ok')
       return 0
     },
@@ -38,15 +48,13 @@ export const COMMANDS: Record<string, Command> = {
     summary: 'Remove hosted-registry blobs no manifest references.',
     help: 'Usage: crossdock gc [--dry-run] [--delete-untagged] [--grace=<duration>]\n\nMark and sweep of REGISTRY_STORAGE_DIR, safe while the registry serves. --dry-run changes nothing;\n--delete-untagged also deletes manifests no tag reaches; --grace (default 1h) spares blobs written more\nrecently, whose manifest may still be on its way. Prints each removal and the bytes reclaimed.\n',
     run: async (args) => {
-      const unknown = args.filter(a => !['--dry-run', '--delete-untagged'].includes(a) && !a.startsWith('--grace='))
-      if (unknown.length > 0) { process.stderr.write(`crossdock gc: unknown option ${unknown[0]}\n`); return 2 }
-      const grace = args.find(a => a.startsWith('--grace='))?.slice('--grace='.length) ?? '1h'
+      const opts = parseOptions(args, { 'dry-run': { type: 'boolean' }, 'delete-untagged': { type: 'boolean' }, grace: { type: 'string', default: '1h' } })
       await runGc({
         config: loadConfig(),
         log: createSilentLogger(),
-        dryRun: args.includes('--dry-run'),
-        deleteUntagged: args.includes('--delete-untagged'),
-        graceMs: parseDuration('--grace', grace),
+        dryRun: opts['dry-run'] === true,
+        deleteUntagged: opts['delete-untagged'] === true,
+        graceMs: durationOption('--grace', opts.grace),
         out: line => { process.stdout.write(`${line}\n`) },
       })
       return 0
@@ -63,6 +71,7 @@ Usage: crossdock [command] [options]
 Commands:
 ${Object.entries(COMMANDS).map(([name, c]) => `  ${name.padEnd(width)} ${c.summary}`).join('\n')}
   ${'help, --help'.padEnd(width)} This text. \`crossdock COMMAND --help\` describes one command.
+  ${'version, --version'.padEnd(width)} Print the version (also -v).
 
 Configuration is read from environment variables only; \`crossdock config check\` lists them all.
 `
@@ -76,24 +85,57 @@ function groupHelp (group: string): string | undefined {
 }
 
 export async function main (argv: string[]): Promise<number> {
-  const wantsHelp = argv.includes('--help') || argv.includes('-h')
-  const words = argv.filter(a => !a.startsWith('-'))
-  if (words[0] === 'help' || (wantsHelp && words.length === 0)) { process.stdout.write(helpText()); return 0 }
-  const name = words.length === 0 ? 'serve' : (words.length > 1 && COMMANDS[`${words[0]} ${words[1]}`] !== undefined ? `${words[0]} ${words[1]}` : words[0])
-  const command = COMMANDS[name]
-  if (command === undefined) {
-    const group = groupHelp(words[0])
-    if (group !== undefined) {
-      if (wantsHelp) { process.stdout.write(group); return 0 }
-      process.stderr.write(`crossdock: ${words.length > 1 ? `unknown command ${JSON.stringify(words.slice(0, 2).join(' '))}` : `${words[0]} needs a subcommand`}\n\n${group}`)
-      return 2
+  // Nothing but `serve` listens: with no arguments it is the default; any other first word must be
+  // a command, and a first flag may only ask for help or the version.
+  if (argv.length === 0) return await runCommand('serve', [])
+  if (argv[0].startsWith('-')) {
+    let flags: { help?: boolean, version?: boolean }
+    try {
+      flags = parseArgs({ args: argv, options: { help: { type: 'boolean', short: 'h' }, version: { type: 'boolean', short: 'v' } }, strict: true, allowPositionals: false }).values
+    } catch (err) {
+      return usage(`crossdock: ${(err as Error).message}`)
     }
-    process.stderr.write(`crossdock: unknown command ${JSON.stringify(words.join(' '))}\n\n${helpText()}`)
+    if (flags.version === true) { process.stdout.write(`crossdock ${VERSION}\n`); return 0 }
+    process.stdout.write(helpText())
+    return 0
+  }
+  if (argv[0] === 'version') {
+    if (argv.length > 1) return usage(`crossdock version: unexpected argument ${JSON.stringify(argv[1])}`)
+    process.stdout.write(`crossdock ${VERSION}\n`)
+    return 0
+  }
+  if (argv[0] === 'help') {
+    const topic = argv.slice(1).join(' ')
+    if (topic === '') { process.stdout.write(helpText()); return 0 }
+    const text = COMMANDS[topic]?.help ?? groupHelp(topic)
+    if (text === undefined) return usage(`crossdock help: unknown command ${JSON.stringify(topic)}`)
+    process.stdout.write(text)
+    return 0
+  }
+  const pair = argv.length > 1 ? `${argv[0]} ${argv[1]}` : ''
+  const name = COMMANDS[pair] !== undefined ? pair : argv[0]
+  const args = argv.slice(name.split(' ').length)
+  if (COMMANDS[name] === undefined) {
+    const group = groupHelp(argv[0])
+    if (group === undefined) return usage(`crossdock: unknown command ${JSON.stringify(argv[0])}`)
+    if (argv[1] === '--help' || argv[1] === '-h') { process.stdout.write(group); return 0 }
+    process.stderr.write(`crossdock: ${argv.length > 1 ? `unknown command ${JSON.stringify(pair)}` : `${argv[0]} needs a subcommand`}\n\n${group}`)
     return 2
   }
-  if (wantsHelp) { process.stdout.write(command.help); return 0 }
+  if (args.length === 1 && (args[0] === '--help' || args[0] === '-h')) { process.stdout.write(COMMANDS[name].help); return 0 }
+  return await runCommand(name, args)
+}
+
+/** Bad usage: the reason, then the top-level help, on stderr; exit 2. */
+function usage (reason: string): number {
+  process.stderr.write(`${reason}\n\n${helpText()}`)
+  return 2
+}
+
+async function runCommand (name: string, args: string[]): Promise<number> {
+  const command = COMMANDS[name]
   try {
-    return await command.run(argv.slice(name.split(' ').length))
+    return await command.run(args)
   } catch (err) {
     if (err instanceof ConfigError) {
       process.stderr.write(`crossdock: configuration error: ${err.message}\n`)
@@ -103,11 +145,20 @@ export async function main (argv: string[]): Promise<number> {
       process.stderr.write(`crossdock ${name}: ${err.message}\n\n${command.help}`)
       return 2
     }
-    throw err
+    // A system error (EACCES, ENOSPC, …) says all there is in one line; anything else is a bug,
+    // whose stack is worth its lines.
+    const code = (err as NodeJS.ErrnoException)?.code
+    process.stderr.write(`crossdock ${name}: ${typeof code === 'string' ? (err as Error).message : ((err as Error)?.stack ?? String(err))}\n`)
+    return 1
   }
 }
 
-main(process.argv.slice(2)).then(code => { process.exitCode = code }, err => {
+main(process.argv.slice(2)).then(code => {
+  // A failed start may leave handles open (a door that did listen, the cache's timers): exit now
+  // rather than hang. stderr to a pipe or file is written synchronously, so the reason is out.
+  if (code !== 0) process.exit(code)
+  process.exitCode = code
+}, err => {
   process.stderr.write(`crossdock: ${(err as Error)?.stack ?? String(err)}\n`)
-  process.exitCode = 1
+  process.exit(1)
 })

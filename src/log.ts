@@ -5,6 +5,8 @@
  */
 import { pino, type Logger, type DestinationStream } from 'pino'
 
+import { prettyDestination } from './log-pretty.js'
+
 export type { Logger }
 
 const REDACT = [
@@ -13,13 +15,18 @@ const REDACT = [
   'res.headers["set-cookie"]', 'password', 'token', '*.password', '*.token',
 ]
 
-export function createLogger (opts: { level: string, destination?: DestinationStream }): Logger {
+/**
+ * `format` (LOG_FORMAT): json, pretty, or auto (pretty when stdout is a terminal). An explicit
+ * `destination` (tests) always gets JSON.
+ */
+export function createLogger (opts: { level: string, format?: 'json' | 'pretty' | 'auto', destination?: DestinationStream }): Logger {
+  const pretty = opts.destination === undefined && (opts.format === 'pretty' || (opts.format === 'auto' && process.stdout.isTTY === true))
   return pino({
     level: opts.level,
     base: { service: 'crossdock' },
     timestamp: pino.stdTimeFunctions.isoTime,
     redact: { paths: REDACT, censor: '[redacted]' },
-  }, opts.destination ?? pino.destination({ dest: 1, sync: false }))
+  }, opts.destination ?? (pretty ? prettyDestination() : pino.destination({ dest: 1, sync: false })))
 }
 
 /** A logger that drops everything, for tests and CLI commands that do not want request logs. */

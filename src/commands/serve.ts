@@ -10,7 +10,11 @@
  */
 import { loadConfig } from '../config/index.js'
 import { createLogger, type Logger } from '../log.js'
+import { hostname } from 'node:os'
+import { unimplementedVariables } from '../config/unimplemented.js'
+import { VERSION } from '../version.js'
 import { parseOptions, type Command } from './command.js'
+import { preflight } from './preflight.js'
 
 export const serve: Command = {
   summary: 'Run the service (the default).',
@@ -23,13 +27,19 @@ flight finish for up to SHUTDOWN_TIMEOUT (default 30s) and exits 0. A second sig
   run: async (args) => {
     parseOptions(args, {})
     const config = loadConfig()
-    const log = createLogger({ level: config.logLevel })
+    // Before anything is created or listens: a bad directory, CA or htpasswd file is one line.
+    await preflight(config)
+    const log = createLogger({ level: config.logLevel, format: config.logFormat })
+    for (const { name, instead } of unimplementedVariables()) log.warn({ variable: name }, `${name} (docker-registry-proxy) is not implemented: ${instead}`)
     // Loaded here, not at the top: the other commands (and --help) need none of the service's modules.
     const { createApp } = await import('../app.js')
     const app = await createApp({ config, log })
     await app.start()
     const { proxy, registry } = app.addresses()
-    log.info({ proxy, registry }, `crossdock listening: proxy door ${proxy}, registry door ${registry}`)
+    log.info({ proxy, registry, version: VERSION }, `crossdock listening: proxy door ${proxy}, registry door ${registry} (version ${VERSION})`)
+    log.info({ registries: config.registries }, `intercepting ${config.registries.join(' ')} (REGISTRIES)`)
+    const base = `http://${publicHost(proxy)}`
+    log.info({ caUrl: `${base}/ca.crt`, setup: `curl -fsS ${base}/setup/systemd | sudo sh` }, `hosts trust ${base}/ca.crt; set up a docker host with: curl -fsS ${base}/setup/systemd | sudo sh`)
 
     const signal = await new Promise<NodeJS.Signals>(resolve => {
       const on = (s: NodeJS.Signals): void => {
@@ -55,6 +65,13 @@ flight finish for up to SHUTDOWN_TIMEOUT (default 30s) and exits 0. A second sig
     setTimeout(() => process.exit(process.exitCode ?? 0), 2000).unref()
     return 0
   },
+}
+
+/** `host:port` of the proxy door as other hosts would write it: a wildcard address becomes this host's name. */
+function publicHost (address: string): string {
+  const m = /^(.*):(\d+)$/.exec(address)
+  if (m === null) return address
+  return ['0.0.0.0', '[::]'].includes(m[1]) ? `${hostname()}:${m[2]}` : address
 }
 
 async function flush (log: Logger): Promise<void> {

@@ -7,7 +7,7 @@ import { resolve } from 'node:path'
 import envVar from 'env-var'
 import {
   parseSize, parseDuration, parseBool, parsePort, parseHost, splitList, parseConnectTo,
-  parseAuthRegistries, parseRegex, parseLogLevel, parseUrl, parseDestinationRules, parseCount, fail,
+  parseAuthRegistries, parseRegex, parseLogLevel, parseUrl, parseDestinationRules, parseCount, parseListenHost, parseChoice, fail,
   type ConnectTo, type RegistryCredential, type DestinationRule,
 } from './parse.js'
 import { ConfigError } from '../errors.js'
@@ -58,6 +58,7 @@ export const VARIABLES: readonly VariableSpec[] = [
   { name: 'CA_DIR', default: './ca', describe: 'Where the root CA (ca.crt, ca.key) is created on first start and reused.' },
   { name: 'CA_CRT_FILE', default: '', describe: 'The operator\'s own CA certificate (PEM); with CA_KEY_FILE.' },
   { name: 'CA_KEY_FILE', default: '', secret: true, describe: 'The operator\'s own CA private key (PEM); with CA_CRT_FILE.' },
+  { name: 'CA_KEY_PASSPHRASE', default: '', secret: true, describe: 'Passphrase of an encrypted CA key; empty means rpardini\'s `foobar` for an encrypted key.' },
   { name: 'CACHE_DIR', default: './docker_mirror_cache', describe: 'The pull-through cache directory.' },
   { name: 'REGISTRY_STORAGE_DIR', default: './registry_data', describe: 'The hosted registry\'s storage directory.' },
   { name: 'REGISTRY_TLS_CERT', default: '', describe: 'Certificate (PEM) for HTTPS on the registry port; with REGISTRY_TLS_KEY.' },
@@ -69,6 +70,7 @@ export const VARIABLES: readonly VariableSpec[] = [
   { name: 'UPSTREAM_CA_FILE', default: '', describe: 'Extra CA certificates (PEM) trusted for upstreams, on top of the system bundle.' },
   { name: 'UPSTREAM_PROXY', default: '', secret: true, describe: 'Egress HTTP proxy for upstream connections and tunnels (http://[user:pass@]host:port).' },
   { name: 'LOG_LEVEL', default: 'info', describe: 'fatal, error, warn, info, debug, trace or silent.' },
+  { name: 'LOG_FORMAT', default: 'auto', describe: 'json, pretty (one readable line per event) or auto: pretty when stdout is a terminal.' },
 ]
 
 const DOCKER_HUB_HOSTS = ['registry-1.docker.io', 'auth.docker.io', 'index.docker.io', 'docker.io']
@@ -96,6 +98,8 @@ export interface Config {
   caDir: string
   caCrtFile?: string
   caKeyFile?: string
+  /** CA_KEY_PASSPHRASE; undefined: rpardini's `foobar` if the key is encrypted. */
+  caKeyPassphrase?: string
   cacheDir: string
   registryStorageDir: string
   registryTlsCert?: string
@@ -103,6 +107,7 @@ export interface Config {
   htpasswdFile?: string
   authAnonymousPull: boolean
   logLevel: string
+  logFormat: 'json' | 'pretty' | 'auto'
   timeouts: {
     connectMs: number
     readMs: number
@@ -179,10 +184,15 @@ function readConfig (env: Env, cwd: string): Config {
   const connectAllowedPorts = unique([...splitList(raw('CONNECT_ALLOWED_PORTS')).map(p => String(parsePort('CONNECT_ALLOWED_PORTS', p))), ...explicitPorts.map(String)]).map(Number)
 
   const upstreamProxyRaw = raw('UPSTREAM_PROXY').trim()
+  const proxyPort = parsePort('PROXY_PORT', raw('PROXY_PORT'))
+  const registryPort = parsePort('REGISTRY_PORT', raw('REGISTRY_PORT'))
+  // Both doors on one port: the second listen fails with EADDRINUSE after the first succeeded.
+  if (proxyPort === registryPort && proxyPort !== 0) fail('REGISTRY_PORT', raw('REGISTRY_PORT'), `a port other than PROXY_PORT (${proxyPort}); the two doors need a port each`)
+  const passphrase = raw('CA_KEY_PASSPHRASE')
   return {
-    proxyPort: parsePort('PROXY_PORT', raw('PROXY_PORT')),
-    registryPort: parsePort('REGISTRY_PORT', raw('REGISTRY_PORT')),
-    listenHost: raw('LISTEN_HOST').trim(),
+    proxyPort,
+    registryPort,
+    listenHost: parseListenHost('LISTEN_HOST', raw('LISTEN_HOST')),
     registries,
     hostedHostnames,
     connectAllowedPorts,
@@ -199,6 +209,7 @@ function readConfig (env: Env, cwd: string): Config {
     caDir: resolve(cwd, raw('CA_DIR')),
     caCrtFile,
     caKeyFile,
+    caKeyPassphrase: passphrase === '' ? undefined : passphrase,
     cacheDir: resolve(cwd, raw('CACHE_DIR')),
     registryStorageDir: resolve(cwd, raw('REGISTRY_STORAGE_DIR')),
     registryTlsCert,
@@ -206,6 +217,7 @@ function readConfig (env: Env, cwd: string): Config {
     htpasswdFile: optionalPath('HTPASSWD_FILE'),
     authAnonymousPull: parseBool('AUTH_ANONYMOUS_PULL', raw('AUTH_ANONYMOUS_PULL')),
     logLevel: parseLogLevel('LOG_LEVEL', raw('LOG_LEVEL')),
+    logFormat: parseChoice('LOG_FORMAT', raw('LOG_FORMAT'), ['auto', 'json', 'pretty'] as const),
     timeouts: {
       connectMs: parseDuration('PROXY_CONNECT_TIMEOUT', raw('PROXY_CONNECT_TIMEOUT')),
       readMs: parseDuration('PROXY_READ_TIMEOUT', raw('PROXY_READ_TIMEOUT')),

@@ -2,7 +2,7 @@
  * Value parsers for configuration. Each throws a ConfigError whose message names the variable, the
  * value it was given and what is expected — the one line an operator sees before anything listens.
  */
-import net from 'node:net'
+import net, { isIP } from 'node:net'
 import { ConfigError } from '../errors.js'
 
 export function fail (name: string, value: string, expected: string): never {
@@ -130,6 +130,19 @@ export function parseLogLevel (name: string, value: string): string {
   const v = value.trim().toLowerCase()
   if (!['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'].includes(v)) fail(name, value, 'one of fatal, error, warn, info, debug, trace, silent')
   return v
+}
+
+/** An address to listen on: an IPv4 or IPv6 literal (a name would be resolved, and might not be ours). */
+export function parseListenHost (name: string, value: string): string {
+  const v = value.trim()
+  if (isIP(v) === 0) fail(name, value, 'an IP address of this host such as 0.0.0.0, 127.0.0.1 or ::')
+  return v
+}
+
+export function parseChoice<T extends string> (name: string, value: string, choices: readonly T[]): T {
+  const v = value.trim().toLowerCase()
+  if (!(choices as readonly string[]).includes(v)) fail(name, value, `one of ${choices.join(', ')}`)
+  return v as T
 }
 
 export function parseUrl (name: string, value: string, protocols: string[]): URL {

@@ -18,6 +18,7 @@
 import type { IncomingMessage, ServerResponse } from 'node:http'
 import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics } from 'prom-client'
 import type { RequestLogLine } from './request-log.js'
+import { VERSION } from '../version.js'
 
 export type RequestKind = 'blob' | 'manifest' | 'tag' | 'upload' | 'other'
 
@@ -73,6 +74,13 @@ export function createMetrics (opts: MetricsOptions = {}): Metrics {
   const registry = new Registry()
   let sources: MetricSources = {}
 
+  // Prometheus' build_info convention: constant 1, the version in labels (join on it in queries).
+  new Gauge({
+    name: 'crossdock_build_info',
+    help: 'Always 1; labels: crossdock version and Node.js version.',
+    labelNames: ['version', 'node'] as const,
+    registers: [registry],
+  }).set({ version: VERSION, node: process.versions.node }, 1)
   const requests = new Counter({
     name: 'crossdock_requests_total',
     help: 'HTTP requests answered, by door (proxy, registry, director), kind (blob, manifest, tag, upload, other) and status code.',

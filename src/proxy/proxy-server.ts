@@ -45,6 +45,8 @@ export interface ProxyServerOptions {
   tunnelLimits?: TunnelLimits
   /** Sees every request's log line (the metrics). */
   observeRequest?: RequestObserver
+  /** Our own registry door: a CONNECT to it is handed to the registry server in-process, never dialled. */
+  registryDoor?: { isOwn: (host: string, port: number) => Promise<boolean>, accept: (socket: net.Socket) => void }
 }
 
 export interface ProxyServer {
@@ -152,6 +154,14 @@ export function createProxyServer (opts: ProxyServerOptions): ProxyServer {
     if (target === undefined) {
       log.warn({ door: 'proxy', method: 'CONNECT', authority: String(req.url).slice(0, 300), status: 400 }, 'bad CONNECT authority')
       socket.end('HTTP/1.1 400 Bad Request\r\ncontent-type: text/plain\r\nconnection: close\r\n\r\ncrossdock: CONNECT needs host:port\n')
+      return
+    }
+    if (opts.registryDoor !== undefined && await opts.registryDoor.isOwn(target.host, target.port)) {
+      // The registry server speaks on this socket as on one it accepted (TLS or not, as configured);
+      // it checks client credentials per request.
+      socket.write('HTTP/1.1 200 Connection Established\r\n\r\n')
+      if (head.length > 0) socket.unshift(head)
+      opts.registryDoor.accept(socket)
       return
     }
     if (!opts.allowedPorts.has(target.port)) {

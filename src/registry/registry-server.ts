@@ -28,6 +28,8 @@ export interface RegistryServerOptions {
 
 export interface RegistryServer {
   server: http.Server | https.Server
+  /** Serves one request as if it had arrived on the registry port (the proxy door's absolute-URI requests to us). */
+  handle: (req: IncomingMessage, res: ServerResponse) => void
   /** Listens on `port`/`host` (default REGISTRY_PORT/LISTEN_HOST; 0 picks a free port). */
   listen: (port?: number, host?: string) => Promise<AddressInfo>
   /** Stops accepting, ends idle keep-alive connections, and waits for in-flight requests. */
@@ -59,6 +61,7 @@ export function createRegistryServer (opts: RegistryServerOptions): RegistryServ
 
   return {
     server,
+    handle: onRequest,
     listen: async (port = opts.config.registryPort, host = opts.config.listenHost) => {
       await new Promise<void>((resolve, reject) => {
         server.once('error', reject)

@@ -3,6 +3,10 @@
  * (CA_CRT_FILE + CA_KEY_FILE: loaded, checked, never written) or ours, created on first start as
  * `<caDir>/ca.crt` + `<caDir>/ca.key` and reused on every later start, so clients that installed
  * it keep trusting us across restarts and upgrades.
+ *
+ * rpardini/docker-registry-proxy's /ca volume works as it is: its ca.key is encrypted (des3) with
+ * the passphrase `foobar` hard-coded in its create_ca_cert.sh, so an encrypted key is opened with
+ * CA_KEY_PASSPHRASE, or `foobar` when none is set.
  */
 import { generateKeyPair, createPrivateKey, X509Certificate, type KeyObject } from 'node:crypto'
 import { mkdir, readFile, rename, stat, writeFile, rm } from 'node:fs/promises'
@@ -12,6 +16,7 @@ import { promisify } from 'node:util'
 import forge from 'node-forge'
 import { ConfigError } from '../errors.js'
 import type { Logger } from '../log.js'
+import { accessProblem } from '../util/file-access.js'
 import { asn1Of, bytesOf, randomSerialHex, signCertificate, SIGNING_KEY_TYPES } from './sign-certificate.js'
 
 const generateKeyPairAsync = promisify(generateKeyPair)
@@ -35,8 +40,13 @@ export interface LoadOrCreateCaOptions {
   caDir: string
   caCrtFile?: string
   caKeyFile?: string
+  /** CA_KEY_PASSPHRASE; undefined: rpardini's `foobar` for an encrypted key. */
+  caKeyPassphrase?: string
   log: Logger
 }
+
+/** rpardini's create_ca_cert.sh encrypts its ca.key with this, hard-coded. */
+export const RPARDINI_CA_PASSPHRASE = 'foobar'
 
 const CA_YEARS = 10
 // Clients whose clocks run a little behind must not see the certificate as not yet valid.
@@ -44,27 +54,46 @@ const CLOCK_SKEW_MS = 60 * 60 * 1000
 
 export async function loadOrCreateCa (opts: LoadOrCreateCaOptions): Promise<CertificateAuthority> {
   const log = opts.log.child({ module: 'tls' })
+  const found = await loadExistingCa(opts)
+  if (found !== undefined) {
+    const { ca, crtPath, keyPath, keyMode } = found
+    if (ca.origin === 'operator') {
+      log.info({ caFile: crtPath, subject: ca.cert.subject, fingerprint256: ca.cert.fingerprint256, notAfter: ca.notAfter }, 'using the operator\'s root CA')
+      return ca
+    }
+    if ((keyMode & 0o077) !== 0) {
+      log.warn({ caKeyFile: keyPath, mode: (keyMode & 0o777).toString(8) }, 'the CA private key is readable by other users; chmod 600 it')
+    }
+    log.info({ caFile: crtPath, fingerprint256: ca.cert.fingerprint256, notAfter: ca.notAfter }, 'reusing the root CA')
+    return ca
+  }
+  const crtPath = caCertFile({ caDir: opts.caDir })
+  const ca = await createCa(opts.caDir, crtPath, join(opts.caDir, 'ca.key'))
+  log.info({ caFile: crtPath, subject: ca.cert.subject, fingerprint256: ca.cert.fingerprint256, notAfter: ca.notAfter }, 'created a new root CA; clients must trust ca.crt')
+  return ca
+}
+
+/**
+ * The CA that is already there (the operator's files, or ca.crt + ca.key in caDir), parsed and
+ * checked; undefined when caDir holds neither file (loadOrCreateCa then creates one). Writes
+ * nothing, so `crossdock config check` runs it too. Throws a one-line ConfigError otherwise.
+ */
+export async function loadExistingCa (opts: Omit<LoadOrCreateCaOptions, 'log'>): Promise<{ ca: CertificateAuthority, crtPath: string, keyPath: string, keyMode: number } | undefined> {
   const crtFile = opts.caCrtFile ?? ''
   const keyFile = opts.caKeyFile ?? ''
   if (crtFile !== '' || keyFile !== '') {
     if (crtFile === '' || keyFile === '') {
       throw new ConfigError('CA_CRT_FILE and CA_KEY_FILE must be set together (the operator\'s CA certificate and its private key)')
     }
-    const ca = await loadCaFiles(crtFile, keyFile, 'operator')
-    log.info({ caFile: crtFile, subject: ca.cert.subject, fingerprint256: ca.cert.fingerprint256, notAfter: ca.notAfter }, 'using the operator\'s root CA')
-    return ca
+    const ca = await loadCaFiles(crtFile, keyFile, 'operator', opts.caKeyPassphrase)
+    return { ca, crtPath: crtFile, keyPath: keyFile, keyMode: 0o600 }
   }
-
   const crtPath = caCertFile({ caDir: opts.caDir })
   const keyPath = join(opts.caDir, 'ca.key')
   const [crtStat, keyStat] = await Promise.all([statOrUndefined(crtPath), statOrUndefined(keyPath)])
   if (crtStat !== undefined && keyStat !== undefined) {
-    const ca = await loadCaFiles(crtPath, keyPath, 'reused')
-    if ((keyStat.mode & 0o077) !== 0) {
-      log.warn({ caKeyFile: keyPath, mode: (keyStat.mode & 0o777).toString(8) }, 'the CA private key is readable by other users; chmod 600 it')
-    }
-    log.info({ caFile: crtPath, fingerprint256: ca.cert.fingerprint256, notAfter: ca.notAfter }, 'reusing the root CA')
-    return ca
+    const ca = await loadCaFiles(crtPath, keyPath, 'reused', opts.caKeyPassphrase)
+    return { ca, crtPath, keyPath, keyMode: keyStat.mode }
   }
   // Half a CA is never silently replaced: clients may trust the certificate, or the key may be the
   // operator's; regenerating would break them without a word.
@@ -72,9 +101,7 @@ export async function loadOrCreateCa (opts: LoadOrCreateCaOptions): Promise<Cert
     const [present, missing] = crtStat !== undefined ? [crtPath, keyPath] : [keyPath, crtPath]
     throw new ConfigError(`CA_DIR: ${present} exists but ${missing} does not; restore it, or remove ${present} to create a new root CA`)
   }
-  const ca = await createCa(opts.caDir, crtPath, keyPath)
-  log.info({ caFile: crtPath, subject: ca.cert.subject, fingerprint256: ca.cert.fingerprint256, notAfter: ca.notAfter }, 'created a new root CA; clients must trust ca.crt')
-  return ca
+  return undefined
 }
 
 /** The root certificate crossdock presents: the operator's CA_CRT_FILE, else `ca.crt` in CA_DIR. */
@@ -119,18 +146,18 @@ async function createCa (caDir: string, crtPath: string, keyPath: string): Promi
     await rename(crtPath + tmp, crtPath)
   } catch (err) {
     await Promise.all([rm(keyPath + tmp, { force: true }), rm(crtPath + tmp, { force: true })])
-    throw new ConfigError(`CA_DIR: cannot write the new root CA to ${caDir}: ${(err as Error).message}`)
+    throw new ConfigError(`CA_DIR: cannot write the new root CA: ${accessProblem(caDir, err)}`)
   }
   return caFrom(Buffer.from(certPem), Buffer.from(keyPem), crtPath, keyPath, 'created')
 }
 
-async function loadCaFiles (crtPath: string, keyPath: string, origin: CertificateAuthority['origin']): Promise<CertificateAuthority> {
+async function loadCaFiles (crtPath: string, keyPath: string, origin: CertificateAuthority['origin'], passphrase: string | undefined): Promise<CertificateAuthority> {
   const [crt, key] = await Promise.all([readOrThrow(crtPath, 'certificate'), readOrThrow(keyPath, 'private key')])
-  return caFrom(crt, key, crtPath, keyPath, origin)
+  return caFrom(crt, key, crtPath, keyPath, origin, passphrase)
 }
 
 /** Parses and checks a CA pair; every failure names the file and what is wrong with it. */
-function caFrom (crt: Buffer, keyBytes: Buffer, crtPath: string, keyPath: string, origin: CertificateAuthority['origin']): CertificateAuthority {
+function caFrom (crt: Buffer, keyBytes: Buffer, crtPath: string, keyPath: string, origin: CertificateAuthority['origin'], passphrase?: string): CertificateAuthority {
   let cert: X509Certificate
   try {
     cert = new X509Certificate(crt)
@@ -138,10 +165,17 @@ function caFrom (crt: Buffer, keyBytes: Buffer, crtPath: string, keyPath: string
     throw new ConfigError(`${crtPath}: not a PEM or DER X.509 certificate (${(err as Error).message})`)
   }
   let key: KeyObject
+  // An unencrypted key ignores the passphrase; an encrypted one (PKCS#8 or OpenSSL's traditional
+  // Proc-Type: 4,ENCRYPTED) needs it.
+  const encrypted = keyBytes.includes('ENCRYPTED')
   try {
-    key = createPrivateKey(keyBytes)
+    key = createPrivateKey({ key: keyBytes, passphrase: passphrase ?? RPARDINI_CA_PASSPHRASE })
   } catch (err) {
-    throw new ConfigError(`${keyPath}: not an unencrypted PEM or DER private key (${(err as Error).message})`)
+    if (encrypted) {
+      const tried = passphrase === undefined ? `rpardini's default passphrase "${RPARDINI_CA_PASSPHRASE}"; set CA_KEY_PASSPHRASE to its passphrase` : 'CA_KEY_PASSPHRASE; check its value'
+      throw new ConfigError(`${keyPath}: the encrypted CA key does not open with ${tried}`)
+    }
+    throw new ConfigError(`${keyPath}: not a PEM or DER private key (${(err as Error).message})`)
   }
   if (!(SIGNING_KEY_TYPES as readonly string[]).includes(key.asymmetricKeyType ?? '')) {
     throw new ConfigError(`${keyPath}: a ${String(key.asymmetricKeyType)} key cannot sign our certificates; use an RSA or EC key`)
@@ -190,7 +224,7 @@ async function readOrThrow (file: string, what: string): Promise<Buffer> {
   try {
     return await readFile(file)
   } catch (err) {
-    throw new ConfigError(`${file}: cannot read the CA ${what} (${(err as NodeJS.ErrnoException).code ?? (err as Error).message})`)
+    throw new ConfigError(`cannot read the CA ${what}: ${accessProblem(file, err)}`)
   }
 }
 
@@ -199,6 +233,6 @@ async function statOrUndefined (file: string): Promise<import('node:fs').Stats |
     return await stat(file)
   } catch (err) {
     if ((err as NodeJS.ErrnoException).code === 'ENOENT') return undefined
-    throw new ConfigError(`${file}: cannot access the CA file (${(err as NodeJS.ErrnoException).code ?? (err as Error).message})`)
+    throw new ConfigError(`cannot access the CA file: ${accessProblem(file, err)}`)
   }
 }

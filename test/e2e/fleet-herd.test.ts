@@ -14,7 +14,7 @@ import {
   type BuiltImage, type Containerd, type Crossdock, type Distribution, type LogLine,
 } from '../helpers/e2e/index.js'
 
-const HOST = '127.0.0.28' // this file's loopback address (test/e2e/README.md)
+const HOST = '127.0.0.30' // this file's loopback address (test/e2e/README.md)
 const HUB = 'registry-1.docker.io'
 const LAYER = 4 << 20
 

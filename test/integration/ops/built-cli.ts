@@ -44,17 +44,27 @@ export async function ensureBuilt (): Promise<void> {
   }
 }
 
-export interface CliResult { code: number | null, stdout: string, stderr: string }
+export interface CliResult { code: number | null, stdout: string, stderr: string, /** Killed after `timeoutMs`. */ timedOut?: boolean }
 
-/** Runs `node dist/cli.js ...args` with exactly `env` (plus PATH), stdin closed. */
-export async function runCli (args: string[], env: Record<string, string>): Promise<CliResult> {
+/**
+ * Runs `node dist/cli.js ...args` with exactly `env` (plus PATH), stdin closed. `timeoutMs`: kill
+ * it then (a command that should have exited but listens or hangs); `uid`/`gid`: run as that user.
+ */
+export async function runCli (args: string[], env: Record<string, string>, opts: { timeoutMs?: number, uid?: number, gid?: number } = {}): Promise<CliResult> {
   return await new Promise((resolve, reject) => {
-    const child = spawn(process.execPath, [CLI, ...args], { env: { PATH: process.env.PATH ?? '', ...env }, stdio: ['ignore', 'pipe', 'pipe'] })
+    // Through setpriv rather than spawn's uid: tap's processinfo hooks node children and would write
+    // its own files (as that user) into the checkout.
+    const [cmd, argv] = opts.uid === undefined
+      ? [process.execPath, [CLI, ...args]]
+      : ['setpriv', [`--reuid=${opts.uid}`, `--regid=${opts.gid ?? opts.uid}`, '--clear-groups', 'env', '-u', 'NODE_OPTIONS', process.execPath, CLI, ...args]]
+    const child = spawn(cmd, argv, { env: { PATH: process.env.PATH ?? '', ...env }, stdio: ['ignore', 'pipe', 'pipe'] })
+    let timedOut = false
+    const timer = opts.timeoutMs === undefined ? undefined : setTimeout(() => { timedOut = true; child.kill('SIGKILL') }, opts.timeoutMs)
     let stdout = ''
     let stderr = ''
     child.stdout.on('data', (c: Buffer) => { stdout += c.toString() })
     child.stderr.on('data', (c: Buffer) => { stderr += c.toString() })
     child.once('error', reject)
-    child.once('close', code => resolve({ code, stdout, stderr }))
+    child.once('close', code => { clearTimeout(timer); resolve({ code, stdout, stderr, timedOut }) })
   })
 }

@@ -26,7 +26,11 @@ async function run (cmd: string, args: string[], env: Record<string, string> = {
 }
 
 t.test('the Dockerfile: multi-stage slim, non-root, ports, volumes, directories, health check', async t => {
-  t.equal(instructions.filter(l => l.startsWith('FROM node:20-bookworm-slim')).length, 2, 'build and runtime stages on node:20-bookworm-slim')
+  t.ok(instructions.includes('ARG BASE_IMAGE=node:20-bookworm-slim'), 'BASE_IMAGE build argument, node:20-bookworm-slim by default')
+  t.equal(instructions.filter(l => l.startsWith('FROM ${BASE_IMAGE}')).length, 2, 'build and runtime stages on BASE_IMAGE')
+  t.ok(instructions.some(l => l.startsWith('RUN ') && l.includes('ln -s /app/dist/cli.js /usr/local/bin/crossdock')), 'crossdock on PATH')
+  t.ok(instructions.some(l => l.startsWith('RUN ') && l.includes('chmod 755 dist/cli.js')), 'and executable (its #!/usr/bin/env node line)')
+  t.match(readFileSync(join(REPO, 'src/cli.ts'), 'utf8'), /^#!\/usr\/bin\/env node\n/)
   const user = instructions.filter(l => l.startsWith('USER ')).pop()
   t.ok(user !== undefined && !/\b(root|0)\b/.test(user), `runs as ${user}`)
   t.ok(instructions.includes('EXPOSE 3128 5000'))
@@ -62,10 +66,17 @@ t.test('npm ci, build, prune --omit=dev in a temp copy; the production tree runs
 t.test('the HEALTHCHECK command passes against a live crossdock and fails when nothing answers', async t => {
   const cmd = JSON.parse(/HEALTHCHECK .*CMD (\[.*\])$/.exec(instructions.find(l => l.startsWith('HEALTHCHECK')) ?? '')?.[1] ?? 'null') as string[]
   t.equal(cmd[0], 'node')
-  const app = await startApp({ CACHE_MIN_FREE: '0' })
-  const live = await run(process.execPath, cmd.slice(1), { PROXY_PORT: String(app.proxyPort) })
+  // LISTEN_HOST other than loopback's 127.0.0.1: the check must follow it.
+  const app = await startApp({ CACHE_MIN_FREE: '0', LISTEN_HOST: '127.0.0.2' })
+  const live = await run(process.execPath, cmd.slice(1), { PROXY_PORT: String(app.proxyPort), LISTEN_HOST: '127.0.0.2' })
+  const elsewhere = await run(process.execPath, cmd.slice(1), { PROXY_PORT: String(app.proxyPort), LISTEN_HOST: '127.0.0.3' })
   await app.stop()
   t.equal(live.code, 0, live.out)
-  const dead = await run(process.execPath, cmd.slice(1), { PROXY_PORT: String(app.proxyPort) })
+  t.equal(elsewhere.code, 1, 'it asks LISTEN_HOST, not a fixed address')
+  const dead = await run(process.execPath, cmd.slice(1), { PROXY_PORT: String(app.proxyPort), LISTEN_HOST: '127.0.0.2' })
   t.equal(dead.code, 1, 'nothing listens there any more')
+  const wild = await startApp({ CACHE_MIN_FREE: '0', LISTEN_HOST: '0.0.0.0' })
+  const viaLoopback = await run(process.execPath, cmd.slice(1), { PROXY_PORT: String(wild.proxyPort), LISTEN_HOST: '0.0.0.0' })
+  await wild.stop()
+  t.equal(viaLoopback.code, 0, `LISTEN_HOST=0.0.0.0: asked on loopback ${viaLoopback.out}`)
 })
