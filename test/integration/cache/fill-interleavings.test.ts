@@ -48,6 +48,20 @@ async function attachedOrDone (fill: BlobFill, n: number, other: Promise<unknown
   ])
 }
 
+/** The first upstream GET of `d` answers 200 with `spoil(data)` instead of the blob's bytes. */
+function corruptFirstGet (up: FakeUpstream, d: string, spoil: (data: Buffer) => Buffer): void {
+  const data = up.blobs.get(d) as Buffer
+  let corrupt = true
+  up.fault = async (_req, res, hit) => {
+    if (!corrupt || hit.method !== 'GET' || !hit.path.endsWith(d)) return false
+    corrupt = false
+    const bad = spoil(data)
+    res.writeHead(200, { 'content-type': 'application/octet-stream', 'content-length': bad.length })
+    res.end(bad)
+    return true
+  }
+}
+
 async function setup (t: Test, env: Record<string, string> = {}): Promise<{ up: FakeUpstream, h: Harness, p: Pause }> {
   const p = pause()
   const { up, h } = await startWithUpstream(t, env, { fillHook: p.hook })
@@ -143,16 +157,7 @@ t.test('a corrupt body held before verification: every client attached is aborte
   const { up, h, p } = await setup(t)
   const data = randomBytes(1 << 20)
   const d = up.addBlob(data)
-  let corrupt = true
-  up.fault = async (_req, res, hit) => {
-    if (!corrupt || hit.method !== 'GET' || !hit.path.endsWith(d)) return false
-    corrupt = false
-    const bad = Buffer.from(data)
-    bad[bad.length - 1] ^= 0xff
-    res.writeHead(200, { 'content-type': 'application/octet-stream', 'content-length': bad.length })
-    res.end(bad)
-    return true
-  }
+  corruptFirstGet(up, d, data => { const bad = Buffer.from(data); bad[bad.length - 1] ^= 0xff; return bad })
   p.hold(d, 'last-byte')
   const a = (await keepAliveClient(h, HUB)).get(`/v2/library/x/blobs/${d}`)
   const fill = await p.reached
@@ -171,14 +176,7 @@ t.test('a request arriving while a failed fill is held gets a new fill and the w
   const { up, h, p } = await setup(t)
   const data = randomBytes(1 << 20)
   const d = up.addBlob(data)
-  let corrupt = true
-  up.fault = async (_req, res, hit) => {
-    if (!corrupt || hit.method !== 'GET' || !hit.path.endsWith(d)) return false
-    corrupt = false
-    res.writeHead(200, { 'content-type': 'application/octet-stream', 'content-length': data.length })
-    res.end(randomBytes(data.length))
-    return true
-  }
+  corruptFirstGet(up, d, data => randomBytes(data.length))
   p.hold(d, 'failed')
   const a = (await keepAliveClient(h, HUB)).get(`/v2/library/x/blobs/${d}`)
   await p.reached
