@@ -27,8 +27,13 @@ import { containerdSetupRoute } from './proxy/setup-scripts.js'
 import { loadClientAuth } from './auth/client-auth.js'
 import { createFsStorage } from './registry/storage/fs-storage.js'
 import { createMetrics, countHostedRequests } from './observability/metrics.js'
+import type { RequestLogLine } from './observability/request-log.js'
 import { createHealth } from './observability/health.js'
 import { createOpsRoutes } from './observability/ops-routes.js'
+import { TrafficStats } from './observability/traffic-stats.js'
+import { createStatus } from './observability/status.js'
+import { text } from './proxy/director.js'
+import { VERSION } from './version.js'
 
 export interface App {
   start: () => Promise<void>
@@ -46,7 +51,10 @@ export async function createApp ({ config, log }: { config: Config, log: Logger 
   const minter = new LeafCertMinter(ca)
   await minter.init()
 
-  const metrics = createMetrics()
+  const metrics = createMetrics({ registries: config.registries, version: VERSION })
+  // The status page's numbers (metrics hold Prometheus's; this holds the last hour and top names).
+  const traffic = new TrafficStats({ registries: config.registries })
+  const observeRequest = Object.assign((line: RequestLogLine) => { metrics.observeRequest(line); traffic.record(line) }, { started: metrics.observeRequest.started })
   const dialer = new Dialer({
     connectTo: config.upstreamConnectTo,
     upstreamProxy: config.upstreamProxy,
@@ -59,7 +67,7 @@ export async function createApp ({ config, log }: { config: Config, log: Logger 
     upstreamCaFile: config.upstreamCaFile,
     connectTimeoutMs: config.timeouts.connectMs,
     readTimeoutMs: config.timeouts.readMs,
-    onResponse: metrics.observeUpstream,
+    onResponse: r => { metrics.observeUpstream(r); traffic.upstream(r) },
   })
   const cache = await openCacheStore({
     dir: config.cacheDir,
@@ -98,12 +106,24 @@ export async function createApp ({ config, log }: { config: Config, log: Logger 
   const hostedStorage = await createFsStorage(config.registryStorageDir)
   metrics.collectFrom({
     cache,
+    ready: async () => (await health.readiness()).ready,
     minter,
     hostedStorageBytes: async () => { let n = 0; for await (const b of hostedStorage.blobs.list()) n += b.size; return n },
   })
   let stopping = false
   const health = createHealth({ caNotAfter: () => ca.notAfter, cacheDir: config.cacheDir, registryDir: config.registryStorageDir, minFree: config.cache.minFree, stopping: () => stopping })
   const ops = createOpsRoutes({ metrics, health })
+  const status = createStatus({
+    version: VERSION,
+    addresses: () => ({ proxy: proxyAddress, registry: registryAddress }),
+    proxyPort: () => (proxy.server.address() as AddressInfo | null)?.port ?? config.proxyPort,
+    registries: config.registries,
+    hostedHostnames: config.hostedHostnames,
+    cache,
+    traffic,
+    authorized: clientAuth === undefined ? undefined : async req => (await clientAuth.checkBasic(req.headers.authorization, req.socket.remoteAddress)).ok,
+  })
+  const registryRoot = status.page(async (_req, res) => { text(res, 200, 'crossdock: the registry door is working (hosted names under /v2/, upstreams under /v2/<registry>/)\n') })
   // Answered on both doors; the registry port is only known once it listens (REGISTRY_PORT=0).
   const containerdSetup = containerdSetupRoute({
     registryPort: () => (registry.server.address() as AddressInfo | null)?.port ?? config.registryPort,
@@ -118,7 +138,7 @@ export async function createApp ({ config, log }: { config: Config, log: Logger 
     access,
     cache,
     authorize: clientAuth?.authorizeAccess,
-    extraRoutes: { '/setup/containerd': containerdSetup, ...ops },
+    extraRoutes: { '/setup/containerd': containerdSetup, ...ops, '/': registryRoot, '/status.json': status.json },
     log,
   })
   const hosted = countHostedRequests(await createHostedRegistry({ config, log, authorize: clientAuth?.authorizeAccess, mountSource: registryDoor.mountSource }), metrics)
@@ -134,7 +154,8 @@ export async function createApp ({ config, log }: { config: Config, log: Logger 
     authorizeConnect: clientAuth?.authorizeConnect,
     clientHeaderTimeoutMs: config.timeouts.clientHeaderMs,
     keepAliveTimeoutMs: config.timeouts.keepAliveMs,
-    observeRequest: metrics.observeRequest,
+    observeRequest,
+    observeTunnel: metrics.tunnels,
     onIntercepted: async (req, res, target) => {
       if (matches(hostedNames, target)) {
         await hosted.handle(req, res, { door: 'proxy' })
@@ -146,7 +167,8 @@ export async function createApp ({ config, log }: { config: Config, log: Logger 
     director: createDirector({
       caCertPem: () => ca.certPem,
       proxyPort: config.proxyPort,
-      extraRoutes: { '/setup/containerd': containerdSetup, ...ops },
+      extraRoutes: { '/setup/containerd': containerdSetup, ...ops, '/status.json': status.json },
+      statusPage: status.page,
     }),
   })
 

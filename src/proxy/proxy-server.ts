@@ -22,6 +22,7 @@ import type { Logger } from '../log.js'
 import type { Dialer } from '../upstream/dialer.js'
 import { parseAuthority, formatAuthority, type Authority } from './connect-authority.js'
 import { openTunnel } from './tunnel.js'
+import type { TunnelObserver } from '../observability/metrics.js'
 import { logRequest, type RequestObserver } from '../observability/request-log.js'
 import { trackForGracefulClose } from '../util/graceful-close.js'
 import { headCheckIntervalMs, refuseClientHead } from '../util/client-head.js'
@@ -43,6 +44,8 @@ export interface ProxyServerOptions {
   keepAliveTimeoutMs: number
   /** Sees every request's log line (the metrics). */
   observeRequest?: RequestObserver
+  /** Sees raw tunnels open, carry bytes and close (the metrics). */
+  observeTunnel?: TunnelObserver
 }
 
 export interface ProxyServer {
@@ -163,7 +166,7 @@ export function createProxyServer (opts: ProxyServerOptions): ProxyServer {
       }
     }
     if (!opts.shouldIntercept(target)) {
-      await openTunnel(socket, head, target, opts.dialer, log)
+      await openTunnel(socket, head, target, opts.dialer, log, opts.observeTunnel)
       return
     }
     let secureContext: tls.SecureContext

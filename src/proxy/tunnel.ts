@@ -5,12 +5,13 @@
  */
 import type net from 'node:net'
 import type { Logger } from '../log.js'
+import type { TunnelObserver } from '../observability/metrics.js'
 import { proxyErrorFrom } from '../errors.js'
 import type { Dialer } from '../upstream/dialer.js'
 import type { Authority } from './connect-authority.js'
 import { formatAuthority } from './connect-authority.js'
 
-export async function openTunnel (client: net.Socket, head: Buffer, target: Authority, dialer: Dialer, log: Logger): Promise<void> {
+export async function openTunnel (client: net.Socket, head: Buffer, target: Authority, dialer: Dialer, log: Logger, observe?: TunnelObserver): Promise<void> {
   const started = performance.now()
   const authority = formatAuthority(target)
   let far: net.Socket
@@ -18,17 +19,25 @@ export async function openTunnel (client: net.Socket, head: Buffer, target: Auth
     far = await dialer.dial(target.host, target.port)
   } catch (err) {
     const e = proxyErrorFrom(err, authority)
+    observe?.failed(e.status === 504 ? 'timeout' : 'failed')
     log.warn({ door: 'proxy', host: authority, status: e.status, err: e.message, cacheStatus: 'TUNNEL' }, 'tunnel failed')
     if (client.writable) client.end(`HTTP/1.1 ${e.status} ${e.status === 504 ? 'Gateway Timeout' : 'Bad Gateway'}\r\ncontent-type: text/plain\r\nconnection: close\r\ncontent-length: ${Buffer.byteLength(e.message) + 1}\r\n\r\n${e.message}\n`)
     return
   }
   if (client.destroyed) { far.destroy(); return }
   client.write('HTTP/1.1 200 Connection Established\r\n\r\n')
-  if (head.length > 0) far.write(head)
+  observe?.opened()
+  // Counted as they pass, not at the end: a tunnel may stay open for hours.
+  if (observe !== undefined) {
+    client.on('data', (b: Buffer) => observe.bytes('up', b.length))
+    far.on('data', (b: Buffer) => observe.bytes('down', b.length))
+  }
+  if (head.length > 0) { far.write(head); observe?.bytes('up', head.length) }
   let closed = false
   const close = (): void => {
     if (closed) return
     closed = true
+    observe?.closed()
     client.destroy()
     far.destroy()
     log.info({

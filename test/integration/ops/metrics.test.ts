@@ -66,7 +66,9 @@ t.test('a cached pull moves the request, cache, bytes and upstream counters', as
   t.equal(sample(m.body, 'crossdock_cache_size_bytes'), layer.length)
   t.equal(sample(m.body, 'crossdock_certificates_minted_total'), 1, 'one leaf for the one intercepted host')
   t.equal(sample(m.body, 'crossdock_cache_evictions_total', { reason: 'size' }), 0)
-  t.ok(sample(m.body, 'crossdock_process_resident_memory_bytes') !== undefined, 'process metrics')
+  t.ok((sample(m.body, 'process_resident_memory_bytes') ?? 0) > 0, 'process metrics under their standard names')
+  t.ok(sample(m.body, 'nodejs_heap_size_used_bytes') !== undefined, 'nodejs_* too')
+  t.equal(sample(m.body, 'crossdock_process_resident_memory_bytes'), undefined, 'no crossdock_ prefix on them')
   t.notMatch(m.body, /secret-name|sekrit|\/v2\//, 'no repository, path or token in any label')
   upstream.fault = undefined
 })
