@@ -142,7 +142,7 @@ export async function createApp ({ config, log }: { config: Config, log: Logger 
     log,
   })
   const hosted = countHostedRequests(await createHostedRegistry({ config, log, authorize: clientAuth?.authorizeAccess, mountSource: registryDoor.mountSource }), metrics)
-  const registry = createRegistryServer({ config, log, hosted, route: registryDoor.route, observe: metrics.observeRequest })
+  const registry = createRegistryServer({ config, log, hosted, route: registryDoor.route, observe: observeRequest })
 
   const proxyLog = log.child({ module: 'proxy' })
   const proxy: ProxyServer = createProxyServer({
