@@ -1,7 +1,7 @@
 #!/usr/bin/env node
 // `npm test`: the whole suite — unit, integration and end-to-end — on a fresh machine.
 //  1. installs the Debian packages the end-to-end tests drive (real dockerd, containerd, skopeo,
-//     distribution, busybox, prometheus) when they are missing and we are root;
+//     distribution, busybox, prometheus, chromium for the status page) when they are missing and we are root;
 //  2. builds dist/ (end-to-end tests run the built `crossdock` binary) and typechecks tests and benches;
 //  3. runs tap inside a private network namespace with only loopback, so no test can send a packet
 //     (or a DNS query: dockerd resolves registry names even behind a proxy) off this machine;
@@ -10,7 +10,7 @@
 import { spawnSync, spawn } from 'node:child_process'
 import { existsSync } from 'node:fs'
 
-const DEBIAN_PACKAGES = { dockerd: 'docker.io', containerd: 'containerd', ctr: 'containerd', skopeo: 'skopeo', 'docker-registry': 'docker-registry', busybox: 'busybox-static', htpasswd: 'apache2-utils', prometheus: 'prometheus' }
+const DEBIAN_PACKAGES = { dockerd: 'docker.io', containerd: 'containerd', ctr: 'containerd', skopeo: 'skopeo', 'docker-registry': 'docker-registry', busybox: 'busybox-static', htpasswd: 'apache2-utils', prometheus: 'prometheus', chromium: 'chromium' }
 const args = process.argv.slice(2)
 
 function have (cmd) {

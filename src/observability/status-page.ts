@@ -71,7 +71,7 @@ export const STATUS_PAGE = `<!doctype html>
   </section>
   <section aria-labelledby="h-upstreams">
     <h2 id="h-upstreams">Upstreams</h2>
-    <div class="scroll"><table id="upstreams"><caption>Requests, errors (no answer, 429, 5xx) and Docker Hub rate limit by host</caption><thead></thead><tbody></tbody></table></div>
+    <div class="scroll"><table id="upstreams"><caption>By host: requests, errors (no answer, 429, 5xx), rate limit left</caption><thead></thead><tbody></tbody></table></div>
   </section>
   <section aria-labelledby="h-fills">
     <h2 id="h-fills">Downloads in flight</h2>
