@@ -23,7 +23,7 @@ export const STATUS_PAGE = `<!doctype html>
   h1 { font-size: 1.5rem; margin: 0; }
   h2 { font-size: 1.15rem; margin: 1.5rem 0 .5rem; }
   .muted { color: var(--muted); }
-  .grid { display: grid; gap: .75rem; grid-template-columns: repeat(auto-fit, minmax(15rem, 1fr)); }
+  .grid { display: grid; gap: .75rem; grid-template-columns: repeat(auto-fit, minmax(13rem, 1fr)); }
   .card { background: var(--card); border: 1px solid var(--line); border-radius: .5rem; padding: .75rem 1rem; }
   .card h3 { font-size: .95rem; margin: 0 0 .25rem; color: var(--muted); font-weight: 600; }
   .big { font-size: 1.6rem; font-weight: 700; }

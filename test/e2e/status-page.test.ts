@@ -135,7 +135,7 @@ if (requirePrivateNetns(t)) {
     const refreshes = crossdock.logs.filter(l => l.path === '/status.json').length - before
     t.ok(refreshes >= 2, `the page refreshed itself (${refreshes} fetches of /status.json)`)
 
-    for (const [name, size] of [['status-page.png', '1280,1500'], ['status-page-phone.png', '390,2400']]) {
+    for (const [name, size] of [['status-page.png', '1024,1200'], ['status-page-phone.png', '390,2400']]) {
       const file = join(ARTIFACTS, name)
       rmSync(file, { force: true })
       await chromium([`--window-size=${size}`, `--screenshot=${file}`, '--hide-scrollbars', `${base}/`])
