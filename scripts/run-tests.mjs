@@ -1,7 +1,7 @@
 #!/usr/bin/env node
 // `npm test`: the whole suite — unit, integration and end-to-end — on a fresh machine.
 //  1. installs the Debian packages the end-to-end tests drive (real dockerd, containerd, skopeo,
-//     distribution, busybox, prometheus, debootstrap) when they are missing and we are root, and
+//     distribution, busybox, prometheus, debootstrap, chromium for the status page) when they are missing and we are root, and
 //     makes the stand-in base image the image test builds on (scripts/make-image-base.sh, once);
 //  2. builds dist/ (end-to-end tests run the built `crossdock` binary) and typechecks tests and benches;
 //  3. runs tap inside a private network namespace with only loopback, so no test can send a packet
@@ -11,7 +11,7 @@
 import { spawnSync, spawn } from 'node:child_process'
 import { existsSync } from 'node:fs'
 
-const DEBIAN_PACKAGES = { dockerd: 'docker.io', containerd: 'containerd', ctr: 'containerd', skopeo: 'skopeo', 'docker-registry': 'docker-registry', busybox: 'busybox-static', htpasswd: 'apache2-utils', prometheus: 'prometheus', debootstrap: 'debootstrap' }
+const DEBIAN_PACKAGES = { dockerd: 'docker.io', containerd: 'containerd', ctr: 'containerd', skopeo: 'skopeo', 'docker-registry': 'docker-registry', busybox: 'busybox-static', htpasswd: 'apache2-utils', prometheus: 'prometheus', debootstrap: 'debootstrap', chromium: 'chromium' }
 // The stand-in BASE_IMAGE test/e2e/image.test.ts builds the Dockerfile on (made once, kept).
 const IMAGE_BASE = process.env.CROSSDOCK_IMAGE_BASE ?? '/tmp/crossdock-image-base/base.tar'
 const args = process.argv.slice(2)

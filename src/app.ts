@@ -30,8 +30,13 @@ import { createOwnDoorCheck } from './proxy/own-door.js'
 import { loadClientAuth } from './auth/client-auth.js'
 import { createFsStorage } from './registry/storage/fs-storage.js'
 import { createMetrics, countHostedRequests } from './observability/metrics.js'
+import type { RequestLogLine } from './observability/request-log.js'
 import { createHealth } from './observability/health.js'
 import { createOpsRoutes } from './observability/ops-routes.js'
+import { TrafficStats } from './observability/traffic-stats.js'
+import { createStatus } from './observability/status.js'
+import { text } from './proxy/director.js'
+import { VERSION } from './version.js'
 
 export interface App {
   start: () => Promise<void>
@@ -49,7 +54,10 @@ export async function createApp ({ config, log }: { config: Config, log: Logger 
   const minter = new LeafCertMinter(ca)
   await minter.init()
 
-  const metrics = createMetrics()
+  const metrics = createMetrics({ registries: config.registries, version: VERSION })
+  // The status page's numbers (metrics hold Prometheus's; this holds the last hour and top names).
+  const traffic = new TrafficStats({ registries: config.registries })
+  const observeRequest = Object.assign((line: RequestLogLine) => { metrics.observeRequest(line); traffic.record(line) }, { started: metrics.observeRequest.started })
   const policyLog = log.child({ module: 'destination-policy' })
   // Everything dialled for a client: tunnels, redirect hops, token realms (SECURITY.md).
   const policy = new DestinationPolicy({
@@ -77,7 +85,7 @@ export async function createApp ({ config, log }: { config: Config, log: Logger 
     upstreamCaFile: config.upstreamCaFile,
     connectTimeoutMs: config.timeouts.connectMs,
     readTimeoutMs: config.timeouts.readMs,
-    onResponse: metrics.observeUpstream,
+    onResponse: r => { metrics.observeUpstream(r); traffic.upstream(r) },
   })
   const cache = await openCacheStore({
     dir: config.cacheDir,
@@ -116,12 +124,24 @@ export async function createApp ({ config, log }: { config: Config, log: Logger 
   const hostedStorage = await createFsStorage(config.registryStorageDir)
   metrics.collectFrom({
     cache,
+    ready: async () => (await health.readiness()).ready,
     minter,
     hostedStorageBytes: async () => { let n = 0; for await (const b of hostedStorage.blobs.list()) n += b.size; return n },
   })
   let stopping = false
   const health = createHealth({ caNotAfter: () => ca.notAfter, cacheDir: config.cacheDir, registryDir: config.registryStorageDir, minFree: config.cache.minFree, stopping: () => stopping })
   const ops = createOpsRoutes({ metrics, health })
+  const status = createStatus({
+    version: VERSION,
+    addresses: () => ({ proxy: proxyAddress, registry: registryAddress }),
+    proxyPort: () => (proxy.server.address() as AddressInfo | null)?.port ?? config.proxyPort,
+    registries: config.registries,
+    hostedHostnames: config.hostedHostnames,
+    cache,
+    traffic,
+    authorized: clientAuth === undefined ? undefined : async req => (await clientAuth.checkBasic(req.headers.authorization, req.socket.remoteAddress)).ok,
+  })
+  const registryRoot = status.page(async (_req, res) => { text(res, 200, 'crossdock: the registry door is working (hosted names under /v2/, upstreams under /v2/<registry>/)\n') })
   // Answered on both doors; the registry port is only known once it listens (REGISTRY_PORT=0).
   const containerdSetup = containerdSetupRoute({
     registryPort: () => (registry.server.address() as AddressInfo | null)?.port ?? config.registryPort,
@@ -136,11 +156,11 @@ export async function createApp ({ config, log }: { config: Config, log: Logger 
     access,
     cache,
     authorize: clientAuth?.authorizeAccess,
-    extraRoutes: { '/setup/containerd': containerdSetup, ...ops },
+    extraRoutes: { '/setup/containerd': containerdSetup, ...ops, '/': registryRoot, '/status.json': status.json },
     log,
   })
   const hosted = countHostedRequests(await createHostedRegistry({ config, log, authorize: clientAuth?.authorizeAccess, mountSource: registryDoor.mountSource }), metrics)
-  const registry = createRegistryServer({ config, log, hosted, route: registryDoor.route, observe: metrics.observeRequest })
+  const registry = createRegistryServer({ config, log, hosted, route: registryDoor.route, observe: observeRequest })
 
   // Absolute-URI requests and CONNECTs on the proxy door that name our registry door are served by it.
   const isOwn = createOwnDoorCheck({ registryPort: () => (registry.server.address() as AddressInfo | null)?.port ?? config.registryPort, listenHost: config.listenHost })
@@ -160,7 +180,8 @@ export async function createApp ({ config, log }: { config: Config, log: Logger 
       sendTimeoutMs: config.timeouts.tunnelSendMs,
       maxTunnels: config.maxTunnels,
     },
-    observeRequest: metrics.observeRequest,
+    observeRequest,
+    observeTunnel: metrics.tunnels,
     registryDoor: { isOwn, accept: socket => { registry.server.emit('connection', socket) } },
     onIntercepted: async (req, res, target) => {
       if (matches(hostedNames, target)) {
@@ -173,7 +194,8 @@ export async function createApp ({ config, log }: { config: Config, log: Logger 
     director: createDirector({
       caCertPem: () => ca.certPem,
       proxyPort: config.proxyPort,
-      extraRoutes: { '/setup/containerd': containerdSetup, ...ops },
+      extraRoutes: { '/setup/containerd': containerdSetup, ...ops, '/status.json': status.json },
+      statusPage: status.page,
       registryDoor: { isOwn, handle: registry.handle },
     }),
   })

@@ -113,6 +113,7 @@ export class CacheStore {
   private readonly freeTimer: NodeJS.Timeout
   /** Entries removed since start: for the size bound (evict) and for CACHE_INACTIVE (expire). */
   private readonly removed = { evict: 0, expire: 0 }
+  private fillsFailed = 0
 
   constructor (private readonly opts: CacheStoreOptions, private readonly stagingDir: string) {
     this.dir = opts.dir
@@ -231,6 +232,7 @@ export class CacheStore {
           this.reservations.delete(d.digest)
           this.fills.delete(d.digest)
         }
+        if (f.state === 'failed') this.fillsFailed++
         if (f.state === 'failed') this.log.warn({ digest: d.digest, err: f.error?.message, code: (f.error as { code?: string })?.code }, 'blob fill failed, nothing committed')
         if (f.state === 'uncached') this.log.warn({ digest: d.digest, size: f.size, err: f.diskFull?.message }, 'blob verified and served, not cached: the cache disk is full')
         void this.refreshFree()
@@ -332,8 +334,13 @@ export class CacheStore {
 
   // ── housekeeping ──────────────────────────────────────────────────────────────────────────
 
-  stats (): { entries: number, usedBytes: number, reservedBytes: number, inflight: number, maxSize: number, freeBytes: number, evictions: number, expirations: number } {
-    return { entries: this.bound.count, usedBytes: this.bound.usedBytes, reservedBytes: this.bound.reserved, inflight: this.fills.size, maxSize: this.bound.maxSize, freeBytes: this.free, evictions: this.removed.evict, expirations: this.removed.expire }
+  stats (): { entries: number, usedBytes: number, reservedBytes: number, inflight: number, maxSize: number, freeBytes: number, evictions: number, expirations: number, fillsFailed: number } {
+    return { entries: this.bound.count, usedBytes: this.bound.usedBytes, reservedBytes: this.bound.reserved, inflight: this.fills.size, maxSize: this.bound.maxSize, freeBytes: this.free, evictions: this.removed.evict, expirations: this.removed.expire, fillsFailed: this.fillsFailed }
+  }
+
+  /** Blob downloads in flight (the status page): bytes on disk so far, the announced size, readers attached. */
+  fillsInFlight (): Array<{ digest: string, written: number, expectedSize?: number, readers: number }> {
+    return [...this.fills.values()].map(f => ({ digest: f.digest.digest, written: f.written, expectedSize: f.expectedSize, readers: f.readerCount }))
   }
 
   /** Resolves once no blob fill is in flight, fills started meanwhile included (graceful shutdown). */

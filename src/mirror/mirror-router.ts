@@ -11,6 +11,7 @@ import type { IncomingMessage, ServerResponse } from 'node:http'
 import { OciError, writeOciError } from '../errors.js'
 import type { UpstreamClient } from '../upstream/upstream-client.js'
 import { passthrough } from './passthrough.js'
+import { annotateRequest } from '../observability/request-log.js'
 
 export interface MirrorContext {
   /** The upstream host (`registry-1.docker.io`, `ghcr.io`, `host:port`). */
@@ -60,6 +61,8 @@ export class MirrorRouter {
       return
     }
     const image = (method === 'GET' || method === 'HEAD') ? parseImagePath(ctx.path) : undefined
+    // The registry door learns the upstream only here; metrics label by it, the status page ranks repositories.
+    annotateRequest(res, { host: ctx.host, repository: image?.repository })
     if (image !== undefined && this.pullThrough !== undefined) {
       await this.pullThrough.handle(req, res, { ...ctx, ...image })
       return

@@ -4,21 +4,24 @@
  *
  * Instrumentation stays outside the request paths; three feeds:
  *
- *   request-log.ts ──observeRequest(line)──► requests, cache outcomes, pull-through bytes
+ *   request-log.ts ──observeRequest(line)──► requests (count, duration, in flight), cache outcomes
+ *                                            and pull-through bytes by registry
+ *   tunnel.ts ──────tunnels.…──────────────► tunnels by outcome, bytes by direction, open tunnels
  *   UpstreamClient ──observeUpstream(r)────► upstream requests, latency, Docker Hub rate limits
  *   hosted wrapper ──observeHosted(…)──────► hosted pushes and pulls
  *   destination policy ─observeRefusal(r)──► destinations refused, by reason and purpose
  *   scrape time ────collect()──────────────► cache size/entries/evictions (cache.stats()),
  *                                            certificates minted, hosted storage bytes, tunnels open
  *
- * Labels are bounded: door, kind, status, cache_status, refusal reason and purpose, and the upstream
- * host (configured registries, their token realms and redirect targets of those). Never a repository,
+ * Labels are bounded: door, kind, status, method (the registry API's six, else "other"), cache_status,
+ * registry (configured registries, else "other"), refusal reason and purpose, and the upstream host
+ * (configured registries, their token realms and redirect targets of those). Never a repository,
  * a path, a user, a token, or a refused destination (clients choose those).
+ * Node's process metrics keep their standard names (`process_*`, `nodejs_*`) so stock dashboards work.
  */
 import type { IncomingMessage, ServerResponse } from 'node:http'
 import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics } from 'prom-client'
-import type { RequestLogLine } from './request-log.js'
-import { VERSION } from '../version.js'
+import type { RequestLogFields, RequestLogLine, RequestObserver } from './request-log.js'
 
 export type RequestKind = 'blob' | 'manifest' | 'tag' | 'upload' | 'other'
 
@@ -32,7 +35,9 @@ export interface UpstreamObservation {
 
 /** Read at scrape time; any of them may be absent (the CLI, a test without a cache). */
 export interface MetricSources {
-  cache?: { stats: () => { entries: number, usedBytes: number, maxSize: number, inflight: number, evictions: number, expirations: number } }
+  cache?: { stats: () => { entries: number, usedBytes: number, maxSize: number, inflight: number, evictions: number, expirations: number, fillsFailed?: number } }
+  /** /readyz's verdict, as a 1/0 gauge for alerting. */
+  ready?: () => Promise<boolean>
   minter?: { readonly minted: number }
   /** Bytes of hosted blob content; called at most once per `storageEveryMs`. */
   hostedStorageBytes?: () => Promise<number>
@@ -40,12 +45,22 @@ export interface MetricSources {
   tunnels?: () => number
 }
 
+/** What tunnel.ts reports of raw CONNECT tunnels. */
+export interface TunnelObserver {
+  /** A tunnel ended before it opened: the far end refused, failed or timed out. */
+  failed: (outcome: 'failed' | 'timeout') => void
+  opened: () => void
+  bytes: (direction: 'up' | 'down', n: number) => void
+  closed: () => void
+}
+
 export interface Metrics {
   readonly registry: Registry
-  observeRequest: (line: RequestLogLine) => void
+  observeRequest: RequestObserver
   observeUpstream: (r: UpstreamObservation) => void
   observeHosted: (r: { method: string, path: string, status: number }) => void
   observeRefusal: (r: { reason: string, purpose: string }) => void
+  tunnels: TunnelObserver
   /** Plugs in what scrape-time gauges read (called once the cache, minter… exist). */
   collectFrom: (sources: MetricSources) => void
   /** The exposition text and its content type. */
@@ -57,10 +72,17 @@ export interface MetricsOptions {
   processMetrics?: boolean
   /** How long a hosted storage size stays fresh (a directory walk); default 60 s. */
   storageEveryMs?: number
+  /** config.registries: the values the `registry` label may take (anything else is "other"). */
+  registries?: readonly string[]
+  /** For crossdock_build_info. */
+  version?: string
 }
 
 // Upstream latency: from a token fetch on loopback (ms) to a slow registry's first byte (s).
 const LATENCY_BUCKETS = [0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30]
+// Whole requests: a cached manifest in ms, a multi-GB layer on a slow client in minutes.
+const REQUEST_BUCKETS = [0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 300]
+const METHODS = new Set(['GET', 'HEAD', 'PUT', 'POST', 'PATCH', 'DELETE'])
 // What the cache counts as served from it: no upstream transfer of their own.
 const FROM_CACHE = new Set(['HIT', 'JOINED', 'STALE'])
 const CACHE_STATUSES = new Set(['HIT', 'MISS', 'JOINED', 'STALE', 'BYPASS'])
@@ -73,30 +95,45 @@ const MANIFEST_REFERENCE = /\/v2\/.+\/manifests\/([^/?]+)(\?.*)?$/
 export function createMetrics (opts: MetricsOptions = {}): Metrics {
   const registry = new Registry()
   let sources: MetricSources = {}
+  const registries = new Set((opts.registries ?? []).map(h => h.toLowerCase()))
+  const registryOf = (host: string | undefined): string => host !== undefined && registries.has(host.toLowerCase()) ? host.toLowerCase() : 'other'
 
-  // Prometheus' build_info convention: constant 1, the version in labels (join on it in queries).
   new Gauge({
     name: 'crossdock_build_info',
-    help: 'Always 1; labels: crossdock version and Node.js version.',
+    help: 'Always 1; the labels say which crossdock (version) runs on which Node.js (node).',
     labelNames: ['version', 'node'] as const,
     registers: [registry],
-  }).set({ version: VERSION, node: process.versions.node }, 1)
+  }).set({ version: opts.version ?? 'unknown', node: process.version }, 1)
+
   const requests = new Counter({
     name: 'crossdock_requests_total',
     help: 'HTTP requests answered, by door (proxy, registry, director), kind (blob, manifest, tag, upload, other) and status code.',
     labelNames: ['door', 'kind', 'status'] as const,
     registers: [registry],
   })
+  const duration = new Histogram({
+    name: 'crossdock_http_request_duration_seconds',
+    help: 'Time from a request\'s arrival to the end of its response (body included), by door, method and kind (blob, manifest, tag, upload, other).',
+    labelNames: ['door', 'method', 'kind'] as const,
+    buckets: REQUEST_BUCKETS,
+    registers: [registry],
+  })
+  const inFlight = new Gauge({
+    name: 'crossdock_http_requests_in_flight',
+    help: 'Requests being answered right now, by door.',
+    labelNames: ['door'] as const,
+    registers: [registry],
+  })
   const cacheRequests = new Counter({
     name: 'crossdock_cache_requests_total',
-    help: 'Pull-through cache outcomes by kind (blob, manifest, tag) and cache_status (HIT, MISS, JOINED, STALE, BYPASS).',
-    labelNames: ['kind', 'cache_status'] as const,
+    help: 'Pull-through cache outcomes by registry (configured upstreams, else "other"), kind (blob, manifest, tag) and cache_status (HIT, MISS, JOINED, STALE, BYPASS).',
+    labelNames: ['registry', 'kind', 'cache_status'] as const,
     registers: [registry],
   })
   const pullThroughBytes = new Counter({
     name: 'crossdock_pull_through_bytes_total',
-    help: 'Body bytes the pull-through cache sent to clients, by kind and source: cache (HIT, JOINED, STALE) or upstream (MISS, BYPASS).',
-    labelNames: ['kind', 'source'] as const,
+    help: 'Body bytes the pull-through cache sent to clients, by registry, kind and source: cache (HIT, JOINED, STALE) or upstream (MISS, BYPASS).',
+    labelNames: ['registry', 'kind', 'source'] as const,
     registers: [registry],
   })
   const abandoned = new Counter({
@@ -130,6 +167,27 @@ export function createMetrics (opts: MetricsOptions = {}): Metrics {
     labelNames: ['host'] as const,
     registers: [registry],
   })
+  const tunnels = new Counter({
+    name: 'crossdock_tunnels_total',
+    help: 'Raw CONNECT tunnels to hosts crossdock does not intercept, by outcome: opened, failed (refused or unreachable: 502) or timeout (504).',
+    labelNames: ['outcome'] as const,
+    registers: [registry],
+  })
+  const tunnelBytes = new Counter({
+    name: 'crossdock_tunnel_bytes_total',
+    help: 'Bytes relayed through raw tunnels, by direction: up (client to far end) or down.',
+    labelNames: ['direction'] as const,
+    registers: [registry],
+  })
+  const tunnelsOpen = new Gauge({
+    name: 'crossdock_tunnels_open',
+    help: 'Raw tunnels open right now.',
+    registers: [registry],
+  })
+  // Zero series for the bounded label values, so rate() and alerts see them before the first event.
+  for (const outcome of ['opened', 'failed', 'timeout']) tunnels.inc({ outcome }, 0)
+  for (const direction of ['up', 'down']) tunnelBytes.inc({ direction }, 0)
+  for (const door of ['proxy', 'registry', 'director']) inFlight.set({ door }, 0)
   const hostedPushes = new Counter({
     name: 'crossdock_hosted_pushes_total',
     help: 'Manifests pushed to the hosted registry (PUT of a manifest answered 201), through either door.',
@@ -188,6 +246,17 @@ export function createMetrics (opts: MetricsOptions = {}): Metrics {
     },
   })
   new Counter({
+    name: 'crossdock_cache_fills_failed_total',
+    help: 'Blob downloads into the cache that failed (upstream error, truncation, wrong digest, idle timeout); nothing of them was committed.',
+    registers: [registry],
+    collect () {
+      const s = sources.cache?.stats()
+      if (s === undefined) return
+      this.reset()
+      this.inc(s.fillsFailed ?? 0)
+    },
+  })
+  new Counter({
     name: 'crossdock_certificates_minted_total',
     help: 'Leaf certificates minted for intercepted hosts since start.',
     registers: [registry],
@@ -196,6 +265,12 @@ export function createMetrics (opts: MetricsOptions = {}): Metrics {
       this.reset()
       this.inc(sources.minter.minted)
     },
+  })
+  new Gauge({
+    name: 'crossdock_ready',
+    help: '1 when /readyz would answer 200 (CA valid, directories writable, free disk above CACHE_MIN_FREE), else 0.',
+    registers: [registry],
+    async collect () { if (sources.ready !== undefined) this.set(await sources.ready() ? 1 : 0) },
   })
   const storageEveryMs = opts.storageEveryMs ?? 60_000
   let storage: { at: number, bytes: Promise<number> } | undefined
@@ -213,25 +288,29 @@ export function createMetrics (opts: MetricsOptions = {}): Metrics {
     },
   })
 
-  new Gauge({
-    name: 'crossdock_tunnels_open',
-    help: 'Raw CONNECT tunnels open or being dialled (bounded by MAX_TUNNELS).',
-    registers: [registry],
-    collect () { const n = sources.tunnels?.(); if (n !== undefined) this.set(n) },
-  })
+  if (opts.processMetrics !== false) collectDefaultMetrics({ register: registry })
 
-  if (opts.processMetrics !== false) collectDefaultMetrics({ register: registry, prefix: 'crossdock_' })
+  const observeRequest: RequestObserver = Object.assign((line: RequestLogLine) => {
+    const kind = requestKind(line.path)
+    inFlight.dec({ door: line.door })
+    requests.inc({ door: line.door, kind, status: String(line.status) })
+    duration.observe({ door: line.door, method: METHODS.has(line.method ?? '') ? line.method : 'other', kind }, line.ms / 1000)
+    if (line.abandoned !== undefined) abandoned.inc({ door: line.door, kind, reason: line.abandoned })
+    const cacheStatus = line.cacheStatus
+    if (cacheStatus === undefined || !CACHE_STATUSES.has(cacheStatus)) return
+    const reg = registryOf(line.host)
+    cacheRequests.inc({ registry: reg, kind, cache_status: cacheStatus })
+    if (line.bytes > 0) pullThroughBytes.inc({ registry: reg, kind, source: FROM_CACHE.has(cacheStatus) ? 'cache' : 'upstream' }, line.bytes)
+  }, { started: (fields: RequestLogFields) => { inFlight.inc({ door: fields.door }) } })
 
   return {
     registry,
-    observeRequest: line => {
-      const kind = requestKind(line.path)
-      requests.inc({ door: line.door, kind, status: String(line.status) })
-      if (line.abandoned !== undefined) abandoned.inc({ door: line.door, kind, reason: line.abandoned })
-      const cacheStatus = line.cacheStatus
-      if (cacheStatus === undefined || !CACHE_STATUSES.has(cacheStatus)) return
-      cacheRequests.inc({ kind, cache_status: cacheStatus })
-      if (line.bytes > 0) pullThroughBytes.inc({ kind, source: FROM_CACHE.has(cacheStatus) ? 'cache' : 'upstream' }, line.bytes)
+    observeRequest,
+    tunnels: {
+      failed: outcome => tunnels.inc({ outcome }),
+      opened: () => { tunnels.inc({ outcome: 'opened' }); tunnelsOpen.inc() },
+      bytes: (direction, n) => tunnelBytes.inc({ direction }, n),
+      closed: () => tunnelsOpen.dec(),
     },
     observeUpstream: r => {
       const host = r.host.toLowerCase()
@@ -270,7 +349,7 @@ export function requestKind (path: string | undefined): RequestKind {
 }
 
 /** `76;w=21600` → 76 (Docker Hub: remaining pulls, then the window in seconds). */
-function rateLimitValue (header: string | string[] | undefined): number | undefined {
+export function rateLimitValue (header: string | string[] | undefined): number | undefined {
   const v = Array.isArray(header) ? header[0] : header
   if (v === undefined) return undefined
   const m = /^\s*(\d+)/.exec(v)

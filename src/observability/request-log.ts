@@ -46,7 +46,21 @@ export function markAbandoned (res: ServerResponse, err: unknown, fields: Record
   ABANDONED.set(res, { code, message: typeof e?.message === 'string' ? e.message : String(err), fields })
 }
 
-export type RequestObserver = (line: RequestLogLine) => void
+/** Sees each request's line when it is done, and (`started`) its arrival. */
+export interface RequestObserver {
+  (line: RequestLogLine): void
+  started?: (fields: RequestLogFields) => void
+}
+
+const ANNOTATIONS = new WeakMap<ServerResponse, Record<string, unknown>>()
+
+/**
+ * Fields a handler learns after arrival (the registry door's upstream host, the repository),
+ * merged into the request's line: the line's fields are fixed when the request arrives.
+ */
+export function annotateRequest (res: ServerResponse, fields: Record<string, unknown>): void {
+  ANNOTATIONS.set(res, { ...ANNOTATIONS.get(res), ...fields })
+}
 
 /** Query keys of the distribution API (and crossdock's `ns`) whose values are not secrets. */
 const HARMLESS_QUERY_KEYS = new Set(['ns', 'n', 'last', 'digest', 'mount', 'from'])
@@ -70,6 +84,7 @@ export function loggablePath (url: string | undefined): string | undefined {
 /** Attaches the per-request log line to `res`; call once when the request arrives. */
 export function logRequest (log: Logger, req: IncomingMessage, res: ServerResponse, fields: RequestLogFields, observe?: RequestObserver): void {
   const started = performance.now()
+  observe?.started?.(fields)
   // Read now: by the time the response closes, req.socket may already be detached.
   const remote = req.socket?.remoteAddress
   let bytes = 0
@@ -86,6 +101,7 @@ export function logRequest (log: Logger, req: IncomingMessage, res: ServerRespon
     const upstreamMs = res.getHeader('x-crossdock-upstream-ms')
     const line: RequestLogLine = {
       ...fields,
+      ...ANNOTATIONS.get(res),
       method: req.method,
       path: loggablePath(req.url),
       status: res.statusCode,

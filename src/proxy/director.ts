@@ -1,6 +1,7 @@
 /**
  * Plain-HTTP paths on the proxy port (requests whose target is a path, not a CONNECT):
- * `/` says the proxy works (and its version), `/ca.crt` serves the root CA (never its key),
+ * `/` says the proxy works (and its version; the status page instead for browsers, when the app
+ * plugs one in), `/ca.crt` serves the root CA (never its key),
  * `/setup/systemd` a host setup script. Other paths (health, metrics, containerd setup) are added
  * by the app through `extraRoutes`.
  *
@@ -24,11 +25,14 @@ export interface DirectorOptions {
   extraRoutes?: Record<string, DirectorRoute>
   /** Our own registry door, for absolute-URI requests addressed to it. */
   registryDoor?: { isOwn: OwnDoorCheck, handle: (req: IncomingMessage, res: ServerResponse) => void }
+  /** Wraps `/`'s plain answer: the status page answers browsers and calls it for everyone else. */
+  statusPage?: (plain: DirectorRoute) => DirectorRoute
 }
 
 export function createDirector (opts: DirectorOptions): (req: IncomingMessage, res: ServerResponse) => Promise<void> {
+  const plain: DirectorRoute = (_req, res) => text(res, 200, `crossdock ${VERSION}: the docker caching proxy is working!\n`)
   const routes: Record<string, DirectorRoute> = {
-    '/': (_req, res) => text(res, 200, `crossdock ${VERSION}: the docker caching proxy is working!\n`),
+    '/': opts.statusPage?.(plain) ?? plain,
     '/ca.crt': (_req, res) => {
       const pem = opts.caCertPem()
       res.writeHead(200, { 'content-type': 'application/x-x509-ca-cert', 'content-length': Buffer.byteLength(pem), 'content-disposition': 'attachment; filename="crossdock-ca.crt"' })

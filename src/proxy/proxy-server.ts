@@ -23,6 +23,7 @@ import type { Dialer } from '../upstream/dialer.js'
 import { parseAuthority, formatAuthority, type Authority } from './connect-authority.js'
 import { Tunnels, DEFAULT_TUNNEL_LIMITS, type TunnelLimits } from './tunnel.js'
 import { logRequest, loggablePath, type RequestObserver } from '../observability/request-log.js'
+import type { TunnelObserver } from '../observability/metrics.js'
 import { trackForGracefulClose } from '../util/graceful-close.js'
 import { headCheckIntervalMs, refuseClientHead } from '../util/client-head.js'
 
@@ -47,6 +48,8 @@ export interface ProxyServerOptions {
   observeRequest?: RequestObserver
   /** Our own registry door: a CONNECT to it is handed to the registry server in-process, never dialled. */
   registryDoor?: { isOwn: (host: string, port: number) => Promise<boolean>, accept: (socket: net.Socket) => void }
+  /** Sees raw tunnels open, carry bytes and close (the metrics). */
+  observeTunnel?: TunnelObserver
 }
 
 export interface ProxyServer {
@@ -66,7 +69,7 @@ const TLS_HIGH_WATER_MARK = 256 * 1024
 
 export function createProxyServer (opts: ProxyServerOptions): ProxyServer {
   const { log } = opts
-  const tunnels = new Tunnels(opts.dialer, log, opts.tunnelLimits ?? DEFAULT_TUNNEL_LIMITS)
+  const tunnels = new Tunnels(opts.dialer, log, opts.tunnelLimits ?? DEFAULT_TUNNEL_LIMITS, opts.observeTunnel)
   const targets = new WeakMap<net.Socket, Authority>()
   const open = new Set<net.Socket>()
   const track = (s: net.Socket): void => { open.add(s); s.once('close', () => open.delete(s)) }

@@ -17,6 +17,7 @@
 import { STATUS_CODES } from 'node:http'
 import type net from 'node:net'
 import type { Logger } from '../log.js'
+import type { TunnelObserver } from '../observability/metrics.js'
 import { proxyErrorFrom } from '../errors.js'
 import type { Dialer } from '../upstream/dialer.js'
 import { DestinationRefused } from '../upstream/destination-policy.js'
@@ -36,7 +37,7 @@ export const DEFAULT_TUNNEL_LIMITS: TunnelLimits = { connectTimeoutMs: 60_000, r
 export class Tunnels {
   private count = 0
 
-  constructor (private readonly dialer: Dialer, private readonly log: Logger, private readonly limits: TunnelLimits) {}
+  constructor (private readonly dialer: Dialer, private readonly log: Logger, private readonly limits: TunnelLimits, private readonly observe?: TunnelObserver) {}
 
   /** Tunnels open or being dialled. */
   get size (): number {
@@ -61,6 +62,7 @@ export class Tunnels {
       far = await this.dialer.dial(target.host, target.port, { purpose: 'tunnel', timeoutMs: this.limits.connectTimeoutMs })
     } catch (err) {
       const e = proxyErrorFrom(err, authority)
+      this.observe?.failed(e.status === 504 ? 'timeout' : 'failed')
       // A refusal was logged once by the policy's reporter; other failures are logged here.
       if (!(err instanceof DestinationRefused)) this.log.warn({ door: 'proxy', host: authority, status: e.status, err: e.message, cacheStatus: 'TUNNEL' }, 'tunnel failed')
       answer(client, e.status, e.message)
@@ -69,11 +71,19 @@ export class Tunnels {
     }
     if (client.destroyed) { far.destroy(); release(); return }
     client.write('HTTP/1.1 200 Connection Established\r\n\r\n')
-    if (head.length > 0) far.write(head)
+    const observe = this.observe
+    observe?.opened()
+    // Counted as they pass, not at the end: a tunnel may stay open for hours.
+    if (observe !== undefined) {
+      client.on('data', (b: Buffer) => observe.bytes('up', b.length))
+      far.on('data', (b: Buffer) => observe.bytes('down', b.length))
+    }
+    if (head.length > 0) { far.write(head); observe?.bytes('up', head.length) }
     let closed = false
     const close = (why: string): void => {
       if (closed) return
       closed = true
+      observe?.closed()
       client.destroy()
       far.destroy()
       release()

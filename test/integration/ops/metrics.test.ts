@@ -6,23 +6,13 @@ import { rm, writeFile } from 'node:fs/promises'
 import { startApp, type StartedApp } from '../../helpers/start-app.js'
 import { FakeUpstream } from '../../helpers/fake-upstream.js'
 import { proxiedRequest, sha256 } from '../../helpers/proxy-client.js'
+import { sample } from '../../helpers/metrics-text.js'
 
 const HUB = 'registry-1.docker.io'
 
 async function get (port: number, path: string): Promise<{ status: number, type: string, body: string }> {
   const res = await fetch(`http://127.0.0.1:${port}${path}`)
   return { status: res.status, type: res.headers.get('content-type') ?? '', body: await res.text() }
-}
-
-/** The value of one sample (`name{labels}`), labels given in any order; undefined if absent. */
-function sample (text: string, name: string, labels: Record<string, string> = {}): number | undefined {
-  for (const line of text.split('\n')) {
-    const m = /^([a-z_:]+)(?:\{(.*)\})? (\S+)$/.exec(line)
-    if (m === null || m[1] !== name) continue
-    const have = Object.fromEntries([...(m[2] ?? '').matchAll(/(\w+)="((?:[^"\\]|\\.)*)"/g)].map(x => [x[1], x[2]]))
-    if (Object.entries(labels).every(([k, v]) => have[k] === v)) return Number(m[3])
-  }
-  return undefined
 }
 
 let upstream: FakeUpstream
@@ -66,7 +56,9 @@ t.test('a cached pull moves the request, cache, bytes and upstream counters', as
   t.equal(sample(m.body, 'crossdock_cache_size_bytes'), layer.length)
   t.equal(sample(m.body, 'crossdock_certificates_minted_total'), 1, 'one leaf for the one intercepted host')
   t.equal(sample(m.body, 'crossdock_cache_evictions_total', { reason: 'size' }), 0)
-  t.ok(sample(m.body, 'crossdock_process_resident_memory_bytes') !== undefined, 'process metrics')
+  t.ok((sample(m.body, 'process_resident_memory_bytes') ?? 0) > 0, 'process metrics under their standard names')
+  t.ok(sample(m.body, 'nodejs_heap_size_used_bytes') !== undefined, 'nodejs_* too')
+  t.equal(sample(m.body, 'crossdock_process_resident_memory_bytes'), undefined, 'no crossdock_ prefix on them')
   t.notMatch(m.body, /secret-name|sekrit|\/v2\//, 'no repository, path or token in any label')
   upstream.fault = undefined
 })

@@ -17,3 +17,16 @@ t.test('the two commands are there', async t => {
   t.match(readme, 'npm ci && npm start')
   t.match(readme, 'npm test')
 })
+
+t.test('every metric crossdock exports is in the metrics table, and the Monitoring section\'s files exist', async t => {
+  const { createMetrics } = await import('../../../src/observability/metrics.js')
+  const { existsSync } = await import('node:fs')
+  const m = createMetrics({ processMetrics: false })
+  const names = [...(await m.render()).body.matchAll(/^# TYPE (\S+) /gm)].map(x => x[1])
+  t.ok(names.length >= 25, `${names.length} families`)
+  for (const n of names) t.ok(readme.includes(`| \`${n}\` |`), `${n} has a row`)
+  t.notMatch(readme, /crossdock_process_|crossdock_nodejs_/, 'process metrics under their standard names')
+  for (const f of [...readme.matchAll(/\]\(((?:docs|deploy)\/[^)]+)\)/g)].map(x => x[1])) {
+    t.ok(existsSync(new URL(`../../../${f}`, import.meta.url)), `${f} exists`)
+  }
+})

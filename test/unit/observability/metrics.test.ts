@@ -40,11 +40,11 @@ t.test('feeds: requests, cache outcomes and bytes, upstream answers and failures
   const { body } = await m.render()
   t.equal(value(body, 'crossdock_requests_total{door="proxy",kind="blob",status="200"}'), 2)
   t.equal(value(body, 'crossdock_requests_total{door="director",kind="other",status="200"}'), 1)
-  t.equal(value(body, 'crossdock_cache_requests_total{kind="blob",cache_status="MISS"}'), 1)
-  t.equal(value(body, 'crossdock_cache_requests_total{kind="tag",cache_status="STALE"}'), 1)
+  t.equal(value(body, 'crossdock_cache_requests_total{registry="other",kind="blob",cache_status="MISS"}'), 1)
+  t.equal(value(body, 'crossdock_cache_requests_total{registry="other",kind="tag",cache_status="STALE"}'), 1)
   t.notMatch(body, /cache_status="TUNNEL"/, 'tunnels are not cache outcomes')
-  t.equal(value(body, 'crossdock_pull_through_bytes_total{kind="blob",source="upstream"}'), 10, 'MISS: fetched')
-  t.equal(value(body, 'crossdock_pull_through_bytes_total{kind="blob",source="cache"}'), 10, 'JOINED: from the cache file')
+  t.equal(value(body, 'crossdock_pull_through_bytes_total{registry="other",kind="blob",source="upstream"}'), 10, 'MISS: fetched')
+  t.equal(value(body, 'crossdock_pull_through_bytes_total{registry="other",kind="blob",source="cache"}'), 10, 'JOINED: from the cache file')
   t.equal(value(body, 'crossdock_upstream_requests_total{host="registry-1.docker.io",status="200"}'), 1, 'host lower-cased')
   t.equal(value(body, 'crossdock_upstream_requests_total{host="ghcr.io",status="error"}'), 1, 'no response: status "error"')
   t.equal(value(body, 'crossdock_upstream_duration_seconds_bucket{le="0.25",host="registry-1.docker.io",status="200"}'), 1)
@@ -85,5 +85,58 @@ t.test('two instances share nothing (several apps in one test process)', async t
   a.observeUpstream({ host: 'x', status: 200, ms: 1, headers: {} })
   t.match((await a.render()).body, /crossdock_upstream_requests_total\{host="x",status="200"\} 1/)
   t.notMatch((await b.render()).body, /host="x"/)
-  t.match((await b.render()).body, /crossdock_process_resident_memory_bytes/, 'process metrics in each')
+  t.match((await b.render()).body, /\nprocess_resident_memory_bytes \d+/, 'process metrics in each, under their standard names')
+})
+
+t.test('build info, request duration and in-flight by door, registry label bounded to configured registries', async t => {
+  const m = createMetrics({ processMetrics: false, registries: ['registry-1.docker.io', 'ghcr.io'], version: '9.8.7' })
+  m.observeRequest.started?.({ door: 'registry' })
+  m.observeRequest.started?.({ door: 'registry' })
+  m.observeRequest.started?.({ door: 'proxy' })
+  let body = (await m.render()).body
+  t.equal(value(body, `crossdock_build_info{version="9.8.7",node="${process.version}"}`), 1)
+  t.equal(value(body, 'crossdock_http_requests_in_flight{door="registry"}'), 2)
+  t.equal(value(body, 'crossdock_http_requests_in_flight{door="director"}'), 0, 'every door has a series from the start')
+  m.observeRequest({ door: 'registry', host: 'GHCR.io', method: 'GET', path: `/v2/ghcr.io/a/blobs/${D}`, status: 200, bytes: 7, ms: 30, cacheStatus: 'HIT' })
+  m.observeRequest({ door: 'registry', host: 'evil.example', method: 'BREW', path: `/v2/x/manifests/${D}`, status: 200, bytes: 3, ms: 2000, cacheStatus: 'MISS' })
+  m.observeRequest({ door: 'proxy', host: 'registry-1.docker.io', method: 'GET', path: '/v2/a/manifests/1', status: 200, bytes: 5, ms: 1, cacheStatus: 'MISS' })
+  body = (await m.render()).body
+  t.equal(value(body, 'crossdock_http_requests_in_flight{door="registry"}'), 0, 'both finished')
+  t.equal(value(body, 'crossdock_http_requests_in_flight{door="proxy"}'), 0)
+  t.equal(value(body, 'crossdock_cache_requests_total{registry="ghcr.io",kind="blob",cache_status="HIT"}'), 1, 'host lower-cased')
+  t.equal(value(body, 'crossdock_cache_requests_total{registry="other",kind="manifest",cache_status="MISS"}'), 1, 'an unconfigured host is "other"')
+  t.equal(value(body, 'crossdock_pull_through_bytes_total{registry="registry-1.docker.io",kind="tag",source="upstream"}'), 5)
+  t.notMatch(body, /evil\.example|BREW/, 'no unbounded label value')
+  t.equal(value(body, 'crossdock_http_request_duration_seconds_bucket{le="0.05",door="registry",method="GET",kind="blob"}'), 1, '30 ms')
+  t.equal(value(body, 'crossdock_http_request_duration_seconds_bucket{le="1",door="registry",method="other",kind="manifest"}'), 0, '2 s is above 1 s')
+  t.equal(value(body, 'crossdock_http_request_duration_seconds_count{door="registry",method="other",kind="manifest"}'), 1)
+})
+
+t.test('tunnels: outcomes, bytes by direction, open gauge', async t => {
+  const m = createMetrics({ processMetrics: false })
+  let body = (await m.render()).body
+  t.equal(value(body, 'crossdock_tunnels_total{outcome="failed"}'), 0, 'zero series before the first tunnel')
+  m.tunnels.opened()
+  m.tunnels.opened()
+  m.tunnels.bytes('up', 100)
+  m.tunnels.bytes('down', 5000)
+  m.tunnels.closed()
+  m.tunnels.failed('timeout')
+  body = (await m.render()).body
+  t.equal(value(body, 'crossdock_tunnels_total{outcome="opened"}'), 2)
+  t.equal(value(body, 'crossdock_tunnels_total{outcome="timeout"}'), 1)
+  t.equal(value(body, 'crossdock_tunnels_open'), 1)
+  t.equal(value(body, 'crossdock_tunnel_bytes_total{direction="up"}'), 100)
+  t.equal(value(body, 'crossdock_tunnel_bytes_total{direction="down"}'), 5000)
+})
+
+t.test('readiness and failed fills read at scrape time', async t => {
+  const m = createMetrics({ processMetrics: false })
+  let ready = true
+  m.collectFrom({ ready: async () => ready, cache: { stats: () => ({ entries: 0, usedBytes: 0, maxSize: 1, inflight: 0, evictions: 0, expirations: 0, fillsFailed: 4 }) } })
+  t.equal(value((await m.render()).body, 'crossdock_ready'), 1)
+  ready = false
+  const body = (await m.render()).body
+  t.equal(value(body, 'crossdock_ready'), 0)
+  t.equal(value(body, 'crossdock_cache_fills_failed_total'), 4)
 })
