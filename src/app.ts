@@ -141,7 +141,7 @@ export async function createApp ({ config, log }: { config: Config, log: Logger 
     traffic,
     authorized: clientAuth === undefined ? undefined : async req => (await clientAuth.checkBasic(req.headers.authorization, req.socket.remoteAddress)).ok,
   })
-  const registryRoot = status.page(async (_req, res) => { text(res, 200, 'crossdock: the registry door is working (hosted names under /v2/, upstreams under /v2/<registry>/)\n') })
+  const registryRoot = status.page(async (_req, res) => { text(res, 200, `crossdock ${VERSION}: the registry door is working (hosted names under /v2/, upstreams under /v2/<registry>/)\n`) })
   // Answered on both doors; the registry port is only known once it listens (REGISTRY_PORT=0).
   const containerdSetup = containerdSetupRoute({
     registryPort: () => (registry.server.address() as AddressInfo | null)?.port ?? config.registryPort,
