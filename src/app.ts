@@ -200,8 +200,6 @@ export async function createApp ({ config, log }: { config: Config, log: Logger 
     }),
   })
 
-  metrics.collectFrom({ tunnels: () => proxy.tunnels })
-
   let proxyAddress = ''
   let registryAddress = ''
   return {

@@ -41,8 +41,6 @@ export interface MetricSources {
   minter?: { readonly minted: number }
   /** Bytes of hosted blob content; called at most once per `storageEveryMs`. */
   hostedStorageBytes?: () => Promise<number>
-  /** Raw CONNECT tunnels open right now. */
-  tunnels?: () => number
 }
 
 /** What tunnel.ts reports of raw CONNECT tunnels. */
