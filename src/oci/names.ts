@@ -39,11 +39,23 @@ export function isValidTag (tag: string): boolean {
 /** A manifest reference is a digest (it has a colon, tags cannot) or a tag. */
 export type Reference = { kind: 'digest', digest: Digest } | { kind: 'tag', tag: string }
 
-/** Parses a manifest reference: DIGEST_INVALID for a bad digest, MANIFEST_INVALID for a bad tag. */
+/**
+ * Parses a manifest reference. A colon makes it a digest (tags cannot have one): DIGEST_INVALID
+ * when malformed or of an algorithm we do not support. Anything else must be a tag; one that is
+ * not grammatical names nothing, so it is MANIFEST_UNKNOWN (404), as distribution answers and the
+ * conformance suite expects (`GET …/manifests/.INVALID_MANIFEST_NAME`). A push names a tag to
+ * create: there a bad tag is the client's error, MANIFEST_INVALID (400) — see `parseTag`.
+ */
 export function parseReference (reference: string): Reference {
   if (reference.includes(':')) return { kind: 'digest', digest: parseDigest(reference) }
-  if (!isValidTag(reference)) throw new OciError('MANIFEST_INVALID', 'invalid tag', { detail: { tag: reference.slice(0, 200) } })
+  if (!isValidTag(reference)) throw new OciError('MANIFEST_UNKNOWN', 'not a valid tag or digest', { detail: { reference: reference.slice(0, 200) } })
   return { kind: 'tag', tag: reference }
+}
+
+/** A tag a client wants created (a push by tag, `?tag=`): MANIFEST_INVALID (400) unless grammatical. */
+export function parseTag (tag: string): string {
+  if (!isValidTag(tag)) throw new OciError('MANIFEST_INVALID', 'invalid tag', { detail: { tag: tag.slice(0, 200), reason: 'a tag is 1 to 128 characters of [a-zA-Z0-9_.-], not starting with . or -' } })
+  return tag
 }
 
 /** Upload session ids are v4 UUIDs we minted; anything else is unknown (never a path). */

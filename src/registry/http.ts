@@ -41,7 +41,7 @@ export async function readLimitedBody (req: IncomingMessage, limit: number): Pro
 }
 
 /** Writes a complete response with no body (HEAD, 201/202/204 answers). */
-export function sendEmpty (res: ServerResponse, status: number, headers: Record<string, string | number>): void {
+export function sendEmpty (res: ServerResponse, status: number, headers: Record<string, string | number | string[]>): void {
   res.writeHead(status, status === 204 ? headers : { ...headers, 'content-length': 0 })
   res.end()
 }

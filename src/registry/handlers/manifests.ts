@@ -1,14 +1,19 @@
 /**
  * Manifests by tag or digest (spec: end-3, end-7, end-9). A push is validated completely — size,
- * JSON, media type, digest, and every referenced blob or manifest present in the repository —
- * before anything is written.
+ * JSON, media type, digest, every referenced blob or manifest present in the repository, every
+ * tag it asks for — before anything is written.
+ *
+ * Digest algorithms: a push by digest is hashed with the digest's own algorithm, and a tag keeps
+ * the digest it was given, so a sha512 manifest tagged with `?tag=` is answered by tag with
+ * `Docker-Content-Digest: sha512:…` (spec, main branch: the header MUST be there on GET and HEAD,
+ * and is the pushed digest, not a re-hash as sha256).
  */
 import { createHash } from 'node:crypto'
 import { OciError } from '../../errors.js'
 import type { Handler, RequestContext } from '../context.js'
 import { pathOf, readLimitedBody, sendEmpty } from '../http.js'
 import { MANIFEST_MAX_BYTES, parseManifest, type ParsedManifest } from '../manifest-validation.js'
-import { parseReference } from '../../oci/names.js'
+import { parseReference, parseTag, type Reference } from '../../oci/names.js'
 import type { Descriptor } from '../storage/stores.js'
 
 async function resolve (ctx: RequestContext): Promise<string> {
@@ -48,9 +53,26 @@ async function checkReferences (ctx: RequestContext, parsed: ParsedManifest): Pr
   ])
 }
 
-// spec: end-7. 201 with Location and Docker-Content-Digest; OCI-Subject when it has a subject.
+/**
+ * What a push names: the reference in the path (a tag must be grammatical: 400, not 404), and the
+ * `tag` query parameters (spec, main branch: only with a push by digest; each is set to the
+ * pushed digest and confirmed with an `OCI-Tag` header).
+ */
+function pushTargets (ctx: RequestContext): { ref: Reference, tags: string[] } {
+  const raw = ctx.params.reference
+  const ref: Reference = raw.includes(':') ? parseReference(raw) : { kind: 'tag', tag: parseTag(raw) }
+  const extra = ctx.query.getAll('tag')
+  if (extra.length > 0 && ref.kind === 'tag') {
+    throw new OciError('MANIFEST_INVALID', 'tag query parameters are for a push by digest: PUT …/manifests/<digest>?tag=…', { detail: { reference: raw.slice(0, 200) } })
+  }
+  const tags = [...new Set(extra.map(parseTag))]
+  return { ref, tags: ref.kind === 'tag' ? [ref.tag] : tags }
+}
+
+// spec: end-7. 201 with Location and Docker-Content-Digest; OCI-Subject when it has a subject;
+// OCI-Tag for each `?tag=` set (spec, main branch).
 export const putManifest: Handler = async (ctx) => {
-  const ref = parseReference(ctx.params.reference)
+  const { ref, tags } = pushTargets(ctx)
   const body = await readLimitedBody(ctx.req, MANIFEST_MAX_BYTES)
   const algorithm = ref.kind === 'digest' ? ref.digest.algorithm : 'sha256'
   const digest = `${algorithm}:${createHash(algorithm).update(body).digest('hex')}`
@@ -70,14 +92,16 @@ export const putManifest: Handler = async (ctx) => {
         ...(parsed.annotations !== undefined ? { annotations: parsed.annotations } : {}),
       }
   await ctx.storage.manifests.put(ctx.name, { digest, mediaType: parsed.mediaType, body, subject: parsed.subject?.digest, referrer })
-  if (ref.kind === 'tag') await ctx.storage.tags.set(ctx.name, ref.tag, digest)
+  for (const tag of tags) await ctx.storage.tags.set(ctx.name, tag, digest)
 
-  const headers: Record<string, string> = {
+  const headers: Record<string, string | string[]> = {
     location: pathOf(ctx.basePath, `/v2/${ctx.name}/manifests/${digest}`),
     'docker-content-digest': digest,
   }
   // spec: a manifest with a subject is answered with OCI-Subject, telling the client we index referrers.
   if (parsed.subject !== undefined) headers['oci-subject'] = parsed.subject.digest
+  // One header line per tag: clients read them as a list (regclient also splits on commas).
+  if (ref.kind === 'digest' && tags.length > 0) headers['oci-tag'] = tags
   sendEmpty(ctx.res, 201, headers)
 }
 

@@ -40,6 +40,20 @@ t.test('end-3: unknown manifests are 404 MANIFEST_UNKNOWN', async t => {
   t.equal((await h.req('GET', '/v2/pull/never-pushed/manifests/v1')).status, 404)
 })
 
+t.test('end-3: a reference that is neither a tag nor a digest names nothing: 404 MANIFEST_UNKNOWN', async t => {
+  await pushImage(h, 'pull/odd', 'v1')
+  // The conformance suite's nonexistent reference; then other spellings no tag can have.
+  for (const ref of ['.INVALID_MANIFEST_NAME', '-dash', 'a'.repeat(129), 'a%20b']) {
+    const r = await h.req('GET', `/v2/pull/odd/manifests/${ref}`)
+    t.equal(r.status, 404, ref)
+    t.equal(r.json().errors[0].code, 'MANIFEST_UNKNOWN', ref)
+    t.equal((await h.req('HEAD', `/v2/pull/odd/manifests/${ref}`)).status, 404, `HEAD ${ref}`)
+  }
+  const bad = await h.req('GET', '/v2/pull/odd/manifests/sha256:zz')
+  t.equal(bad.status, 400, 'a malformed digest is still the client\'s error')
+  t.equal(bad.json().errors[0].code, 'DIGEST_INVALID')
+})
+
 t.test('end-2: blob GET and HEAD with digest header, 404 in another repository', async t => {
   const data = Buffer.from('some blob bytes 0123456789')
   const digest = await pushBlob(h, 'pull/blobs', data)

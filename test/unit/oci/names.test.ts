@@ -1,5 +1,5 @@
 import t from 'tap'
-import { assertName, isValidName, isValidTag, parseReference, isUploadId } from '../../../src/oci/names.js'
+import { assertName, isValidName, isValidTag, parseReference, parseTag, isUploadId } from '../../../src/oci/names.js'
 import { parseDigest } from '../../../src/oci/digest.js'
 
 t.test('repository names: the spec grammar, any depth, at most 255 characters', async t => {
@@ -22,7 +22,11 @@ t.test('references: tags or digests', async t => {
   t.equal(parseReference(`sha256:${'b'.repeat(64)}`).kind, 'digest')
   for (const ok of ['latest', '_x', 'A'.repeat(128)]) t.ok(isValidTag(ok), ok)
   for (const bad of ['', '-x', '.x', 'a/b', 'A'.repeat(129), '..']) t.notOk(isValidTag(bad), bad)
-  t.throws(() => parseReference('../x'), { code: 'MANIFEST_INVALID' })
+  t.throws(() => parseReference('../x'), { code: 'MANIFEST_UNKNOWN', status: 404 }, 'a reference that cannot exist names nothing')
+  t.throws(() => parseReference('.INVALID_MANIFEST_NAME'), { code: 'MANIFEST_UNKNOWN', status: 404 }, 'the conformance suite\'s spelling')
+  t.throws(() => parseReference('sha256:zz'), { code: 'DIGEST_INVALID', status: 400 }, 'a colon makes it a digest')
+  t.equal(parseTag('v1'), 'v1')
+  t.throws(() => parseTag('-bad'), { code: 'MANIFEST_INVALID', status: 400 }, 'a tag to create must be grammatical')
 })
 
 t.test('upload ids are UUIDs only', async t => {
