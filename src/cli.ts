@@ -12,6 +12,7 @@ import { loadConfig, describeConfig } from './config/index.js'
 import { ConfigError } from './errors.js'
 import { createSilentLogger } from './log.js'
 import { runGc } from './registry/gc.js'
+import { createFsStorage } from './registry/storage/fs-storage.js'
 import { unimplementedVariables } from './config/unimplemented.js'
 import { UsageError, parseOptions, durationOption, type Command } from './commands/command.js'
 import { preflightProblems } from './commands/preflight.js'
@@ -49,8 +50,10 @@ export const COMMANDS: Record<string, Command> = {
     help: 'Usage: crossdock gc [--dry-run] [--delete-untagged] [--grace=<duration>]\n\nMark and sweep of REGISTRY_STORAGE_DIR, safe while the registry serves. --dry-run changes nothing;\n--delete-untagged also deletes manifests no tag reaches; --grace (default 1h) spares blobs written more\nrecently, whose manifest may still be on its way. Prints each removal and the bytes reclaimed.\n',
     run: async (args) => {
       const opts = parseOptions(args, { 'dry-run': { type: 'boolean' }, 'delete-untagged': { type: 'boolean' }, grace: { type: 'string', default: '1h' } })
+      const config = loadConfig()
       await runGc({
-        config: loadConfig(),
+        storage: await createFsStorage(config.registryStorageDir),
+        uploadMaxAgeMs: config.uploadMaxAgeMs,
         log: createSilentLogger(),
         dryRun: opts['dry-run'] === true,
         deleteUntagged: opts['delete-untagged'] === true,

@@ -11,14 +11,15 @@
  * the cutoff and kept; `BlobStore.remove` re-checks atomically against a retain racing the sweep.
  * `graceMs` moves the cutoff back, sparing blobs pushed shortly before whose manifest is not in yet.
  */
-import type { Config } from '../config/index.js'
 import type { Logger } from '../log.js'
 import { parseManifest } from './manifest-validation.js'
-import { createFsStorage } from './storage/fs-storage.js'
-import type { RegistryStorage } from './storage/stores.js'
+import type { RegistryBackend, RegistryStorage } from './storage/stores.js'
 
 export interface GcOptions {
-  config: Config
+  /** The hosted storage (REGISTRY_STORAGE_DIR), opened by the caller. */
+  storage: RegistryBackend
+  /** UPLOAD_MAX_AGE: sessions untouched this long are purged after the sweep. */
+  uploadMaxAgeMs: number
   log: Logger
   /** Report what would be removed; change nothing. */
   dryRun: boolean
@@ -70,7 +71,7 @@ async function survivors (storage: RegistryStorage, name: string, revisions: Map
 
 export async function runGc (opts: GcOptions): Promise<{ removed: number, bytes: number }> {
   const log = opts.log.child({ module: 'gc' })
-  const storage = await createFsStorage(opts.config.registryStorageDir)
+  const { storage } = opts
   const cutoff = Date.now() - (opts.graceMs ?? 0)
   const verb = opts.dryRun ? 'would remove' : 'removed'
 
@@ -108,7 +109,7 @@ export async function runGc (opts: GcOptions): Promise<{ removed: number, bytes:
     }
   }
   if (!opts.dryRun) {
-    const purged = await storage.purge(Date.now() - opts.config.uploadMaxAgeMs)
+    const purged = await storage.purge(Date.now() - opts.uploadMaxAgeMs)
     if (purged.uploads > 0) opts.out(`purged ${purged.uploads} stale upload session(s)`)
   }
   if (young > 0) opts.out(`kept ${young} unreferenced blob(s) written or used since the cutoff`)

@@ -24,7 +24,7 @@ function blobLocation (ctx: RequestContext, digest: string): string {
   return pathOf(ctx.basePath, `/v2/${ctx.name}/blobs/${digest}`)
 }
 
-function sendSession (ctx: RequestContext, status: number, session: UploadSession): void {
+function sendSession (ctx: RequestContext, status: number, session: Pick<UploadSession, 'id' | 'offset'>): void {
   sendEmpty(ctx.res, status, {
     location: uploadLocation(ctx, session.id),
     range: uploadRangeHeader(session.offset),
@@ -42,37 +42,39 @@ async function session (ctx: RequestContext): Promise<UploadSession> {
   return s
 }
 
-/** An out-of-order chunk's 416 also says where the session is, so the client can resume. */
-async function withSessionHeaders<T> (ctx: RequestContext, fn: () => Promise<T>): Promise<T> {
-  try {
-    return await fn()
-  } catch (err) {
-    if (err instanceof OciError && err.code === 'RANGE_INVALID') {
-      Object.assign(err.headers, { location: uploadLocation(ctx, ctx.params.id), 'docker-upload-uuid': ctx.params.id })
-    }
-    throw err
-  }
-}
-
 /**
- * The chunk's position from Content-Range. spec: end-5 chunks carry `Content-Range: <start>-<end>`
- * matching Content-Length. A body without it is accepted as a stream (no Content-Length, as docker
- * and go-containerregistry send it) or as the first and only chunk; otherwise it is refused.
+ * Where a chunk must start. spec: end-5 chunks carry `Content-Range: <start>-<end>` matching
+ * Content-Length. A body without it is accepted as a stream (no Content-Length, as docker and
+ * go-containerregistry send it: it goes on at the offset, whatever it is) or as the first and only
+ * chunk (`firstOnly`: it must start at 0).
  */
-function chunkStart (ctx: RequestContext, current: UploadSession): number | undefined {
+function chunkStart (ctx: RequestContext): { start?: number, firstOnly?: true } {
   const header = ctx.req.headers['content-range']
   const length = contentLength(ctx.req)
-  if (header === undefined) {
-    if (length !== undefined && length > 0 && current.offset > 0) {
-      throw new OciError('BLOB_UPLOAD_INVALID', 'Content-Range is required for a chunk after the first', { detail: { offset: current.offset } })
-    }
-    return undefined
-  }
+  if (header === undefined) return length !== undefined && length > 0 ? { start: 0, firstOnly: true } : {}
   const range: ByteRange = parseContentRange(header)
   if (length !== undefined && length !== range.end - range.start + 1) {
     throw new OciError('SIZE_INVALID', 'Content-Range does not match Content-Length', { detail: { contentRange: header, contentLength: length } })
   }
-  return range.start
+  return { start: range.start }
+}
+
+/**
+ * Runs an append or completion of the session in the URL. The store reads the session once, under
+ * its lock, and checks the chunk's start there; its 416 is dressed here: with where the session is
+ * (so the client can resume), or, for a chunk that had to be the first, as the missing Content-Range
+ * it really is (400).
+ */
+async function onSession<T> (ctx: RequestContext, chunk: { firstOnly?: true }, fn: () => Promise<T>): Promise<T> {
+  try {
+    return await fn()
+  } catch (err) {
+    if (err instanceof OciError && err.code === 'RANGE_INVALID') {
+      if (chunk.firstOnly === true) throw new OciError('BLOB_UPLOAD_INVALID', 'Content-Range is required for a chunk after the first', { detail: err.detail })
+      Object.assign(err.headers, { location: uploadLocation(ctx, ctx.params.id), 'docker-upload-uuid': ctx.params.id })
+    }
+    throw err
+  }
 }
 
 // spec: end-4a. A session for a resumable (POST, PATCH…, PUT) or monolithic (POST, PUT) upload.
@@ -147,10 +149,9 @@ async function mountFromSource (ctx: RequestContext, from: string, digest: Diges
 
 // spec: end-5. Append a chunk (or the whole stream); 416 with Range when out of order.
 export const patchUpload: Handler = async (ctx) => {
-  const current = await session(ctx)
-  const start = chunkStart(ctx, current)
-  const offset = await withSessionHeaders(ctx, async () => await ctx.storage.uploads.append(ctx.name, current.id, ctx.req, { start }))
-  sendSession(ctx, 202, { ...current, offset })
+  const chunk = chunkStart(ctx)
+  const offset = await onSession(ctx, chunk, async () => await ctx.storage.uploads.append(ctx.name, ctx.params.id, ctx.req, { start: chunk.start }))
+  sendSession(ctx, 202, { id: ctx.params.id, offset })
 }
 
 // spec: end-6. Close the session with the whole blob's digest, with or without a last chunk.
@@ -158,11 +159,10 @@ export const putUpload: Handler = async (ctx) => {
   const raw = ctx.query.get('digest')
   if (raw === null) throw new OciError('DIGEST_INVALID', 'the digest query parameter is required')
   const digest = parseDigest(raw).value
-  const current = await session(ctx)
   const body = hasBody(ctx.req) ? ctx.req : undefined
-  const start = body !== undefined ? chunkStart(ctx, current) : undefined
+  const chunk = body !== undefined ? chunkStart(ctx) : {}
   if (body === undefined) ctx.req.resume()
-  await withSessionHeaders(ctx, async () => await ctx.storage.uploads.complete(ctx.name, current.id, digest, body, { start }))
+  await onSession(ctx, chunk, async () => await ctx.storage.uploads.complete(ctx.name, ctx.params.id, digest, body, { start: chunk.start }))
   sendCreated(ctx, digest)
 }
 

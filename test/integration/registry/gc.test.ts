@@ -5,12 +5,13 @@ import t from 'tap'
 import { utimes } from 'node:fs/promises'
 import { join } from 'node:path'
 import { runGc } from '../../../src/registry/gc.js'
+import { createFsStorage } from '../../../src/registry/storage/fs-storage.js'
 import { createSilentLogger } from '../../../src/log.js'
 import { startRegistry, filesUnder, pushBlob, pushImage, digestOf, type Harness, OCI_INDEX, OCI_MANIFEST } from './fixtures/registry-harness.js'
 
 async function gc (h: Harness, opts: { dryRun?: boolean, deleteUntagged?: boolean, graceMs?: number } = {}): Promise<{ removed: number, bytes: number, lines: string[] }> {
   const lines: string[] = []
-  const r = await runGc({ config: h.config, log: createSilentLogger(), dryRun: opts.dryRun ?? false, deleteUntagged: opts.deleteUntagged ?? false, graceMs: opts.graceMs, out: l => lines.push(l) })
+  const r = await runGc({ storage: await createFsStorage(h.dir), uploadMaxAgeMs: h.config.uploadMaxAgeMs, log: createSilentLogger(), dryRun: opts.dryRun ?? false, deleteUntagged: opts.deleteUntagged ?? false, graceMs: opts.graceMs, out: l => lines.push(l) })
   return { ...r, lines }
 }
 
@@ -86,7 +87,8 @@ t.test('a blob uploaded, or referenced by a push, while gc runs is not deleted',
   await age(h)
   let fresh = ''
   const r = await runGc({
-    config: h.config,
+    storage: await createFsStorage(h.dir),
+    uploadMaxAgeMs: h.config.uploadMaxAgeMs,
     log: createSilentLogger(),
     dryRun: false,
     deleteUntagged: false,
