@@ -22,6 +22,7 @@ import { createProxyServer, type ProxyServer } from './proxy/proxy-server.js'
 import { formatAuthority, parseAuthority, type Authority } from './proxy/connect-authority.js'
 import { openCacheStore } from './cache/cache-store.js'
 import { createPullThrough } from './mirror/pull-through.js'
+import { Prefetcher } from './mirror/prefetch.js'
 import { createHostedRegistry } from './registry/hosted-registry.js'
 import { createRegistryServer } from './registry/registry-server.js'
 import { createRegistryDoor } from './mirror/registry-door.js'
@@ -85,7 +86,8 @@ export async function createApp ({ config, log }: { config: Config, log: Logger 
     upstreamCaFile: config.upstreamCaFile,
     connectTimeoutMs: config.timeouts.connectMs,
     readTimeoutMs: config.timeouts.readMs,
-    onResponse: r => { metrics.observeUpstream(r); traffic.upstream(r) },
+    http2: config.upstreamHttp2,
+    onResponse: r => { metrics.observeUpstream(r); traffic.upstream(r); prefetch.noteUpstream(r) },
   })
   const cache = await openCacheStore({
     dir: config.cacheDir,
@@ -102,8 +104,10 @@ export async function createApp ({ config, log }: { config: Config, log: Logger 
   const proxyUpstream = new BasicInjectingUpstream(upstream, credentials)
   const doorUpstream = new AuthenticatingUpstream({ upstream, credentials, log })
   const access = new UpstreamAccessPolicy({ credentials, upstream, anonymous: new AuthenticatingUpstream({ upstream, credentials: UpstreamCredentials.none(), log }), log })
-  const mirror = new MirrorRouter(proxyUpstream, createPullThrough({ config, log, cache, upstream: proxyUpstream, access }))
-  const doorMirror = new MirrorRouter(doorUpstream, createPullThrough({ config, log, cache, upstream: doorUpstream, access }))
+  // One prefetch queue for both doors (one PREFETCH_CONCURRENCY); each door fetches as its clients do.
+  const prefetch = new Prefetcher({ cache, log, concurrency: config.prefetch.concurrency, imageBudget: config.prefetch.imageBudget })
+  const mirror = new MirrorRouter(proxyUpstream, createPullThrough({ config, log, cache, upstream: proxyUpstream, access, prefetch }))
+  const doorMirror = new MirrorRouter(doorUpstream, createPullThrough({ config, log, cache, upstream: doorUpstream, access, prefetch }))
 
   const intercepted = new Set(config.registries)
   const hostedNames = new Set(config.hostedHostnames)
@@ -124,6 +128,7 @@ export async function createApp ({ config, log }: { config: Config, log: Logger 
   const hostedStorage = await createFsStorage(config.registryStorageDir)
   metrics.collectFrom({
     cache,
+    prefetch,
     ready: async () => (await health.readiness()).ready,
     minter,
     hostedStorageBytes: async () => { let n = 0; for await (const b of hostedStorage.blobs.list()) n += b.size; return n },

@@ -25,6 +25,10 @@
  * serves only with credentials is not handed to clients it would refuse; every upstream 200 this
  * module fetched with a client's Authorization is reported with `access.recordFetch`.
  *
+ * Prefetch (prefetch.ts): a manifest answered 200 to a client's GET hands its blobs to the
+ * prefetcher, which fetches them through this module's own `fetchBlob` (same single flight, same
+ * credentials, same `access.recordFetch`); a client asking meanwhile joins the fill (JOINED).
+ *
  * Response headers: X-Cache-Status (HIT, MISS, JOINED, STALE, BYPASS) and rpardini's
  * X-Docker-Registry-Proxy-Cache-Upstream-Status; the request log line (request-log.ts) reads them.
  */
@@ -50,6 +54,7 @@ import { DigestCheck } from './digest-check.js'
 import { upstreamPath, type PullThroughHandler, type MirrorContext, type ImageRequest } from './mirror-router.js'
 import { createManifestHandler } from './pull-through-manifests.js'
 import { ALLOW_ALL, admit, upstreamAuthorizationOf, type AccessContext, type AccessPolicy } from './access-policy.js'
+import type { Prefetcher } from './prefetch.js'
 
 export type CacheStatus = 'HIT' | 'MISS' | 'JOINED' | 'STALE' | 'BYPASS'
 
@@ -60,6 +65,8 @@ export interface PullThroughOptions {
   upstream: Pick<UpstreamClient, 'request'>
   /** Who may be served cached items (default: everyone, as before access checks existed). */
   access?: AccessPolicy
+  /** Fetches an image's blobs when its manifest passes (prefetch.ts); none: no prefetch. */
+  prefetch?: Prefetcher
 }
 
 /** What a handler needs of the request context (the router passes more). */
@@ -69,7 +76,17 @@ export function createPullThrough (opts: PullThroughOptions): PullThroughHandler
   const { cache, upstream } = opts
   const access = opts.access ?? ALLOW_ALL
   const log = opts.log.child({ module: 'pull-through' })
-  const manifests = createManifestHandler({ ...opts, log })
+  const prefetch = opts.prefetch
+  const manifests = createManifestHandler({
+    ...opts,
+    log,
+    // The blobs are fetched as this client fetched the manifest: its upstream credentials (only
+    // those: the snapshot outlives the request) and its access context (see prefetch.ts).
+    onPassed: prefetch?.enabled !== true ? undefined : (req, ctx, m) => {
+      const as = { headers: pickHeaders(req.headers, ['authorization', 'user-agent']) }
+      prefetch.manifestPassed({ host: ctx.host, repository: ctx.repository, ...m, fetch: async digest => await fetchBlob(as, { host: ctx.host, door: ctx.door, kind: 'blob', repository: ctx.repository, reference: digest }, digest) })
+    },
+  })
 
   const noBody = async (): Promise<undefined> => undefined
 
@@ -126,7 +143,7 @@ export function createPullThrough (opts: PullThroughOptions): PullThroughHandler
   }
 
   /** The one upstream GET of a blob miss (run by the cache's single-flight); a 200 is cacheable. */
-  async function fetchBlob (req: IncomingMessage, ctx: PullThroughContext, digest: string): Promise<FetchedBlob<UpstreamResponse>> {
+  async function fetchBlob (req: RequestHeaders, ctx: PullThroughContext, digest: string): Promise<FetchedBlob<UpstreamResponse>> {
     const answer = await upstream.request({ host: ctx.host, method: 'GET', path: upstreamPath(ctx), headers: upstreamHeaders(req), followRedirects: true })
     access.recordFetch({ ...accessContext(req, ctx), status: answer.status })
     if (answer.status !== 200) return { answer }
@@ -283,16 +300,22 @@ async function firstChunk (reader: Readable): Promise<Buffer | null> {
 }
 
 /** What the access policy needs to know about a request. */
-export function accessContext (req: IncomingMessage, ctx: PullThroughContext, reference = ctx.reference): AccessContext {
+export function accessContext (req: RequestHeaders, ctx: PullThroughContext, reference = ctx.reference): AccessContext {
   return { host: ctx.host, repository: ctx.repository, kind: ctx.kind, reference, authorization: upstreamAuthorizationOf(req, ctx.door), accept: headerValue(req.headers, 'accept') }
 }
 
 /** The headers of the client's request that the upstream should see. */
-export function upstreamHeaders (req: IncomingMessage, withRange = false): Record<string, string | string[]> {
+export function upstreamHeaders (req: RequestHeaders, withRange = false): Record<string, string | string[]> {
+  return pickHeaders(req.headers, ['authorization', 'accept', 'user-agent', ...(withRange ? ['range', 'if-none-match'] : [])])
+}
+
+/** What the upstream-facing helpers read of a client's request. */
+export type RequestHeaders = Pick<IncomingMessage, 'headers'>
+
+function pickHeaders (headers: IncomingMessage['headers'], names: string[]): Record<string, string | string[]> {
   const out: Record<string, string | string[]> = {}
-  const names = ['authorization', 'accept', 'user-agent', ...(withRange ? ['range', 'if-none-match'] : [])]
   for (const n of names) {
-    const v = req.headers[n]
+    const v = headers[n]
     if (v !== undefined) out[n] = v
   }
   return out
