@@ -57,9 +57,12 @@ export async function startWan (opts: WanOptions): Promise<Wan> {
     server.setNoDelay(true)
     pipeDelayed(client, server, up, opts)
     pipeDelayed(server, client, down, opts)
-    const end = (): void => { client.destroy(); server.destroy(); sockets.delete(client); sockets.delete(server) }
-    client.on('error', end).on('close', end)
-    server.on('error', end).on('close', end)
+    // A clean close is relayed as an end, after the bytes still on the wire (pipeDelayed); only an
+    // error cuts the other side at once (a server answering `Connection: close` closes its socket
+    // before the delayed response has reached the client).
+    const fail = (): void => { client.destroy(); server.destroy() }
+    client.on('error', fail).on('close', () => { sockets.delete(client) })
+    server.on('error', fail).on('close', () => { sockets.delete(server) })
   })
   await new Promise<void>(resolve => server.listen(opts.port ?? 0, opts.host, resolve))
   return {
