@@ -31,9 +31,8 @@
  */
 import type { Logger } from '../log.js'
 import type { BlobFill } from '../cache/blob-fill.js'
-import type { BlobSource, FetchedBlob } from '../cache/blob-opener.js'
-import type { CachedBlob } from '../cache/cache-store.js'
-import { parseDigest } from '../cache/cache-paths.js'
+import type { CacheBlobStore, FetchedBlob } from '../cache/stores.js'
+import { tryParseDigest, type Digest } from '../oci/digest.js'
 import { discardBody } from '../upstream/body.js'
 import { headerValue } from '../upstream/headers.js'
 import type { UpstreamResponse } from '../upstream/upstream-client.js'
@@ -41,12 +40,8 @@ import type { UpstreamResponse } from '../upstream/upstream-client.js'
 export type SkipReason = 'cached' | 'inflight' | 'queued' | 'budget' | 'ratelimit' | 'no-room' | 'upstream-error' | 'queue-full'
 export const SKIP_REASONS: readonly SkipReason[] = ['cached', 'inflight', 'queued', 'budget', 'ratelimit', 'no-room', 'upstream-error', 'queue-full']
 
-/** What the prefetcher needs of the cache store. */
-export interface PrefetchCache {
-  statBlob: (digest: string) => CachedBlob | undefined
-  inflight: (digest: string) => BlobFill | undefined
-  openOrFill: <A>(digest: string, fetch: () => Promise<FetchedBlob<A>>) => Promise<BlobSource<A>>
-}
+/** What the prefetcher needs of the cache's blob store. */
+export type PrefetchCache = Pick<CacheBlobStore, 'stat' | 'inflight' | 'openOrFill'>
 
 /** An image manifest that passed, and how to fetch its blobs as the client that fetched it. */
 export interface PassedManifest {
@@ -55,7 +50,7 @@ export interface PassedManifest {
   mediaType: string
   bytes: Buffer
   /** The pull-through's blob fetch with the manifest request's credentials and access context. */
-  fetch: (digest: string) => Promise<FetchedBlob<UpstreamResponse>>
+  fetch: (digest: Digest) => Promise<FetchedBlob<UpstreamResponse>>
 }
 
 export interface PrefetchStats {
@@ -77,7 +72,7 @@ export interface PrefetcherOptions {
   imageBudget: number
   now?: () => number
   /** Test hook: awaited before a queued task looks the digest up (hold the queue with it). */
-  beforeTask?: (digest: string) => Promise<void> | void
+  beforeTask?: (digest: Digest) => Promise<void> | void
 }
 
 /** Media types of single-platform image manifests (an index is never prefetched from). */
@@ -89,7 +84,7 @@ const RATELIMIT_RESERVE = 10
 /** How long a 429 without Retry-After (or a low RateLimit-Remaining) pauses prefetching from a host. */
 const PAUSE_MS = 60_000
 
-interface Task { digest: string, host: string, fetch: PassedManifest['fetch'] }
+interface Task { digest: Digest, host: string, fetch: PassedManifest['fetch'] }
 
 export class Prefetcher {
   private readonly queue: Task[] = []
@@ -119,16 +114,16 @@ export class Prefetcher {
     if (digests === undefined) return
     let budget = this.opts.imageBudget
     for (const { digest, size } of digests) {
-      if (this.opts.cache.statBlob(digest) !== undefined) { this.skip('cached'); continue }
+      if (this.opts.cache.stat(digest) !== undefined) { this.skip('cached'); continue }
       if (this.opts.cache.inflight(digest) !== undefined) { this.skip('inflight'); continue }
-      if (this.queuedDigests.has(digest)) { this.skip('queued'); continue }
+      if (this.queuedDigests.has(digest.value)) { this.skip('queued'); continue }
       // The budget stops the image's prefetch at the first blob that does not fit: what the client
       // asks for itself is fetched anyway, in its order.
       if (size > budget) { budget = -1; this.skip('budget'); continue }
       if (this.queue.length >= MAX_QUEUED) { this.skip('queue-full'); continue }
       budget -= size
       this.queue.push({ digest, host: m.host, fetch: m.fetch })
-      this.queuedDigests.add(digest)
+      this.queuedDigests.add(digest.value)
     }
     this.pump()
   }
@@ -170,9 +165,9 @@ export class Prefetcher {
       this.active++
       this.run(task).catch(err => {
         this.skip('upstream-error')
-        this.log.debug({ host: task.host, digest: task.digest, err: (err as Error).message }, 'prefetch failed')
+        this.log.debug({ host: task.host, digest: task.digest.value, err: (err as Error).message }, 'prefetch failed')
       }).finally(() => {
-        this.queuedDigests.delete(task.digest)
+        this.queuedDigests.delete(task.digest.value)
         this.active--
         this.pump()
         if (this.active === 0 && this.queue.length === 0) for (const w of this.idleWaiters.splice(0)) w()
@@ -183,7 +178,7 @@ export class Prefetcher {
   private async run (task: Task): Promise<void> {
     await this.opts.beforeTask?.(task.digest)
     if ((this.pausedUntil.get(task.host) ?? 0) > this.now()) { this.skip('ratelimit'); return }
-    if (this.opts.cache.statBlob(task.digest) !== undefined) { this.skip('cached'); return }
+    if (this.opts.cache.stat(task.digest) !== undefined) { this.skip('cached'); return }
     if (this.opts.cache.inflight(task.digest) !== undefined) { this.skip('inflight'); return }
     const source = await this.opts.cache.openOrFill(task.digest, async () => {
       const fetched = await task.fetch(task.digest)
@@ -204,7 +199,7 @@ export class Prefetcher {
   /** Holds the task's slot until the fill settles; a reader attaching meanwhile is a client joining. */
   private async follow (fill: BlobFill): Promise<void> {
     this.started++
-    this.log.debug({ digest: fill.digest.digest, size: fill.expectedSize }, 'prefetch started')
+    this.log.debug({ digest: fill.digest.value, size: fill.expectedSize }, 'prefetch started')
     const onAttach = (): void => { this.joined++ }
     fill.once('attach', onAttach)
     try {
@@ -216,7 +211,7 @@ export class Prefetcher {
 }
 
 /** The config and layer digests (with sizes) of an image manifest; undefined when it is not one. */
-function blobsOf (bytes: Buffer): Array<{ digest: string, size: number }> | undefined {
+function blobsOf (bytes: Buffer): Array<{ digest: Digest, size: number }> | undefined {
   let m: { config?: unknown, layers?: unknown }
   try {
     m = JSON.parse(bytes.toString('utf8'))
@@ -224,14 +219,15 @@ function blobsOf (bytes: Buffer): Array<{ digest: string, size: number }> | unde
     return undefined
   }
   const descriptors = [m.config, ...(Array.isArray(m.layers) ? m.layers : [])]
-  const out: Array<{ digest: string, size: number }> = []
+  const out: Array<{ digest: Digest, size: number }> = []
   for (const d of descriptors) {
     if (typeof d !== 'object' || d === null) continue
     const { digest, size, mediaType, urls } = d as { digest?: unknown, size?: unknown, mediaType?: unknown, urls?: unknown }
     // Foreign layers (Windows base layers) live at their `urls`, not in the registry.
     if (urls !== undefined || (typeof mediaType === 'string' && mediaType.includes('foreign'))) continue
-    if (typeof digest !== 'string' || parseDigest(digest) === undefined) continue
-    out.push({ digest, size: typeof size === 'number' && Number.isSafeInteger(size) && size >= 0 ? size : 0 })
+    const parsed = typeof digest === 'string' ? tryParseDigest(digest) : undefined
+    if (parsed === undefined) continue
+    out.push({ digest: parsed, size: typeof size === 'number' && Number.isSafeInteger(size) && size >= 0 ? size : 0 })
   }
   return out
 }

@@ -54,6 +54,14 @@ export interface UpstreamResponse {
   ms: number
 }
 
+/**
+ * Anything that sends a request upstream and answers it: the client itself, or a wrapper that
+ * adds credentials (basic-injection.ts, token-auth.ts). What every caller depends on.
+ */
+export interface UpstreamRequester {
+  request: (req: UpstreamRequest) => Promise<UpstreamResponse>
+}
+
 export interface UpstreamClientOptions {
   dialer: Dialer
   verifySsl: boolean
@@ -80,7 +88,7 @@ const H2_STREAMS = 32
 const H2_STREAM_WINDOW = 4 << 20
 const H2_CONNECTION_WINDOW = 16 << 20
 
-export class UpstreamClient {
+export class UpstreamClient implements UpstreamRequester {
   private readonly agent: Agent
   private readonly onResponse: UpstreamClientOptions['onResponse']
   private readonly policy: Dialer['policy']

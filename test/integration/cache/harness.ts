@@ -78,8 +78,8 @@ export async function startHarness (t: Test, env: Record<string, string>, opts: 
   const cache = await openCacheStore({ dir: config.cacheDir, maxSize: config.cache.maxSize, inactiveMs: config.cache.inactiveMs, minFree: config.cache.minFree, idleTimeoutMs: config.timeouts.readMs, log, fillHook: opts.fillHook })
   const prefetch = opts.prefetch === undefined
     ? undefined
-    : new Prefetcher({ cache, log, concurrency: config.prefetch.concurrency, imageBudget: config.prefetch.imageBudget, ...(opts.prefetch === true ? {} : opts.prefetch) })
-  const pull = createPullThrough({ config, log, cache, upstream, prefetch, access: opts.access })
+    : new Prefetcher({ cache: cache.blobs, log, concurrency: config.prefetch.concurrency, imageBudget: config.prefetch.imageBudget, ...(opts.prefetch === true ? {} : opts.prefetch) })
+  const pull = createPullThrough({ manifestTiers: config.cache, log, cache, upstream, prefetch, access: opts.access })
   let handled = 0
   const waiters: Array<() => void> = []
   const counting: PullThroughHandler = {

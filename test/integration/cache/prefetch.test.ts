@@ -78,7 +78,7 @@ t.test('a client asking for a blob being prefetched joins that download: one ups
   let layer = ''
   const { up, h } = await startWithUpstream(t, { PREFETCH_CONCURRENCY: '8' }, {
     prefetch: true,
-    fillHook: (step, fill) => { if (step === 'first-byte' && fill.digest.digest === layer) filling(fill) },
+    fillHook: (step, fill) => { if (step === 'first-byte' && fill.digest.value === layer) filling(fill) },
   })
   const img = addImage(up, 'library/app', '1', [500_000])
   layer = img.blobs[1]

@@ -10,10 +10,10 @@ const d = (c: string): string => `sha256:${c.repeat(64)}`
 function setup (opts: { concurrency?: number, now?: () => number } = {}) {
   const asked: string[] = []
   const cache: PrefetchCache = {
-    statBlob: () => undefined,
+    stat: () => undefined,
     inflight: () => undefined,
     // Every fetch answers 404 (nothing cacheable): the task ends, its slot frees.
-    openOrFill: async (digest, fetch) => { asked.push(digest); const f = await fetch(); return { kind: 'answer', answer: f.answer } },
+    openOrFill: async (digest, fetch) => { asked.push(digest.value); const f = await fetch(); return { kind: 'answer', answer: f.answer } },
   }
   const p = new Prefetcher({ cache, log: pino({ level: 'silent' }), concurrency: opts.concurrency ?? 8, imageBudget: 1 << 30, now: opts.now })
   const manifest = (blobs: string[], extra: object = {}): PassedManifest => ({
