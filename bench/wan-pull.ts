@@ -13,7 +13,8 @@
  * image (manifest HEADs on the registry door) and the new upstream connections they took.
  * Writes bench/results/<date>-wan.md and .png. Needs root and the private namespace
  * `npm run bench -- bench/wan-pull.ts` enters. Figures are printed, never asserted.
- * WAN_RUNS (3), WAN_SCENARIOS (comma list of ids), WAN_LAYER_MIB (10.5) tune it.
+ * WAN_RUNS (3), WAN_SCENARIOS (comma list of ids), WAN_LAYER_MIB (10.5), WAN_CROSSDOCK_ENV (JSON) and
+ * WAN_OUT (report path without extension) tune it.
  */
 import { readFileSync, writeFileSync, mkdirSync } from 'node:fs'
 import { cpus } from 'node:os'
@@ -200,7 +201,7 @@ for (const sc of SCENARIOS) {
 lines.push('## Tag resolutions', '', '| scenario | 400 tag HEADs (registry door, 8 parallel) | new upstream TCP+TLS connections (target ≤ 2) |', '|---|---:|---:|')
 for (const tr of tags) lines.push(`| ${tr.scenario} | ${(tr.ms / 1000).toFixed(2)} s | ${tr.newConnections} |`)
 lines.push('', `Peak RSS of crossdock across every scenario (VmHWM, target ≤ 200 MiB): ${peakRss.toFixed(0)} MiB`, '')
-const base = join(ROOT, 'bench/results', `${date}-wan`)
+const base = process.env.WAN_OUT ?? join(ROOT, 'bench/results', `${date}-wan`)
 mkdirSync(join(ROOT, 'bench/results'), { recursive: true })
 const { writeChart } = await import('./peers/report.js')
 const panels = SCENARIOS.flatMap(sc => (['dockerd', 'ctr'] as Client[]).map(c => ({
