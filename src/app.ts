@@ -212,6 +212,7 @@ export async function createApp ({ config, log }: { config: Config, log: Logger 
     },
     stop: async ({ timeoutMs = config.timeouts.shutdownMs } = {}) => {
       stopping = true
+      prefetch.stop()
       const deadline = Date.now() + timeoutMs
       const cutRegistry = setTimeout(() => registry.server.closeAllConnections(), timeoutMs)
       await Promise.all([proxy.close({ timeoutMs }), registry.close().finally(() => clearTimeout(cutRegistry))])

@@ -93,6 +93,7 @@ export class Prefetcher {
   private readonly now: () => number
   private readonly log: Logger
   private active = 0
+  private stopped = false
   private started = 0
   private joined = 0
   private readonly skipped = Object.fromEntries(SKIP_REASONS.map(r => [r, 0])) as Record<SkipReason, number>
@@ -109,7 +110,7 @@ export class Prefetcher {
 
   /** A manifest was answered 200 to a client's GET. Never throws; never delays the caller. */
   manifestPassed (m: PassedManifest): void {
-    if (!this.enabled || !IMAGE_MANIFESTS.has(m.mediaType)) return
+    if (!this.enabled || this.stopped || !IMAGE_MANIFESTS.has(m.mediaType)) return
     const digests = blobsOf(m.bytes)
     if (digests === undefined) return
     let budget = this.opts.imageBudget
@@ -143,6 +144,17 @@ export class Prefetcher {
 
   stats (): PrefetchStats {
     return { started: this.started, joined: this.joined, skipped: { ...this.skipped }, queued: this.queue.length, active: this.active }
+  }
+
+  /**
+   * Shutdown: what is still queued is dropped and nothing new starts (a queued task would open an
+   * upstream request on a client being closed). Downloads already running are the cache's fills and
+   * finish under the shutdown's own timeout.
+   */
+  stop (): void {
+    this.stopped = true
+    for (const task of this.queue.splice(0)) this.queuedDigests.delete(task.digest.value)
+    if (this.active === 0) for (const w of this.idleWaiters.splice(0)) w()
   }
 
   /** Resolves once nothing is queued or downloading (tests; shutdown). */

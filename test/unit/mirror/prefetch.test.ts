@@ -68,3 +68,24 @@ t.test('what is queued: image manifests only, foreign layers and bad digests lef
   t.same(asked, [d('a'), d('b')], 'config and layer once each; the foreign layer and the unknown algorithm skipped')
   t.equal(p.stats().skipped.queued, 2, 'the second pass found a (downloading) and b (waiting) already there')
 })
+
+t.test('stop() drops what is queued and starts nothing new; a download running finishes', async t => {
+  const { asked, manifest } = setup()
+  let release!: () => void
+  const held = new Promise<void>(resolve => { release = resolve })
+  const cache: PrefetchCache = {
+    stat: () => undefined,
+    inflight: () => undefined,
+    openOrFill: async (digest, fetch) => { asked.push(digest.value); const f = await fetch(); return { kind: 'answer', answer: f.answer } },
+  }
+  const p = new Prefetcher({ cache, log: pino({ level: 'silent' }), concurrency: 1, imageBudget: 1 << 30, beforeTask: async () => { await held } })
+  p.manifestPassed(manifest([d('a'), d('b'), d('c')]))
+  t.match(p.stats(), { active: 1, queued: 2 })
+  p.stop()
+  t.match(p.stats(), { active: 1, queued: 0 }, 'the queue is dropped')
+  p.manifestPassed(manifest([d('e')]))
+  t.match(p.stats(), { queued: 0 }, 'nothing new is queued')
+  release()
+  await p.idle()
+  t.same(asked, [d('a')], 'only the task already running went on')
+})
