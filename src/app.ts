@@ -23,6 +23,7 @@ import { createDirector } from './proxy/director.js'
 import { createProxyServer, type ProxyServer } from './proxy/proxy-server.js'
 import { openCacheStore } from './cache/cache-store.js'
 import { createPullThrough } from './mirror/pull-through.js'
+import { Prefetcher } from './mirror/prefetch.js'
 import { createHostedRegistry } from './registry/hosted-registry.js'
 import { createRegistryServer } from './doors/registry-server.js'
 import { createRegistryDoor } from './doors/registry-door.js'
@@ -88,7 +89,8 @@ export async function createApp ({ config, log }: { config: Config, log: Logger 
     upstreamCaFile: config.upstreamCaFile,
     connectTimeoutMs: config.timeouts.connectMs,
     readTimeoutMs: config.timeouts.readMs,
-    onResponse: r => { metrics.observeUpstream(r); traffic.upstream(r) },
+    http2: config.upstreamHttp2,
+    onResponse: r => { metrics.observeUpstream(r); traffic.upstream(r); prefetch.noteUpstream(r) },
   })
   const cache = await openCacheStore({
     dir: config.cacheDir,
@@ -105,9 +107,11 @@ export async function createApp ({ config, log }: { config: Config, log: Logger 
   const proxyUpstream = new BasicInjectingUpstream(upstream, credentials)
   const doorUpstream = new AuthenticatingUpstream({ upstream, credentials, log })
   const access = new UpstreamAccessPolicy({ credentials, upstream, anonymous: new AuthenticatingUpstream({ upstream, credentials: UpstreamCredentials.none(), log }), log })
+  // One prefetch queue for both doors (one PREFETCH_CONCURRENCY); each door fetches as its clients do.
+  const prefetch = new Prefetcher({ cache: cache.blobs, log, concurrency: config.prefetch.concurrency, imageBudget: config.prefetch.imageBudget })
   // One cache (and its single-flight) behind both doors; each door's mirror has its own upstream client.
-  const mirror = new MirrorRouter(proxyUpstream, createPullThrough({ manifestTiers: config.cache, log, cache, upstream: proxyUpstream, access }))
-  const doorMirror = new MirrorRouter(doorUpstream, createPullThrough({ manifestTiers: config.cache, log, cache, upstream: doorUpstream, access }))
+  const mirror = new MirrorRouter(proxyUpstream, createPullThrough({ manifestTiers: config.cache, log, cache, upstream: proxyUpstream, access, prefetch }))
+  const doorMirror = new MirrorRouter(doorUpstream, createPullThrough({ manifestTiers: config.cache, log, cache, upstream: doorUpstream, access, prefetch }))
 
   const clientAuth = await loadClientAuth({
     htpasswdFile: config.htpasswdFile,
@@ -122,6 +126,7 @@ export async function createApp ({ config, log }: { config: Config, log: Logger 
   // /metrics, /healthz and /readyz on both doors.
   metrics.collectFrom({
     cache,
+    prefetch,
     ready: async () => (await health.readiness()).ready,
     minter,
     hostedStorageBytes: async () => { let n = 0; for await (const b of hostedStorage.blobs.list()) n += b.size; return n },
@@ -207,6 +212,7 @@ export async function createApp ({ config, log }: { config: Config, log: Logger 
     },
     stop: async ({ timeoutMs = config.timeouts.shutdownMs } = {}) => {
       stopping = true
+      prefetch.stop()
       const deadline = Date.now() + timeoutMs
       const cutRegistry = setTimeout(() => registry.server.closeAllConnections(), timeoutMs)
       await Promise.all([proxy.close({ timeoutMs }), registry.close().finally(() => clearTimeout(cutRegistry))])

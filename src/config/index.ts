@@ -30,6 +30,8 @@ export const VARIABLES: readonly VariableSpec[] = [
   { name: 'CACHE_MAX_SIZE', default: '32g', describe: 'Upper bound of the pull-through cache on disk (nginx size syntax); least recently read goes first.' },
   { name: 'CACHE_INACTIVE', default: '60d', describe: 'Cache entries not read for this long are dropped.' },
   { name: 'CACHE_MIN_FREE', default: '1g', describe: 'Free disk space below which /readyz reports not ready and misses stream through uncached.' },
+  { name: 'PREFETCH_CONCURRENCY', default: '8', describe: 'When an image manifest passes to a client, fetch its config and layers that are not cached yet, this many at once, before the client asks (0 turns prefetching off).' },
+  { name: 'PREFETCH_IMAGE_BUDGET', default: '2g', describe: 'Bytes prefetched per image manifest at most (nginx size syntax); the rest is fetched when a client asks for it.' },
   { name: 'ENABLE_MANIFEST_CACHE', default: 'false', describe: 'Serve tags from the cache without asking upstream while their tier\'s TTL is fresh.' },
   { name: 'MANIFEST_CACHE_PRIMARY_REGEX', default: '(stable|nightly|production|test)', describe: 'Tags of the primary TTL tier.' },
   { name: 'MANIFEST_CACHE_PRIMARY_TIME', default: '10m', describe: 'TTL of the primary tier.' },
@@ -68,6 +70,7 @@ export const VARIABLES: readonly VariableSpec[] = [
   { name: 'AUTH_ANONYMOUS_PULL', default: 'false', describe: 'With HTPASSWD_FILE, still allow pulls without credentials.' },
   { name: 'UPSTREAM_CONNECT_TO', default: '', describe: 'host:port:address:port entries (like curl --connect-to): connect there, keep the real name for SNI, Host and certificate checks.' },
   { name: 'UPSTREAM_CA_FILE', default: '', describe: 'Extra CA certificates (PEM) trusted for upstreams, on top of the system bundle.' },
+  { name: 'UPSTREAM_HTTP2', default: 'false', describe: 'Offer HTTP/2 to upstreams (ALPN); those that accept it carry parallel blob downloads as streams of one connection, the others keep HTTP/1.1.' },
   { name: 'UPSTREAM_PROXY', default: '', secret: true, describe: 'Egress HTTP proxy for upstream connections and tunnels (http://[user:pass@]host:port).' },
   { name: 'LOG_LEVEL', default: 'info', describe: 'fatal, error, warn, info, debug, trace or silent.' },
   { name: 'LOG_FORMAT', default: 'auto', describe: 'json, pretty (one readable line per event) or auto: pretty when stdout is a terminal.' },
@@ -91,6 +94,7 @@ export interface Config {
   upstreamConnectTo: ConnectTo[]
   upstreamCaFile?: string
   upstreamProxy?: URL
+  upstreamHttp2: boolean
   /** TUNNEL_ALLOW (empty: no allow-list) and TUNNEL_DENY, for the destination policy. */
   tunnelAllow: DestinationRule[]
   tunnelDeny: DestinationRule[]
@@ -130,6 +134,8 @@ export interface Config {
     secondaryTtlMs: number
     defaultTtlMs: number
   }
+  /** PREFETCH_CONCURRENCY (0: off) and PREFETCH_IMAGE_BUDGET (bytes). */
+  prefetch: { concurrency: number, imageBudget: number }
   uploadMaxAgeMs: number
 }
 
@@ -203,6 +209,7 @@ function readConfig (env: Env, cwd: string): Config {
     upstreamConnectTo: parseConnectTo('UPSTREAM_CONNECT_TO', raw('UPSTREAM_CONNECT_TO')),
     upstreamCaFile: optionalPath('UPSTREAM_CA_FILE'),
     upstreamProxy: upstreamProxyRaw === '' ? undefined : parseUrl('UPSTREAM_PROXY', upstreamProxyRaw, ['http:']),
+    upstreamHttp2: parseBool('UPSTREAM_HTTP2', raw('UPSTREAM_HTTP2')),
     tunnelAllow: parseDestinationRules('TUNNEL_ALLOW', raw('TUNNEL_ALLOW')),
     tunnelDeny: parseDestinationRules('TUNNEL_DENY', raw('TUNNEL_DENY')),
     maxTunnels: parseCount('MAX_TUNNELS', raw('MAX_TUNNELS')),
@@ -238,6 +245,10 @@ function readConfig (env: Env, cwd: string): Config {
       secondaryRegex: optionalRegex('MANIFEST_CACHE_SECONDARY_REGEX'),
       secondaryTtlMs: parseDuration('MANIFEST_CACHE_SECONDARY_TIME', raw('MANIFEST_CACHE_SECONDARY_TIME')),
       defaultTtlMs: parseDuration('MANIFEST_CACHE_DEFAULT_TIME', raw('MANIFEST_CACHE_DEFAULT_TIME')),
+    },
+    prefetch: {
+      concurrency: parseCount('PREFETCH_CONCURRENCY', raw('PREFETCH_CONCURRENCY'), 0),
+      imageBudget: parseSize('PREFETCH_IMAGE_BUDGET', raw('PREFETCH_IMAGE_BUDGET')),
     },
     uploadMaxAgeMs: parseDuration('UPLOAD_MAX_AGE', raw('UPLOAD_MAX_AGE')),
   }

@@ -182,9 +182,9 @@ export function parseDestinationRules (name: string, value: string): Destination
   })
 }
 
-/** A positive whole number (MAX_TUNNELS). */
-export function parseCount (name: string, value: string): number {
+/** A whole number of at least `min` (MAX_TUNNELS; PREFETCH_CONCURRENCY, where 0 means off). */
+export function parseCount (name: string, value: string, min = 1): number {
   const v = value.trim()
-  if (!/^\d{1,9}$/.test(v) || Number(v) < 1) fail(name, value, 'a whole number of at least 1')
+  if (!/^\d{1,9}$/.test(v) || Number(v) < min) fail(name, value, `a whole number of at least ${min}`)
   return Number(v)
 }

@@ -165,7 +165,7 @@ export class UpstreamAccessPolicy implements AccessPolicy {
  * upstream through us; on the registry door a client's Authorization is for crossdock (htpasswd) and
  * never an upstream credential.
  */
-export function upstreamAuthorizationOf (req: IncomingMessage, door: MirrorContext['door']): string | undefined {
+export function upstreamAuthorizationOf (req: Pick<IncomingMessage, 'headers'>, door: MirrorContext['door']): string | undefined {
   return door === 'proxy' ? headerValue(req.headers, 'authorization') : undefined
 }
 

@@ -18,6 +18,7 @@ import { DigestCheck } from './digest-check.js'
 import type { ManifestTierConfig } from './manifest-tiers.js'
 import type { MirrorContext, ImageRequest } from './mirror-router.js'
 import { upstreamAuthorizationOf, type AccessContext, type AccessPolicy } from './access-policy.js'
+import type { Prefetcher } from './prefetch.js'
 
 export type CacheStatus = 'HIT' | 'MISS' | 'JOINED' | 'STALE' | 'BYPASS'
 
@@ -29,22 +30,30 @@ export interface PullThroughOptions {
   upstream: UpstreamRequester
   /** Who may be served cached items (default: everyone, as before access checks existed). */
   access?: AccessPolicy
+  /** Fetches an image's blobs when its manifest passes (prefetch.ts); none: no prefetch. */
+  prefetch?: Prefetcher
 }
 
 /** What a handler needs of the request context (the router passes more). */
 export type PullThroughContext = Pick<MirrorContext, 'host' | 'door'> & ImageRequest
 
 /** What the access policy needs to know about a request. */
-export function accessContext (req: IncomingMessage, ctx: PullThroughContext, reference = ctx.reference): AccessContext {
+export function accessContext (req: RequestHeaders, ctx: PullThroughContext, reference = ctx.reference): AccessContext {
   return { host: ctx.host, repository: ctx.repository, kind: ctx.kind, reference, authorization: upstreamAuthorizationOf(req, ctx.door), accept: headerValue(req.headers, 'accept') }
 }
 
 /** The headers of the client's request that the upstream should see. */
-export function upstreamHeaders (req: IncomingMessage, withRange = false): Record<string, string | string[]> {
+export function upstreamHeaders (req: RequestHeaders, withRange = false): Record<string, string | string[]> {
+  return pickHeaders(req.headers, ['authorization', 'accept', 'user-agent', ...(withRange ? ['range', 'if-none-match'] : [])])
+}
+
+/** What the upstream-facing helpers read of a client's request (a prefetch keeps only these). */
+export type RequestHeaders = Pick<IncomingMessage, 'headers'>
+
+export function pickHeaders (headers: IncomingMessage['headers'], names: string[]): Record<string, string | string[]> {
   const out: Record<string, string | string[]> = {}
-  const names = ['authorization', 'accept', 'user-agent', ...(withRange ? ['range', 'if-none-match'] : [])]
   for (const n of names) {
-    const v = req.headers[n]
+    const v = headers[n]
     if (v !== undefined) out[n] = v
   }
   return out

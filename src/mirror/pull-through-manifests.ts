@@ -56,13 +56,24 @@ interface HeadOutcome {
   authorization?: string
 }
 
-export function createManifestHandler (opts: PullThroughOptions) {
+/** Told of every manifest answered 200 to a client's GET (prefetch.ts starts on it). */
+export type ManifestPassed = (req: IncomingMessage, ctx: PullThroughContext, m: { bytes: Buffer, mediaType: string }) => void
+
+export function createManifestHandler (opts: PullThroughOptions & { onPassed?: ManifestPassed }) {
   const { cache, upstream, manifestTiers, log } = opts
   const access = opts.access ?? ALLOW_ALL
   const allowed = async (req: IncomingMessage, res: ServerResponse, ctx: PullThroughContext, reference?: string): Promise<boolean> =>
     await admit(access, req, res, accessContext(req, ctx, reference))
   const heads = new SingleFlight<HeadOutcome>()
   const gets = new SingleFlight<Buffered>()
+  const serve = (req: IncomingMessage, res: ServerResponse, ctx: PullThroughContext, m: CachedManifest, status: CacheStatus, upstreamStatus?: string): void => {
+    serveManifest(req, res, m, status, upstreamStatus)
+    if (req.method === 'GET') opts.onPassed?.(req, ctx, { bytes: m.bytes, mediaType: m.mediaType })
+  }
+  const sendGot = (req: IncomingMessage, res: ServerResponse, ctx: PullThroughContext, got: Buffered, status: CacheStatus): void => {
+    sendFetched(req, res, got, status)
+    if (req.method === 'GET' && got.status === 200) opts.onPassed?.(req, ctx, { bytes: got.body, mediaType: contentTypeOf(got.headers) })
+  }
 
   async function handle (req: IncomingMessage, res: ServerResponse, ctx: PullThroughContext): Promise<void> {
     const d = tryParseDigest(ctx.reference)
@@ -74,12 +85,12 @@ export function createManifestHandler (opts: PullThroughOptions) {
   async function byDigest (req: IncomingMessage, res: ServerResponse, ctx: PullThroughContext, digest: Digest): Promise<void> {
     const cached = await cache.manifests.get(digest)
     if (cached !== undefined) {
-      if (await allowed(req, res, ctx)) serveManifest(req, res, cached, 'HIT')
+      if (await allowed(req, res, ctx)) serve(req, res, ctx, cached, 'HIT')
       return
     }
     if (req.method === 'HEAD') { await forward(req, res, ctx, 'MISS'); return }
     const { got, leader } = await fetchShared(req, ctx, digest.value)
-    if (leader || got.status !== 200 || await allowed(req, res, ctx)) sendFetched(req, res, got, leader ? 'MISS' : 'JOINED')
+    if (leader || got.status !== 200 || await allowed(req, res, ctx)) sendGot(req, res, ctx, got, leader ? 'MISS' : 'JOINED')
   }
 
   async function byTag (req: IncomingMessage, res: ServerResponse, ctx: PullThroughContext): Promise<void> {
@@ -89,7 +100,7 @@ export function createManifestHandler (opts: PullThroughOptions) {
     if (known !== undefined && ttlMs > 0 && Date.now() - known.fetchedAt < ttlMs) {
       const m = await manifestOf(known)
       if (m !== undefined) {
-        if (await allowed(req, res, ctx)) serveManifest(req, res, m, 'HIT')
+        if (await allowed(req, res, ctx)) serve(req, res, ctx, m, 'HIT')
         return
       }
     }
@@ -119,19 +130,19 @@ export function createManifestHandler (opts: PullThroughOptions) {
       if (req.method === 'HEAD') { sendHead(res, answer, 'MISS'); return }
       const { got, leader } = await fetchShared(req, ctx, ctx.reference)
       if (got.stored === true && got.digest !== undefined) await remember(ref, got.digest, got)
-      if (leader || got.status !== 200 || await allowed(req, res, ctx)) sendFetched(req, res, got, leader ? 'MISS' : 'JOINED')
+      if (leader || got.status !== 200 || await allowed(req, res, ctx)) sendGot(req, res, ctx, got, leader ? 'MISS' : 'JOINED')
       return
     }
     const cached = await cache.manifests.get(digest)
     if (cached !== undefined) {
       await remember(ref, digest, { headers: { 'content-type': cached.mediaType }, body: cached.bytes })
-      serveManifest(req, res, cached, 'HIT', 'REVALIDATED')
+      serve(req, res, ctx, cached, 'HIT', 'REVALIDATED')
       return
     }
     if (req.method === 'HEAD') { sendHead(res, answer, 'MISS'); return }
     const { got, leader } = await fetchShared(req, ctx, digest.value)
     if (got.stored === true) await remember(ref, digest, got)
-    if (leader || got.status !== 200 || await allowed(req, res, ctx, digest.value)) sendFetched(req, res, got, leader ? 'MISS' : 'JOINED')
+    if (leader || got.status !== 200 || await allowed(req, res, ctx, digest.value)) sendGot(req, res, ctx, got, leader ? 'MISS' : 'JOINED')
   }
 
   /** One upstream HEAD per (host, repository, tag, Accept) in flight. */

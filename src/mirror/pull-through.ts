@@ -25,6 +25,10 @@
  * serves only with credentials is not handed to clients it would refuse; every upstream 200 this
  * module fetched with a client's Authorization is reported with `access.recordFetch`.
  *
+ * Prefetch (prefetch.ts): a manifest answered 200 to a client's GET hands its blobs to the
+ * prefetcher, which fetches them through this module's own `fetchBlob` (same single flight, same
+ * credentials, same `access.recordFetch`); a client asking meanwhile joins the fill (JOINED).
+ *
  * Response headers: X-Cache-Status (HIT, MISS, JOINED, STALE, BYPASS) and rpardini's
  * X-Docker-Registry-Proxy-Cache-Upstream-Status; the request log line (request-log.ts) reads them.
  */
@@ -47,6 +51,7 @@ import { ALLOW_ALL, admit } from './access-policy.js'
 import {
   accessContext, cacheHeaders, sendAnswer, upstreamHeaders, writeHead,
   type CacheStatus, type PullThroughContext, type PullThroughOptions,
+  pickHeaders, type RequestHeaders,
 } from './pull-through-answers.js'
 
 export type { CacheStatus, PullThroughContext, PullThroughOptions } from './pull-through-answers.js'
@@ -55,7 +60,17 @@ export function createPullThrough (opts: PullThroughOptions): PullThroughHandler
   const { cache, upstream } = opts
   const access = opts.access ?? ALLOW_ALL
   const log = opts.log.child({ module: 'pull-through' })
-  const manifests = createManifestHandler({ ...opts, log })
+  const prefetch = opts.prefetch
+  const manifests = createManifestHandler({
+    ...opts,
+    log,
+    // The blobs are fetched as this client fetched the manifest: its upstream credentials (only
+    // those: the snapshot outlives the request) and its access context (see prefetch.ts).
+    onPassed: prefetch?.enabled !== true ? undefined : (req, ctx, m) => {
+      const as = { headers: pickHeaders(req.headers, ['authorization', 'user-agent']) }
+      prefetch.manifestPassed({ host: ctx.host, repository: ctx.repository, ...m, fetch: async digest => await fetchBlob(as, { host: ctx.host, door: ctx.door, kind: 'blob', repository: ctx.repository, reference: digest.value }, digest) })
+    },
+  })
 
   const noBody = async (): Promise<undefined> => undefined
 
@@ -112,7 +127,7 @@ export function createPullThrough (opts: PullThroughOptions): PullThroughHandler
   }
 
   /** The one upstream GET of a blob miss (run by the cache's single-flight); a 200 is cacheable. */
-  async function fetchBlob (req: IncomingMessage, ctx: PullThroughContext, digest: Digest): Promise<FetchedBlob<UpstreamResponse>> {
+  async function fetchBlob (req: RequestHeaders, ctx: PullThroughContext, digest: Digest): Promise<FetchedBlob<UpstreamResponse>> {
     const answer = await upstream.request({ host: ctx.host, method: 'GET', path: upstreamPath(ctx), headers: upstreamHeaders(req), followRedirects: true })
     access.recordFetch({ ...accessContext(req, ctx), status: answer.status })
     if (answer.status !== 200) return { answer }

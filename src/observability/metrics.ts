@@ -41,6 +41,8 @@ export interface MetricSources {
   minter?: { readonly minted: number }
   /** Bytes of hosted blob content; called at most once per `storageEveryMs`. */
   hostedStorageBytes?: () => Promise<number>
+  /** The prefetch queue's totals (mirror/prefetch.ts). */
+  prefetch?: { stats: () => { started: number, joined: number, skipped: Record<string, number>, queued: number } }
 }
 
 /** What tunnel.ts reports of raw CONNECT tunnels. */
@@ -253,6 +255,38 @@ export function createMetrics (opts: MetricsOptions = {}): Metrics {
       this.reset()
       this.inc(s.fillsFailed ?? 0)
     },
+  })
+  new Counter({
+    name: 'crossdock_prefetch_blobs_total',
+    help: 'Blobs prefetched when their image manifest passed, by outcome: started (a download began), joined (a client asked for it while it downloaded) or skipped (see crossdock_prefetch_skipped_total).',
+    labelNames: ['outcome'] as const,
+    registers: [registry],
+    collect () {
+      const s = sources.prefetch?.stats()
+      if (s === undefined) return
+      this.reset()
+      this.inc({ outcome: 'started' }, s.started)
+      this.inc({ outcome: 'joined' }, s.joined)
+      this.inc({ outcome: 'skipped' }, Object.values(s.skipped).reduce((a, b) => a + b, 0))
+    },
+  })
+  new Counter({
+    name: 'crossdock_prefetch_skipped_total',
+    help: 'Blobs not prefetched, by reason: cached, inflight, queued, budget (PREFETCH_IMAGE_BUDGET), ratelimit (upstream 429 or low RateLimit-Remaining), no-room, upstream-error, queue-full.',
+    labelNames: ['reason'] as const,
+    registers: [registry],
+    collect () {
+      const s = sources.prefetch?.stats()
+      if (s === undefined) return
+      this.reset()
+      for (const [reason, n] of Object.entries(s.skipped)) this.inc({ reason }, n)
+    },
+  })
+  new Gauge({
+    name: 'crossdock_prefetch_queued',
+    help: 'Blobs waiting in the prefetch queue (PREFETCH_CONCURRENCY download at once).',
+    registers: [registry],
+    collect () { const s = sources.prefetch?.stats(); if (s !== undefined) this.set(s.queued) },
   })
   new Counter({
     name: 'crossdock_certificates_minted_total',

@@ -35,6 +35,9 @@ export async function startApp (env: Record<string, string> = {}, opts: { dir?: 
     REGISTRY_STORAGE_DIR: join(dir, 'registry'),
     UPSTREAM_CA_FILE: TEST_CA_FILE,
     LOG_LEVEL: 'debug',
+    // Tests of other features see the cache as their clients drive it (upstream counts, MISS/HIT);
+    // prefetch tests turn it on (PREFETCH_CONCURRENCY).
+    PREFETCH_CONCURRENCY: '0',
     ...env,
   }, dir)
   const logs: Array<Record<string, any>> = []

@@ -25,6 +25,8 @@ import { formatAuthority } from '../../../src/proxy/connect-authority.js'
 import { openCacheStore, type CacheStore } from '../../../src/cache/cache-store.js'
 import type { FillHook } from '../../../src/cache/blob-fill.js'
 import { createPullThrough } from '../../../src/mirror/pull-through.js'
+import { Prefetcher, type PrefetcherOptions } from '../../../src/mirror/prefetch.js'
+import type { AccessPolicy } from '../../../src/mirror/access-policy.js'
 import { FakeUpstream, TEST_CA_FILE } from '../../helpers/fake-upstream.js'
 import { connectThrough } from '../../helpers/proxy-client.js'
 import { readAll, type ReadResponse } from '../../helpers/read-all.js'
@@ -36,6 +38,7 @@ export interface Harness {
   caPem: string
   dir: string
   logs: Array<Record<string, any>>
+  prefetch?: Prefetcher
   /** Requests that reached the pull-through handler so far. */
   handled: () => number
   /** Resolves once `n` requests reached the pull-through handler. */
@@ -47,6 +50,10 @@ export interface HarnessOptions {
   dir?: string
   /** Awaited at each step of every blob fill (the interleaving tests pause fills with it). */
   fillHook?: FillHook
+  /** Prefetch on (prefetch.ts): its concurrency and budget come from PREFETCH_* in `env`. */
+  prefetch?: Pick<PrefetcherOptions, 'beforeTask'> | true
+  /** The access policy the pull-through asks (default: everyone). */
+  access?: AccessPolicy
 }
 
 export async function startHarness (t: Test, env: Record<string, string>, opts: HarnessOptions = {}): Promise<Harness> {
@@ -69,7 +76,10 @@ export async function startHarness (t: Test, env: Record<string, string>, opts: 
   const dialer = new Dialer({ connectTo: config.upstreamConnectTo, disableIpv6: false, connectTimeoutMs: config.timeouts.connectMs })
   const upstream = new UpstreamClient({ dialer, verifySsl: true, upstreamCaFile: config.upstreamCaFile, connectTimeoutMs: config.timeouts.connectMs, readTimeoutMs: config.timeouts.readMs })
   const cache = await openCacheStore({ dir: config.cacheDir, maxSize: config.cache.maxSize, inactiveMs: config.cache.inactiveMs, minFree: config.cache.minFree, idleTimeoutMs: config.timeouts.readMs, log, fillHook: opts.fillHook })
-  const pull = createPullThrough({ manifestTiers: config.cache, log, cache, upstream })
+  const prefetch = opts.prefetch === undefined
+    ? undefined
+    : new Prefetcher({ cache: cache.blobs, log, concurrency: config.prefetch.concurrency, imageBudget: config.prefetch.imageBudget, ...(opts.prefetch === true ? {} : opts.prefetch) })
+  const pull = createPullThrough({ manifestTiers: config.cache, log, cache, upstream, prefetch, access: opts.access })
   let handled = 0
   const waiters: Array<() => void> = []
   const counting: PullThroughHandler = {
@@ -101,6 +111,7 @@ export async function startHarness (t: Test, env: Record<string, string>, opts: 
     if (stopped) return
     stopped = true
     await proxy.close()
+    await prefetch?.idle()
     await upstream.close()
     await cache.close()
   }
@@ -108,6 +119,7 @@ export async function startHarness (t: Test, env: Record<string, string>, opts: 
   return {
     config,
     cache,
+    prefetch,
     proxyPort: (proxy.server.address() as AddressInfo).port,
     caPem: ca.certPem,
     dir,
