@@ -17,6 +17,7 @@ import { BasicInjectingUpstream } from './upstream/basic-injection.js'
 import { AuthenticatingUpstream } from './upstream/token-auth.js'
 import { UpstreamAccessPolicy } from './mirror/access-policy.js'
 import { MirrorRouter } from './mirror/mirror-router.js'
+import { PullPolicy } from './mirror/pull-policy.js'
 import { createDirector } from './proxy/director.js'
 import { createProxyServer, type ProxyServer } from './proxy/proxy-server.js'
 import { formatAuthority, parseAuthority, type Authority } from './proxy/connect-authority.js'
@@ -102,8 +103,9 @@ export async function createApp ({ config, log }: { config: Config, log: Logger 
   const proxyUpstream = new BasicInjectingUpstream(upstream, credentials)
   const doorUpstream = new AuthenticatingUpstream({ upstream, credentials, log })
   const access = new UpstreamAccessPolicy({ credentials, upstream, anonymous: new AuthenticatingUpstream({ upstream, credentials: UpstreamCredentials.none(), log }), log })
-  const mirror = new MirrorRouter(proxyUpstream, createPullThrough({ config, log, cache, upstream: proxyUpstream, access }))
-  const doorMirror = new MirrorRouter(doorUpstream, createPullThrough({ config, log, cache, upstream: doorUpstream, access }))
+  const pulls = new PullPolicy({ allow: config.pullAllow, deny: config.pullDeny, onDenied: r => { metrics.observePullDenied(r) } })
+  const mirror = new MirrorRouter(proxyUpstream, createPullThrough({ config, log, cache, upstream: proxyUpstream, access }), pulls)
+  const doorMirror = new MirrorRouter(doorUpstream, createPullThrough({ config, log, cache, upstream: doorUpstream, access }), pulls)
 
   const intercepted = new Set(config.registries)
   const hostedNames = new Set(config.hostedHostnames)
