@@ -13,6 +13,7 @@ import { Dialer } from './upstream/dialer.js'
 import { DestinationPolicy } from './upstream/destination-policy.js'
 import { UpstreamClient } from './upstream/upstream-client.js'
 import { UpstreamCredentials } from './upstream/credentials.js'
+import { CredentialHelpers } from './upstream/credential-helper.js'
 import { BasicInjectingUpstream } from './upstream/basic-injection.js'
 import { AuthenticatingUpstream } from './upstream/token-auth.js'
 import { UpstreamAccessPolicy } from './mirror/access-policy.js'
@@ -96,8 +97,10 @@ export async function createApp ({ config, log }: { config: Config, log: Logger 
     idleTimeoutMs: config.timeouts.readMs,
     log: log.child({ module: 'cache' }),
   })
-  const credentials = new UpstreamCredentials(config.authRegistries)
-  if (credentials.size > 0) log.info({ hosts: credentials.describe().map(c => c.host) }, 'upstream credentials configured (AUTH_REGISTRIES)')
+  const helpers = new CredentialHelpers({ ...config.credentialHelpers, log })
+  const credentials = new UpstreamCredentials(config.authRegistries, helpers)
+  if (config.authRegistries.length > 0) log.info({ hosts: credentials.describe().map(c => c.repository !== undefined ? `${c.host}/${c.repository}` : c.host) }, 'upstream credentials configured (AUTH_REGISTRIES)')
+  if (helpers.size > 0) log.info({ helpers: config.credentialHelpers.entries }, 'upstream credential helpers configured (CREDENTIAL_HELPERS)')
   // Proxy door: clients run the token dance through us; Basic is added only when they sent no
   // Authorization. Registry door: crossdock runs the dance itself (its clients cannot).
   const proxyUpstream = new BasicInjectingUpstream(upstream, credentials)
