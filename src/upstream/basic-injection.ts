@@ -29,7 +29,9 @@ export class BasicInjectingUpstream {
     const clientSent = Object.keys(headers).some(k => k.toLowerCase() === 'authorization')
     const c = clientSent ? undefined : await this.credentials.resolve(req.host, repositoriesOf(req.path))
     let answer = await this.upstream.request(withCredential(req, c))
-    if (answer.status === 401) {
+    // A refusal of the credential itself: the realm's 401, or a Basic registry's. (A Bearer
+    // challenge from the registry only asks the client to fetch a token.)
+    if (answer.status === 401 && (!req.path.startsWith('/v2/') || pickChallenge(answer.headers['www-authenticate'])?.scheme === 'basic')) {
       const fresh = req.body == null ? await this.credentials.refresh(c) : undefined
       if (fresh !== undefined) {
         discardBody(answer.body)

@@ -144,7 +144,9 @@ async function runProcess (program: string, input: string, timeoutMs: number): P
     let error: NodeJS.ErrnoException | undefined
     // argv, not a shell: the host is data on stdin, never part of a command line.
     const child = spawn(program, ['get'], { stdio: ['pipe', 'pipe', 'pipe'] })
-    const timer = setTimeout(() => { timedOut = true; child.kill('SIGKILL') }, timeoutMs)
+    // A grandchild the helper left behind may hold its pipes open: they are closed with the kill,
+    // or 'close' would wait for that process too.
+    const timer = setTimeout(() => { timedOut = true; child.kill('SIGKILL'); child.stdout.destroy(); child.stderr.destroy() }, timeoutMs)
     child.stdout.on('data', (c: Buffer) => { if ((outBytes += c.length) <= MAX_OUTPUT) out.push(c) })
     child.stderr.on('data', (c: Buffer) => { if ((errBytes += c.length) <= MAX_OUTPUT) err.push(c) })
     child.on('error', e => { error = e })
