@@ -67,17 +67,18 @@ export class FakeDockerHub {
   private issued = 0
   private server?: https.Server
 
-  async start (): Promise<number> {
+  /** Listens on `host` (e2e files each have their own loopback address), port 0. */
+  async start (host = '127.0.0.1'): Promise<number> {
     this.server = https.createServer({ cert: readFileSync(`${FIXTURES}upstream.crt`), key: readFileSync(`${FIXTURES}upstream.key`) }, (req, res) => {
       this.handle(req, res).catch(() => res.destroy())
     })
-    await new Promise<void>(resolve => this.server!.listen(0, '127.0.0.1', resolve))
+    await new Promise<void>(resolve => this.server!.listen(0, host, resolve))
     return (this.server.address() as AddressInfo).port
   }
 
   connectTo (hosts = [HUB, AUTH, CDN, BASIC]): string {
-    const port = (this.server!.address() as AddressInfo).port
-    return hosts.map(h => `${h}:443:127.0.0.1:${port}`).join(',')
+    const { address, port } = this.server!.address() as AddressInfo
+    return hosts.map(h => `${h}:443:${address}:${port}`).join(',')
   }
 
   async stop (): Promise<void> {
@@ -109,6 +110,24 @@ export class FakeDockerHub {
     const d = sha256(buf)
     this.blobs.set(d, buf)
     return d
+  }
+
+  /**
+   * Serves an OCI image layout's image (built by test/helpers/e2e/images.ts) as `repository:tag`:
+   * its manifest under the tag and digest, every blob readable through this repository.
+   */
+  addLayout (repository: string, tag: string, blobs: Map<string, Buffer>, top: { digest: string, mediaType: string }, opts: { private?: boolean } = {}): void {
+    if (opts.private === true) this.privateRepositories.add(repository)
+    for (const [digest, data] of blobs) {
+      this.blobs.set(digest, data)
+      this.blobRepositories.set(digest, (this.blobRepositories.get(digest) ?? new Set()).add(repository))
+    }
+    const body = blobs.get(top.digest)
+    if (body === undefined) throw new Error(`fake hub: ${top.digest} is not in the layout`)
+    const manifest = { body, mediaType: top.mediaType, digest: top.digest }
+    const refs = this.manifests.get(repository) ?? new Map<string, StoredManifest>()
+    refs.set(tag, manifest).set(manifest.digest, manifest)
+    this.manifests.set(repository, refs)
   }
 
   /** Hits on `host` (optionally with this method and a path containing `part`). */
