@@ -88,9 +88,19 @@ export class CredentialHelpers {
     })
   }
 
+  /**
+   * Whether the helper's latest answer for `entry` was a credential (expired or not). False before
+   * its first run and after "not found": then crossdock pulls anonymously, and nothing it cached
+   * was fetched with the operator's account.
+   */
+  answered (entry: CredentialHelperEntry): boolean {
+    return this.answers.get(entry.host)?.credential !== undefined
+  }
+
   /** Forgets the answer for `entry` (the upstream refused it): the next `get` runs the helper. */
   invalidate (entry: CredentialHelperEntry): void {
-    this.answers.delete(entry.host)
+    const cached = this.answers.get(entry.host)
+    if (cached !== undefined) cached.until = 0
   }
 
   private async run (entry: CredentialHelperEntry): Promise<HelperCredential | undefined> {

@@ -85,9 +85,14 @@ export class UpstreamCredentials {
     return realmTrusted(realm, hostKey(registryHost)) ? this.forHost(registryHost, repositories) : undefined
   }
 
-  /** Whether any credential (an entry or a helper) may apply to `host` and `repository`. */
+  /**
+   * Whether the operator's credential applies to `host` and `repository`: an entry, or a helper
+   * whose latest answer was a credential (access-policy.ts shares what those can read).
+   */
   configured (host: string, repository?: string): boolean {
-    return this.forHost(host, repository !== undefined ? [repository] : []) !== undefined || this.helperFor(this.registryOf(host)) !== undefined
+    if (this.forHost(host, repository !== undefined ? [repository] : []) !== undefined) return true
+    const entry = this.helperFor(this.registryOf(host))
+    return entry !== undefined && this.helpers?.answered(entry) === true
   }
 
   /** forHost, else the family's credential helper (run or cached). Rejects with a 502 ProxyError. */

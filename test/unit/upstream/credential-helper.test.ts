@@ -21,6 +21,7 @@ const entry = (h: CredentialHelpers, host: string): { host: string, helper: stri
 t.test('answers are used, cached until CREDENTIAL_HELPER_CACHE_TIME, asked again after invalidate', async t => {
   const h = make()
   await helper.answer('robot', 's3cret-1')
+  t.notOk(h.answered(entry(h, 'ghcr.io')), 'not answered before its first run')
   t.same(await h.get(entry(h, 'ghcr.io')), { host: 'ghcr.io', username: 'robot', password: 's3cret-1', identityToken: false, helper: 'docker-credential-unit' })
   await helper.answer('robot', 's3cret-2')
   t.equal((await h.get(entry(h, 'ghcr.io')))?.password, 's3cret-1', 'cached')
@@ -28,6 +29,7 @@ t.test('answers are used, cached until CREDENTIAL_HELPER_CACHE_TIME, asked again
   t.equal((await h.get(entry(h, 'ghcr.io')))?.password, 's3cret-2', 'expired: asked again')
   await helper.answer('robot', 's3cret-3')
   h.invalidate(entry(h, 'ghcr.io'))
+  t.ok(h.answered(entry(h, 'ghcr.io')), 'an invalidated answer was still a credential')
   t.equal((await h.get(entry(h, 'ghcr.io')))?.password, 's3cret-3', 'invalidated: asked again')
   const [a, b] = await Promise.all([h.get(entry(h, 'docker.io')), h.get(entry(h, 'docker.io'))])
   t.equal(a, b, 'concurrent misses share one run')
@@ -50,6 +52,7 @@ t.test('failures: 502 with a one-line reason; stderr\'s first line in the log; "
 
   await helper.notFound()
   t.equal(await h.get(entry(h, 'docker.io')), undefined, 'credentials not found: anonymous')
+  t.notOk(h.answered(entry(h, 'docker.io')), '"not found" is no credential (access checks stay on)')
 
   await helper.hang()
   const hung = await h.get(entry(h, 'registry.internal:5000')).catch(e => e)
