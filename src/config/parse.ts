@@ -96,8 +96,10 @@ export interface RegistryCredential {
   password: string
 }
 
-// A repository prefix after the host: path components of the OCI name grammar.
-const REPOSITORY_PREFIX_RE = /^[a-z0-9]+(?:(?:\.|_|__|-+)[a-z0-9]+)*(?:\/[a-z0-9]+(?:(?:\.|_|__|-+)[a-z0-9]+)*)*$/
+// A repository prefix after the host: non-empty lower-case path segments. (It is compared with
+// repository names as a string prefix, so no name grammar is needed here: one that is not a valid
+// name simply never matches.)
+const REPOSITORY_PREFIX_RE = /^[a-z0-9._-]+(?:\/[a-z0-9._-]+)*$/
 
 /**
  * rpardini's AUTH_REGISTRIES: entries separated by `entrySep`, each `host<fieldSep>user<fieldSep>pass`.

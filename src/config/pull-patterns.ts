@@ -1,39 +1,21 @@
 /**
- * PULL_ALLOW / PULL_DENY patterns: `host/repository` globs naming upstream repositories.
+ * PULL_ALLOW / PULL_DENY patterns: `host/repository` globs naming upstream repositories, checked
+ * for syntax here (a bad one stops the start, naming the variable and the pattern); what they match
+ * is mirror/pull-policy.ts's business.
  *
- *   docker.io/library/*      one path segment: every official image, not library/a/b
- *   ghcr.io/my-org/**        any depth, zero segments included: my-org/app, my-org/team/app
- *   quay.io/*                quay.io's one-segment names (most of quay's have two: quay.io/**)
+ *   docker.io/library/*      `*` matches within one path segment
+ *   ghcr.io/my-org/**        `**` alone is any number of segments, zero included
  *   *.gcr.io/**              `*` in the host matches within the host (never a `/`)
- *   docker.io/nginx          Docker Hub's one-segment names get `library/`, as `docker pull nginx`
- *
- * Hosts are written as clients write them and compared in one canonical form (`canonicalRegistry`):
- * lower case, no `:443`, and Docker Hub's names (docker.io, index.docker.io, registry-1.docker.io)
- * all mean `docker.io`. Parsing happens at start-up: a bad pattern is a ConfigError naming the
- * variable, the pattern and what is expected.
  */
 import { fail, splitList } from './parse.js'
 
 export interface PullPattern {
   /** As the operator wrote it: the metrics label and the reason a refusal gives. */
   text: string
-  /** Matches `<canonical host>/<repository>`. */
-  regex: RegExp
-}
-
-const DOCKER_HUB_NAMES = new Set(['docker.io', 'index.docker.io', 'registry-1.docker.io'])
-
-/** The one spelling of an upstream host that patterns and requests are compared in. */
-export function canonicalRegistry (host: string): string {
-  const h = host.toLowerCase().replace(/:443$/, '')
-  return DOCKER_HUB_NAMES.has(h) ? 'docker.io' : h
-}
-
-/** `<canonical host>/<repository>` with Docker Hub's `library/` for one-segment names. */
-export function canonicalRepository (host: string, repository: string): string {
-  const registry = canonicalRegistry(host)
-  const name = repository.toLowerCase()
-  return `${registry}/${registry === 'docker.io' && !name.includes('/') ? `library/${name}` : name}`
+  /** The host glob, lower case. */
+  host: string
+  /** The repository's segment globs, lower case (`**` for any depth). */
+  segments: string[]
 }
 
 // A host label or a repository segment, each possibly with `*` inside (`app-*`, `*.gcr.io`).
@@ -52,19 +34,6 @@ export function parsePullPatterns (name: string, value: string): PullPattern[] {
     for (const s of segments) {
       if (s !== '**' && (!SEGMENT_GLOB.test(s) || s.includes('**'))) fail(name, text, `${EXPECTED}; ${JSON.stringify(s)} is not a repository path segment (letters, digits, . _ - and * within it, or ** alone)`)
     }
-    const registry = canonicalRegistry(host)
-    if (registry === 'docker.io' && segments.length === 1 && segments[0] !== '**') segments.unshift('library')
-    return { text, regex: compile(registry, segments) }
+    return { text, host, segments }
   })
-}
-
-function compile (host: string, segments: string[]): RegExp {
-  let source = glob(host)
-  for (const s of segments) source += s === '**' ? '(?:/[^/]+)*' : `/${glob(s)}`
-  return new RegExp(`^${source}$`)
-}
-
-/** `*` matches within one host or one segment; everything else is literal. */
-function glob (part: string): string {
-  return part.split('*').map(p => p.replace(/[.+?^${}()|[\]\\-]/g, '\\$&')).join('[^/]*')
 }

@@ -11,10 +11,11 @@
  */
 import type { IncomingMessage, ServerResponse } from 'node:http'
 import { OciError, writeOciError } from '../errors.js'
-import type { UpstreamClient } from '../upstream/upstream-client.js'
+import type { UpstreamRequester } from '../upstream/upstream-client.js'
 import { passthrough } from './passthrough.js'
 import { annotateRequest } from '../observability/request-log.js'
-import { repositoryOfRead, type PullPolicy } from './pull-policy.js'
+import type { PullPolicy } from './pull-policy.js'
+import { repositoryOfRead } from '../oci/api-path.js'
 
 export interface MirrorContext {
   /** The upstream host (`registry-1.docker.io`, `ghcr.io`, `host:port`). */
@@ -52,7 +53,7 @@ export function upstreamPath (image: ImageRequest, reference = image.reference):
 }
 
 export class MirrorRouter {
-  constructor (private readonly upstream: Pick<UpstreamClient, 'request'>, private readonly pullThrough?: PullThroughHandler, private readonly pulls?: PullPolicy) {}
+  constructor (private readonly upstream: UpstreamRequester, private readonly pullThrough?: PullThroughHandler, private readonly pulls?: PullPolicy) {}
 
   async handle (req: IncomingMessage, res: ServerResponse, ctx: MirrorContext): Promise<void> {
     const method = req.method ?? 'GET'

@@ -8,9 +8,15 @@
  *
  * Deny wins over allow, so an operator can open `ghcr.io/my-org/**` and still close one of its
  * repositories. Hosted repositories never reach this check (they are not upstream pulls).
+ *
+ * Patterns and requests are compared in one spelling: lower case, no `:443`, Docker Hub's registry
+ * names (docker.io, index.docker.io, registry-1.docker.io) all `docker.io`, and its one-segment
+ * names under `library/` (a pattern `docker.io/nginx` and a request for `nginx` both mean
+ * `docker.io/library/nginx`; `docker.io/*` means the official images, as `docker pull` reads it).
  * Refusals are counted by rule, never by repository (bounded labels: the rules are the operator's).
  */
-import { canonicalRepository, type PullPattern } from '../config/pull-patterns.js'
+import type { PullPattern } from '../config/index.js'
+import { DOCKER_HUB_ALIASES, hubName } from '../oci/docker-hub.js'
 
 export type PullDecision =
   | { allowed: true }
@@ -26,33 +32,57 @@ export interface PullPolicyOptions {
   onDenied?: (r: { host: string, rule: string }) => void
 }
 
+interface CompiledPattern { text: string, regex: RegExp }
+
 export class PullPolicy {
-  constructor (private readonly opts: PullPolicyOptions) {}
+  private readonly allow: CompiledPattern[]
+  private readonly deny: CompiledPattern[]
+
+  constructor (private readonly opts: PullPolicyOptions) {
+    this.allow = opts.allow.map(compile)
+    this.deny = opts.deny.map(compile)
+  }
 
   /** True when neither list is set: every pull is allowed, nothing to check. */
   get open (): boolean {
-    return this.opts.allow.length === 0 && this.opts.deny.length === 0
+    return this.allow.length === 0 && this.deny.length === 0
   }
 
   decide (host: string, repository: string): PullDecision {
     if (this.open) return { allowed: true }
     const name = canonicalRepository(host, repository)
-    const denied = this.opts.deny.find(p => p.regex.test(name))
+    const denied = this.deny.find(p => p.regex.test(name))
     let decision: PullDecision = { allowed: true }
     if (denied !== undefined) {
       decision = { allowed: false, rule: denied.text, reason: `crossdock: pulling ${name} is refused by the PULL_DENY rule ${denied.text}` }
-    } else if (this.opts.allow.length > 0 && !this.opts.allow.some(p => p.regex.test(name))) {
-      decision = { allowed: false, rule: NOT_ALLOWED_RULE, reason: `crossdock: pulling ${name} is refused: it matches no PULL_ALLOW rule (${this.opts.allow.map(p => p.text).join(' ').slice(0, 200)})` }
+    } else if (this.allow.length > 0 && !this.allow.some(p => p.regex.test(name))) {
+      decision = { allowed: false, rule: NOT_ALLOWED_RULE, reason: `crossdock: pulling ${name} is refused: it matches no PULL_ALLOW rule (${this.allow.map(p => p.text).join(' ').slice(0, 200)})` }
     }
     if (!decision.allowed) this.opts.onDenied?.({ host, rule: decision.rule })
     return decision
   }
 }
 
-const READ_PATH = /^\/v2\/(.+?)\/(?:blobs\/(?!uploads(?:\/|$))[^/]+|manifests\/[^/]+|tags\/list|referrers\/[^/]+)$/
+/** The one spelling of an upstream host that patterns and requests are compared in. */
+export function canonicalRegistry (host: string): string {
+  const h = host.toLowerCase().replace(/:443$/, '')
+  return DOCKER_HUB_ALIASES.has(h) ? 'docker.io' : h
+}
 
-/** The repository a read (`blobs`, `manifests`, `tags/list`, `referrers`) names; undefined otherwise. */
-export function repositoryOfRead (path: string): string | undefined {
-  const q = path.indexOf('?')
-  return READ_PATH.exec(q === -1 ? path : path.slice(0, q))?.[1]
+/** `<canonical host>/<repository>`, with Docker Hub's `library/` for one-segment names. */
+export function canonicalRepository (host: string, repository: string): string {
+  return `${canonicalRegistry(host)}/${hubName(host, repository.toLowerCase())}`
+}
+
+function compile (p: PullPattern): CompiledPattern {
+  const host = canonicalRegistry(p.host)
+  const segments = p.segments.length === 1 && p.segments[0] !== '**' ? hubName(host, p.segments[0]).split('/') : p.segments
+  let source = glob(host)
+  for (const s of segments) source += s === '**' ? '(?:/[^/]+)*' : `/${glob(s)}`
+  return { text: p.text, regex: new RegExp(`^${source}$`) }
+}
+
+/** `*` matches within one host or one segment; everything else is literal. */
+function glob (part: string): string {
+  return part.split('*').map(p => p.replace(/[.+?^${}()|[\]\\-]/g, '\\$&')).join('[^/]*')
 }

@@ -22,6 +22,7 @@ import type { Logger } from '../log.js'
 import { ProxyError } from '../errors.js'
 import { SingleFlight } from '../util/single-flight.js'
 import type { CredentialHelperEntry } from '../config/index.js'
+import { DOCKER_HUB_SERVER_URL, isDockerHub } from '../oci/docker-hub.js'
 
 /** What a helper answered, in AUTH_REGISTRIES' shape. */
 export interface HelperCredential {
@@ -42,8 +43,6 @@ export interface CredentialHelpersOptions {
   now?: () => number
 }
 
-const DOCKER_HUB_SERVER_URL = 'https://index.docker.io/v1/'
-const DOCKER_HUB_HOSTS = new Set(['docker.io', 'index.docker.io', 'registry-1.docker.io', 'auth.docker.io'])
 const NOT_FOUND = 'credentials not found in native keychain'
 const MAX_OUTPUT = 64 * 1024
 
@@ -105,7 +104,7 @@ export class CredentialHelpers {
 
   private async run (entry: CredentialHelperEntry): Promise<HelperCredential | undefined> {
     const program = `docker-credential-${entry.helper}`
-    const serverUrl = DOCKER_HUB_HOSTS.has(entry.host) ? DOCKER_HUB_SERVER_URL : entry.host
+    const serverUrl = isDockerHub(entry.host) ? DOCKER_HUB_SERVER_URL : entry.host
     const failed = (why: string, stderr?: string): ProxyError => {
       this.log.warn({ host: entry.host, helper: program, reason: why, stderr: firstLine(stderr) }, 'credential helper failed')
       return new ProxyError(502, 'ERR_CREDENTIAL_HELPER', `credential helper ${program} for ${entry.host} failed: ${why}`)

@@ -26,6 +26,7 @@
  */
 import net from 'node:net'
 import type { RegistryCredential } from '../config/index.js'
+import { repositoryOfPath } from '../oci/api-path.js'
 import type { CredentialHelpers, HelperCredential } from './credential-helper.js'
 import type { CredentialHelperEntry } from '../config/credential-helper-entries.js'
 
@@ -181,9 +182,9 @@ function longestPrefix (entries: readonly RegistryCredential[], repository: stri
 
 /** The repositories a request is about: `/v2/<name>/…`, or the `scope`s of a token request. */
 export function repositoriesOf (path: string): string[] {
+  const named = repositoryOfPath(path)
+  if (named !== undefined) return [named.repository]
   const q = path.indexOf('?')
-  const m = /^\/v2\/(.+?)\/(?:blobs|manifests|tags|referrers)\//.exec(q === -1 ? path : path.slice(0, q))
-  if (m !== null) return [m[1]]
   return repositoriesOfScopes(new URLSearchParams(q === -1 ? '' : path.slice(q + 1)).getAll('scope'))
 }
 

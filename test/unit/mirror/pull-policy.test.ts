@@ -1,7 +1,8 @@
 // PULL_ALLOW / PULL_DENY: the pattern grammar, Docker Hub's names, precedence, and start-up errors.
 import t from 'tap'
-import { parsePullPatterns, canonicalRepository } from '../../../src/config/pull-patterns.js'
-import { PullPolicy, repositoryOfRead, NOT_ALLOWED_RULE } from '../../../src/mirror/pull-policy.js'
+import { parsePullPatterns } from '../../../src/config/pull-patterns.js'
+import { PullPolicy, canonicalRepository, NOT_ALLOWED_RULE } from '../../../src/mirror/pull-policy.js'
+import { repositoryOfRead } from '../../../src/oci/api-path.js'
 import { loadConfig } from '../../../src/config/index.js'
 import { ConfigError } from '../../../src/errors.js'
 
