@@ -125,7 +125,7 @@ export class UpstreamCredentials {
   learnRealm (registryHost: string, realmHost: string): void {
     const realm = hostKey(realmHost)
     const registry = hostKey(registryHost)
-    const known = this.configuredFor(registry, []) !== undefined || this.familyEntries(registry).length > 0 || this.helperFor(registry) !== undefined
+    const known = this.familyEntries(registry).length > 0 || this.helperFor(registry) !== undefined
     if (realm !== registry && realmTrusted(realm, registry) && known) this.learnedRealms.set(realm, registry)
   }
 
