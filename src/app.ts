@@ -15,10 +15,12 @@ import { Dialer } from './upstream/dialer.js'
 import { DestinationPolicy } from './upstream/destination-policy.js'
 import { UpstreamClient } from './upstream/upstream-client.js'
 import { UpstreamCredentials } from './upstream/credentials.js'
+import { CredentialHelpers } from './upstream/credential-helper.js'
 import { BasicInjectingUpstream } from './upstream/basic-injection.js'
 import { AuthenticatingUpstream } from './upstream/token-auth.js'
 import { UpstreamAccessPolicy } from './mirror/access-policy.js'
 import { MirrorRouter } from './mirror/mirror-router.js'
+import { PullPolicy } from './mirror/pull-policy.js'
 import { createDirector } from './proxy/director.js'
 import { createProxyServer, type ProxyServer } from './proxy/proxy-server.js'
 import { openCacheStore } from './cache/cache-store.js'
@@ -100,8 +102,10 @@ export async function createApp ({ config, log }: { config: Config, log: Logger 
     idleTimeoutMs: config.timeouts.readMs,
     log: log.child({ module: 'cache' }),
   })
-  const credentials = new UpstreamCredentials(config.authRegistries)
-  if (credentials.size > 0) log.info({ hosts: credentials.describe().map(c => c.host) }, 'upstream credentials configured (AUTH_REGISTRIES)')
+  const helpers = new CredentialHelpers({ ...config.credentialHelpers, log })
+  const credentials = new UpstreamCredentials(config.authRegistries, helpers)
+  if (config.authRegistries.length > 0) log.info({ hosts: credentials.describe().map(c => c.repository !== undefined ? `${c.host}/${c.repository}` : c.host) }, 'upstream credentials configured (AUTH_REGISTRIES)')
+  if (helpers.size > 0) log.info({ helpers: config.credentialHelpers.entries }, 'upstream credential helpers configured (CREDENTIAL_HELPERS)')
   // Proxy door: clients run the token dance through us; Basic is added only when they sent no
   // Authorization. Registry door: crossdock runs the dance itself (its clients cannot).
   const proxyUpstream = new BasicInjectingUpstream(upstream, credentials)
@@ -109,9 +113,10 @@ export async function createApp ({ config, log }: { config: Config, log: Logger 
   const access = new UpstreamAccessPolicy({ credentials, upstream, anonymous: new AuthenticatingUpstream({ upstream, credentials: UpstreamCredentials.none(), log }), log })
   // One prefetch queue for both doors (one PREFETCH_CONCURRENCY); each door fetches as its clients do.
   const prefetch = new Prefetcher({ cache: cache.blobs, log, concurrency: config.prefetch.concurrency, imageBudget: config.prefetch.imageBudget })
+  const pulls = new PullPolicy({ allow: config.pullAllow, deny: config.pullDeny, onDenied: r => { metrics.observePullDenied(r) } })
   // One cache (and its single-flight) behind both doors; each door's mirror has its own upstream client.
-  const mirror = new MirrorRouter(proxyUpstream, createPullThrough({ manifestTiers: config.cache, log, cache, upstream: proxyUpstream, access, prefetch }))
-  const doorMirror = new MirrorRouter(doorUpstream, createPullThrough({ manifestTiers: config.cache, log, cache, upstream: doorUpstream, access, prefetch }))
+  const mirror = new MirrorRouter(proxyUpstream, createPullThrough({ manifestTiers: config.cache, log, cache, upstream: proxyUpstream, access, prefetch }), pulls)
+  const doorMirror = new MirrorRouter(doorUpstream, createPullThrough({ manifestTiers: config.cache, log, cache, upstream: doorUpstream, access, prefetch }), pulls)
 
   const clientAuth = await loadClientAuth({
     htpasswdFile: config.htpasswdFile,

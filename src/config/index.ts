@@ -11,8 +11,10 @@ import {
   type ConnectTo, type RegistryCredential, type DestinationRule,
 } from './parse.js'
 import { ConfigError } from '../errors.js'
+import { parsePullPatterns, type PullPattern } from './pull-patterns.js'
+import { parseCredentialHelpers, type CredentialHelperEntry } from './credential-helper-entries.js'
 
-export type { ConnectTo, RegistryCredential, DestinationRule }
+export type { ConnectTo, RegistryCredential, DestinationRule, PullPattern, CredentialHelperEntry }
 
 export interface VariableSpec {
   name: string
@@ -27,6 +29,11 @@ export const VARIABLES: readonly VariableSpec[] = [
   { name: 'AUTH_REGISTRIES', default: '', secret: true, describe: 'Upstream credentials: host:user:password entries. The host is the registry or its token realm (auth.docker.io for Docker Hub).' },
   { name: 'AUTH_REGISTRIES_DELIMITER', default: ' ', describe: 'Separator between AUTH_REGISTRIES entries (e.g. ;;;).' },
   { name: 'AUTH_REGISTRY_DELIMITER', default: ':', describe: 'Separator between host, user and password in an entry (e.g. :::).' },
+  { name: 'CREDENTIAL_HELPERS', default: '', describe: 'host:helper entries: upstream credentials from docker-credential-<helper> (on PATH), asked again on a 401 and after CREDENTIAL_HELPER_CACHE_TIME.' },
+  { name: 'CREDENTIAL_HELPER_TIMEOUT', default: '10s', describe: 'A credential helper still running after this long is killed; the pull fails with 502.' },
+  { name: 'CREDENTIAL_HELPER_CACHE_TIME', default: '10m', describe: 'How long a credential helper\'s answer is reused before the helper is asked again.' },
+  { name: 'PULL_ALLOW', default: '', describe: 'When set, only upstream repositories matching these host/repository globs may be pulled (e.g. docker.io/library/* ghcr.io/my-org/**); others get 403 DENIED.' },
+  { name: 'PULL_DENY', default: '', describe: 'Upstream repositories (host/repository globs) that may not be pulled; deny wins over PULL_ALLOW. Hosted repositories are not affected.' },
   { name: 'CACHE_MAX_SIZE', default: '32g', describe: 'Upper bound of the pull-through cache on disk (nginx size syntax); least recently read goes first.' },
   { name: 'CACHE_INACTIVE', default: '60d', describe: 'Cache entries not read for this long are dropped.' },
   { name: 'CACHE_MIN_FREE', default: '1g', describe: 'Free disk space below which /readyz reports not ready and misses stream through uncached.' },
@@ -88,6 +95,11 @@ export interface Config {
   /** Ports CONNECT may reach: CONNECT_ALLOWED_PORTS plus explicit ports of registries and hosted names. */
   connectAllowedPorts: number[]
   authRegistries: RegistryCredential[]
+  /** CREDENTIAL_HELPERS, with the helpers' timeout and how long an answer is reused. */
+  credentialHelpers: { entries: CredentialHelperEntry[], timeoutMs: number, cacheMs: number }
+  /** PULL_ALLOW (empty: no allow-list) and PULL_DENY. */
+  pullAllow: PullPattern[]
+  pullDeny: PullPattern[]
   allowPush: boolean
   verifySsl: boolean
   disableIpv6: boolean
@@ -169,10 +181,12 @@ function readConfig (env: Env, cwd: string): Config {
   const optionalRegex = (name: string): RegExp | undefined => raw(name) === '' ? undefined : parseRegex(name, raw(name))
 
   const authRegistries = parseAuthRegistries('AUTH_REGISTRIES', raw('AUTH_REGISTRIES'), raw('AUTH_REGISTRIES_DELIMITER'), raw('AUTH_REGISTRY_DELIMITER'))
+  const credentialHelpers = parseCredentialHelpers('CREDENTIAL_HELPERS', raw('CREDENTIAL_HELPERS'))
   const registries = unique([
     ...DOCKER_HUB_HOSTS,
     ...splitList(raw('REGISTRIES')).map(h => parseHost('REGISTRIES', h)),
     ...authRegistries.map(c => c.host),
+    ...credentialHelpers.map(c => c.host),
   ])
   const hostedHostnames = unique(splitList(raw('HOSTED_HOSTNAMES')).map(h => parseHost('HOSTED_HOSTNAMES', h)))
   for (const h of hostedHostnames) {
@@ -203,6 +217,13 @@ function readConfig (env: Env, cwd: string): Config {
     hostedHostnames,
     connectAllowedPorts,
     authRegistries,
+    credentialHelpers: {
+      entries: credentialHelpers,
+      timeoutMs: parseDuration('CREDENTIAL_HELPER_TIMEOUT', raw('CREDENTIAL_HELPER_TIMEOUT')),
+      cacheMs: parseDuration('CREDENTIAL_HELPER_CACHE_TIME', raw('CREDENTIAL_HELPER_CACHE_TIME')),
+    },
+    pullAllow: parsePullPatterns('PULL_ALLOW', raw('PULL_ALLOW')),
+    pullDeny: parsePullPatterns('PULL_DENY', raw('PULL_DENY')),
     allowPush: parseBool('ALLOW_PUSH', raw('ALLOW_PUSH')),
     verifySsl: parseBool('VERIFY_SSL', raw('VERIFY_SSL')),
     disableIpv6: parseBool('DISABLE_IPV6', raw('DISABLE_IPV6')),

@@ -90,9 +90,16 @@ export function parseConnectTo (name: string, value: string): ConnectTo[] {
 
 export interface RegistryCredential {
   host: string
+  /** A repository prefix (`auth.docker.io/myorg:…`): the entry applies to that part of the registry only. */
+  repository?: string
   username: string
   password: string
 }
+
+// A repository prefix after the host: non-empty lower-case path segments. (It is compared with
+// repository names as a string prefix, so no name grammar is needed here: one that is not a valid
+// name simply never matches.)
+const REPOSITORY_PREFIX_RE = /^[a-z0-9._-]+(?:\/[a-z0-9._-]+)*$/
 
 /**
  * rpardini's AUTH_REGISTRIES: entries separated by `entrySep`, each `host<fieldSep>user<fieldSep>pass`.
@@ -106,14 +113,17 @@ export function parseAuthRegistries (name: string, value: string, entrySep: stri
     if (entry === '') continue
     const first = entry.indexOf(fieldSep)
     const second = first < 0 ? -1 : entry.indexOf(fieldSep, first + fieldSep.length)
-    const hostPart = first < 0 ? entry : entry.slice(0, first)
+    const target = (first < 0 ? entry : entry.slice(0, first)).trim().toLowerCase()
     // Never the entry itself in the message: with the wrong separator, it may be a password.
     if (second < 0) fail(name, value, `entry ${out.length + 1} as host${fieldSep}user${fieldSep}password (separators: entries by AUTH_REGISTRIES_DELIMITER=${JSON.stringify(entrySep)}, fields by AUTH_REGISTRY_DELIMITER=${JSON.stringify(fieldSep)})`)
-    if (!HOST_RE.test(hostPart.trim().toLowerCase())) fail(name, value, `entry ${out.length + 1} to start with a host name such as ghcr.io`)
-    const host = hostPart.trim().toLowerCase()
-    if (seen.has(host)) fail(name, value, `one credential per host (two entries for ${host})`)
-    seen.add(host)
-    out.push({ host, username: entry.slice(first + fieldSep.length, second), password: entry.slice(second + fieldSep.length) })
+    const slash = target.indexOf('/')
+    const host = slash < 0 ? target : target.slice(0, slash)
+    const repository = slash < 0 ? undefined : target.slice(slash + 1)
+    if (!HOST_RE.test(host)) fail(name, value, `entry ${out.length + 1} to start with a host name such as ghcr.io`)
+    if (repository !== undefined && !REPOSITORY_PREFIX_RE.test(repository)) fail(name, value, `entry ${out.length + 1} as host/repository-prefix such as auth.docker.io/myorg (${JSON.stringify(target.slice(0, 100))} has no valid repository prefix)`)
+    if (seen.has(target)) fail(name, value, `one credential per host or host/repository prefix (two entries for ${target})`)
+    seen.add(target)
+    out.push({ host, ...(repository !== undefined ? { repository } : {}), username: entry.slice(first + fieldSep.length, second), password: entry.slice(second + fieldSep.length) })
   }
   return out
 }

@@ -20,9 +20,9 @@
  */
 import { OciError } from '../errors.js'
 import { isValidName, nameInvalid } from '../oci/names.js'
+import { DOCKER_HUB, DOCKER_HUB_ALIASES, hubName } from '../oci/docker-hub.js'
 
-export const DOCKER_HUB = 'registry-1.docker.io'
-const DOCKER_HUB_ALIASES = new Set(['docker.io', 'index.docker.io', DOCKER_HUB])
+export { DOCKER_HUB }
 
 /** The seed project's spelling: `/v2/proxy/<upstream-host>/<name>/…`. */
 export const PROXY_PREFIX = 'proxy'
@@ -136,10 +136,6 @@ function upstreamRoute (host: string, rest: string, search: string, via: 'ns' | 
   return { kind: 'upstream', host, repository, path: `/v2/${repository}/${m.groups.endpoint}${search}`, via }
 }
 
-/** Docker Hub's official images live under `library/`; `docker.io/alpine` means `library/alpine`. */
-function hubName (host: string, name: string): string {
-  return host === DOCKER_HUB && !name.includes('/') ? `library/${name}` : name
-}
 
 function refuseHost (host: string, upstreams: UpstreamNames, via: 'ns' | 'prefix' | 'proxy-prefix'): DoorRoute {
   const shown = host.slice(0, 200)

@@ -98,7 +98,7 @@ export class UpstreamAccessPolicy implements AccessPolicy {
     // The operator configured credentials for this upstream, so every client of crossdock pulls with
     // them anyway (the proxy door injects them, the registry door uses them): they chose to share
     // what those credentials can read. Refusing cached copies would only cost upstream requests.
-    if (this.opts.credentials.forHost(ctx.host) !== undefined) return { allowed: true }
+    if (this.opts.credentials.configured(ctx.host, ctx.repository)) return { allowed: true }
     const repo = repoKey(ctx)
     const digest = ctx.reference.includes(':') ? ctx.reference : undefined
     const known = digest !== undefined ? this.members.get(digest) : undefined
@@ -111,7 +111,7 @@ export class UpstreamAccessPolicy implements AccessPolicy {
   }
 
   recordFetch (ctx: AccessContext & { status: number }): void {
-    if (ctx.status !== 200 || this.opts.credentials.forHost(ctx.host) !== undefined) return
+    if (ctx.status !== 200 || this.opts.credentials.configured(ctx.host, ctx.repository)) return
     const repo = repoKey(ctx)
     const digest = ctx.reference.includes(':') ? ctx.reference : undefined
     if (ctx.authorization === undefined) {

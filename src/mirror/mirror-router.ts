@@ -5,6 +5,8 @@
  *   GET|HEAD /v2/<name>/manifests/<reference> ─► pull-through cache (when one is plugged in)
  *   POST|PUT|PATCH|DELETE /v2/…               ─► upstream, streamed, uncached, if pushes are allowed;
  *                                                 else 405 UNSUPPORTED saying so
+ *   reads of a repository PULL_ALLOW/PULL_DENY refuse (blobs, manifests, tags, referrers)
+ *                                             ─► 403 DENIED naming the rule (pull-policy.ts)
  *   anything else (/v2/, tags, token realm…)  ─► upstream, unchanged (passthrough)
  */
 import type { IncomingMessage, ServerResponse } from 'node:http'
@@ -12,6 +14,8 @@ import { OciError, writeOciError } from '../errors.js'
 import type { UpstreamRequester } from '../upstream/upstream-client.js'
 import { passthrough } from './passthrough.js'
 import { annotateRequest } from '../observability/request-log.js'
+import type { PullPolicy } from './pull-policy.js'
+import { repositoryOfRead } from '../oci/api-path.js'
 
 export interface MirrorContext {
   /** The upstream host (`registry-1.docker.io`, `ghcr.io`, `host:port`). */
@@ -49,7 +53,7 @@ export function upstreamPath (image: ImageRequest, reference = image.reference):
 }
 
 export class MirrorRouter {
-  constructor (private readonly upstream: UpstreamRequester, private readonly pullThrough?: PullThroughHandler) {}
+  constructor (private readonly upstream: UpstreamRequester, private readonly pullThrough?: PullThroughHandler, private readonly pulls?: PullPolicy) {}
 
   async handle (req: IncomingMessage, res: ServerResponse, ctx: MirrorContext): Promise<void> {
     const method = req.method ?? 'GET'
@@ -60,7 +64,9 @@ export class MirrorRouter {
       writeOciError(res, new OciError('UNSUPPORTED', `crossdock: ${method} to upstream ${ctx.host} is not allowed; ${where}`), method)
       return
     }
-    const image = (method === 'GET' || method === 'HEAD') ? parseImagePath(ctx.path) : undefined
+    const read = method === 'GET' || method === 'HEAD'
+    if (read && this.pulls !== undefined && !this.pulls.open && !this.admitPull(req, res, ctx, this.pulls)) return
+    const image = read ? parseImagePath(ctx.path) : undefined
     // The registry door learns the upstream only here; metrics label by it, the status page ranks repositories.
     annotateRequest(res, { host: ctx.host, repository: image?.repository })
     if (image !== undefined && this.pullThrough !== undefined) {
@@ -73,6 +79,18 @@ export class MirrorRouter {
     // (skopeo pings first) from pulling what the cache holds.
     const ping = (method === 'GET' || method === 'HEAD') && /^\/v2\/?(\?.*)?$/.test(ctx.path)
     await passthrough(this.upstream, req, res, ctx.host, ping ? { whenUnavailable: answerPing } : {})
+  }
+
+  /** False when the pull policy refused the read (the 403 is written). */
+  private admitPull (req: IncomingMessage, res: ServerResponse, ctx: MirrorContext, pulls: PullPolicy): boolean {
+    const repository = repositoryOfRead(ctx.path)
+    if (repository === undefined) return true
+    const decision = pulls.decide(ctx.host, repository)
+    if (decision.allowed) return true
+    annotateRequest(res, { host: ctx.host, repository })
+    req.resume()
+    writeOciError(res, new OciError('DENIED', decision.reason, { detail: { rule: decision.rule } }), req.method)
+    return false
   }
 }
 

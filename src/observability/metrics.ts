@@ -10,6 +10,7 @@
  *   UpstreamClient ──observeUpstream(r)────► upstream requests, latency, Docker Hub rate limits
  *   hosted wrapper ──observeHosted(…)──────► hosted pushes and pulls
  *   destination policy ─observeRefusal(r)──► destinations refused, by reason and purpose
+ *   pull policy ────observePullDenied(r)───► pulls refused by PULL_ALLOW/PULL_DENY, by registry and rule
  *   scrape time ────collect()──────────────► cache size/entries/evictions (cache.stats()),
  *                                            certificates minted, hosted storage bytes, tunnels open
  *
@@ -60,6 +61,8 @@ export interface Metrics {
   observeUpstream: (r: UpstreamObservation) => void
   observeHosted: (r: { method: string, path: string, status: number }) => void
   observeRefusal: (r: { reason: string, purpose: string }) => void
+  /** A pull PULL_ALLOW/PULL_DENY refused (pull-policy.ts): by registry and the rule, never the repository. */
+  observePullDenied: (r: { host: string, rule: string }) => void
   tunnels: TunnelObserver
   /** Plugs in what scrape-time gauges read (called once the cache, minter… exist). */
   collectFrom: (sources: MetricSources) => void
@@ -203,6 +206,13 @@ export function createMetrics (opts: MetricsOptions = {}): Metrics {
     name: 'crossdock_destination_refused_total',
     help: 'Destinations the destination policy refused (tunnels, redirect hops, token realms), by reason (loopback, link-local, unspecified, multicast, own-address, denied, not-allowed, insecure-scheme, invalid) and purpose (tunnel, upstream).',
     labelNames: ['reason', 'purpose'] as const,
+    registers: [registry],
+  })
+
+  const pullsDenied = new Counter({
+    name: 'crossdock_pulls_denied_total',
+    help: 'Upstream reads (manifests, blobs, tags) refused by PULL_DENY or PULL_ALLOW, by registry and rule (the pattern, or PULL_ALLOW when none of its patterns matched).',
+    labelNames: ['registry', 'rule'] as const,
     registers: [registry],
   })
 
@@ -361,6 +371,7 @@ export function createMetrics (opts: MetricsOptions = {}): Metrics {
       else if (r.method === 'GET' && r.status === 200) hostedPulls.inc()
     },
     observeRefusal: r => { refusals.inc({ reason: r.reason, purpose: r.purpose }) },
+    observePullDenied: r => { pullsDenied.inc({ registry: registryOf(r.host), rule: r.rule }) },
     collectFrom: s => { sources = { ...sources, ...s } },
     render: async () => ({ contentType: registry.contentType, body: await registry.metrics() }),
   }

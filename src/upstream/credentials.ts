@@ -14,9 +14,24 @@
  * - never anywhere else: not to a redirect target (UpstreamClient drops Authorization off-host), not
  *   to a realm on a foreign domain (the token is then fetched anonymously).
  * Nothing here logs a credential; `describe()` is the only printable form.
+ *
+ * Several credentials per registry (issue 19): an entry may name a repository prefix
+ * (`auth.docker.io/myorg:user:token`). For a request about repository R the entry of R's family
+ * whose prefix is the longest whole-segment prefix of R wins (`myorg` covers `myorg/app` and
+ * `myorg/team/app`, never `myorg-two/app`); the host-only entry is the fallback. A request that
+ * names no repository (`/v2/`) or several that disagree gets the host-only entry.
+ *
+ * Credential helpers (CREDENTIAL_HELPERS, credential-helper.ts) come after AUTH_REGISTRIES: an
+ * entry that applies wins; otherwise the helper of the registry's family is asked (`resolve…`).
  */
 import net from 'node:net'
 import type { RegistryCredential } from '../config/index.js'
+import { repositoryOfPath } from '../oci/api-path.js'
+import type { CredentialHelpers, HelperCredential } from './credential-helper.js'
+import type { CredentialHelperEntry } from '../config/credential-helper-entries.js'
+
+/** A credential to send: from AUTH_REGISTRIES, or a helper's answer (`helper` says which entry). */
+export type ResolvedCredential = RegistryCredential & { identityToken?: boolean, helper?: CredentialHelperEntry }
 
 /** Registries whose token realm or alternate names are on a different host, known in advance. */
 const FAMILIES: readonly string[][] = [
@@ -29,66 +44,153 @@ const FAMILIES: readonly string[][] = [
 const TWO_LABEL_SUFFIXES = new Set(['co.uk', 'com.au', 'co.jp', 'com.br', 'co.nz', 'co.in', 'com.cn', 'github.io', 'amazonaws.com', 'azurecr.io', 'cloudfront.net'])
 
 export class UpstreamCredentials {
-  private readonly byHost = new Map<string, RegistryCredential>()
+  /** host → its entries (the host-only one and those with a repository prefix). */
+  private readonly byHost = new Map<string, RegistryCredential[]>()
   /** realm host → registry host whose challenge named it (same registrable domain only). */
   private readonly learnedRealms = new Map<string, string>()
 
-  constructor (entries: readonly RegistryCredential[]) {
-    for (const e of entries) this.byHost.set(hostKey(e.host), e)
+  constructor (entries: readonly RegistryCredential[], private readonly helpers?: CredentialHelpers) {
+    for (const e of entries) {
+      const h = hostKey(e.host)
+      this.byHost.set(h, [...(this.byHost.get(h) ?? []), e])
+    }
   }
 
   static none (): UpstreamCredentials {
     return new UpstreamCredentials([])
   }
 
+  /** Configured entries and helpers. */
   get size (): number {
-    return this.byHost.size
+    return [...this.byHost.values()].reduce((n, es) => n + es.length, 0) + (this.helpers?.size ?? 0)
   }
 
   /**
-   * The credential for requests to `host`: configured for it, for another name of its family, or
-   * for the registry whose challenge named `host` as its realm. Undefined when none applies.
+   * The AUTH_REGISTRIES credential for requests to `host` about `repositories` (see the header for
+   * the choice): configured for it, for another name of its family, or for the registry whose
+   * challenge named `host` as its realm. Undefined when none applies.
    */
-  forHost (host: string): RegistryCredential | undefined {
-    const h = hostKey(host)
-    const registry = this.learnedRealms.get(h)
-    return this.configuredFor(h) ?? (registry !== undefined ? this.configuredFor(registry) : undefined)
+  forHost (host: string, repositories: readonly string[] = []): RegistryCredential | undefined {
+    return this.configuredFor(this.registryOf(host), repositories)
   }
 
   /**
-   * The credential to send to token realm `realmHost` when `registryHost` challenged: the realm's
-   * own entry, or the registry's when the realm is trusted for it. Undefined means "ask anonymously".
+   * The AUTH_REGISTRIES credential to send to token realm `realmHost` when `registryHost`
+   * challenged: the realm's own entry, or the registry's when the realm is trusted for it.
+   * Undefined means "ask anonymously" (or a helper, see resolveForRealm).
    */
-  forRealm (realmHost: string, registryHost: string): RegistryCredential | undefined {
+  forRealm (realmHost: string, registryHost: string, repositories: readonly string[] = []): RegistryCredential | undefined {
     const realm = hostKey(realmHost)
-    const own = this.byHost.get(realm)
+    const own = this.byHost.has(realm) ? this.configuredFor(realm, repositories) : undefined
     if (own !== undefined) return own
-    return realmTrusted(realm, hostKey(registryHost)) ? this.forHost(registryHost) : undefined
+    return realmTrusted(realm, hostKey(registryHost)) ? this.forHost(registryHost, repositories) : undefined
+  }
+
+  /**
+   * Whether the operator's credential applies to `host` and `repository`: an entry, or a helper
+   * whose latest answer was a credential (access-policy.ts shares what those can read).
+   */
+  configured (host: string, repository?: string): boolean {
+    if (this.forHost(host, repository !== undefined ? [repository] : []) !== undefined) return true
+    const entry = this.helperFor(this.registryOf(host))
+    return entry !== undefined && this.helpers?.answered(entry) === true
+  }
+
+  /** forHost, else the family's credential helper (run or cached). Rejects with a 502 ProxyError. */
+  async resolve (host: string, repositories: readonly string[] = []): Promise<ResolvedCredential | undefined> {
+    return this.forHost(host, repositories) ?? await this.fromHelper(this.helperFor(this.registryOf(host)))
+  }
+
+  /** forRealm, else the helper of the realm or of the registry it is trusted for. */
+  async resolveForRealm (realmHost: string, registryHost: string, repositories: readonly string[] = []): Promise<ResolvedCredential | undefined> {
+    const c = this.forRealm(realmHost, registryHost, repositories)
+    if (c !== undefined) return c
+    const realm = hostKey(realmHost)
+    const entry = this.helperFor(realm) ?? (realmTrusted(realm, hostKey(registryHost)) ? this.helperFor(this.registryOf(registryHost)) : undefined)
+    return await this.fromHelper(entry)
+  }
+
+  /**
+   * The upstream refused `c` (a 401): a helper's answer is forgotten and the helper asked again.
+   * The fresh credential, or undefined when `c` was not a helper's or the helper gave the same.
+   */
+  async refresh (c: ResolvedCredential | undefined): Promise<ResolvedCredential | undefined> {
+    if (c?.helper === undefined || this.helpers === undefined) return undefined
+    this.helpers.invalidate(c.helper)
+    const fresh = await this.fromHelper(c.helper)
+    return fresh !== undefined && (fresh.password !== c.password || fresh.username !== c.username) ? fresh : undefined
   }
 
   /** Remembers that `registryHost`'s challenge named `realmHost` (only a trusted realm is kept). */
   learnRealm (registryHost: string, realmHost: string): void {
     const realm = hostKey(realmHost)
     const registry = hostKey(registryHost)
-    if (realm !== registry && realmTrusted(realm, registry) && this.configuredFor(registry) !== undefined) this.learnedRealms.set(realm, registry)
+    const known = this.familyEntries(registry).length > 0 || this.helperFor(registry) !== undefined
+    if (realm !== registry && realmTrusted(realm, registry) && known) this.learnedRealms.set(realm, registry)
   }
 
-  /** Hosts and user names, never passwords: for start-up logs. */
-  describe (): Array<{ host: string, username: string }> {
-    return [...this.byHost.values()].map(c => ({ host: c.host, username: c.username }))
+  /** Hosts, repository prefixes and user names, never passwords: for start-up logs. */
+  describe (): Array<{ host: string, repository?: string, username: string }> {
+    return [...this.byHost.values()].flat().map(c => ({ host: c.host, ...(c.repository !== undefined ? { repository: c.repository } : {}), username: c.username }))
   }
 
-  /** An entry for `host` itself or for another name of its family. */
-  private configuredFor (host: string): RegistryCredential | undefined {
-    const direct = this.byHost.get(host)
-    if (direct !== undefined) return direct
+  /** `host`, or the registry whose challenge named `host` as its realm. */
+  private registryOf (host: string): string {
+    const h = hostKey(host)
+    return this.byHost.has(h) || this.helpers?.entryFor([h]) !== undefined ? h : this.learnedRealms.get(h) ?? h
+  }
+
+  /**
+   * The entry for `host` or another name of its family: the longest repository prefix of one of
+   * `repositories` if they all agree on it, else the host-only entry (the host's own first).
+   */
+  private configuredFor (host: string, repositories: readonly string[]): RegistryCredential | undefined {
+    const entries = this.familyEntries(host)
+    const fallback = entries.find(e => e.repository === undefined)
+    if (repositories.length === 0) return fallback
+    const picks = new Set(repositories.map(r => longestPrefix(entries, r) ?? fallback))
+    return picks.size === 1 ? [...picks][0] : fallback
+  }
+
+  /** Entries of `host` itself first, then those of the other names of its family. */
+  private familyEntries (host: string): RegistryCredential[] {
     const family = FAMILIES.find(f => f.includes(host)) ?? []
-    for (const member of family) {
-      const c = this.byHost.get(member)
-      if (c !== undefined) return c
-    }
-    return undefined
+    return [host, ...family.filter(m => m !== host)].flatMap(h => this.byHost.get(h) ?? [])
   }
+
+  private helperFor (host: string): CredentialHelperEntry | undefined {
+    return this.helpers?.entryFor([host, ...(FAMILIES.find(f => f.includes(host)) ?? [])])
+  }
+
+  private async fromHelper (entry: CredentialHelperEntry | undefined): Promise<ResolvedCredential | undefined> {
+    if (entry === undefined || this.helpers === undefined) return undefined
+    const answer: HelperCredential | undefined = await this.helpers.get(entry)
+    return answer === undefined ? undefined : { host: answer.host, username: answer.username, password: answer.password, identityToken: answer.identityToken, helper: entry }
+  }
+}
+
+/** The entry whose repository prefix is the longest whole-segment prefix of `repository`. */
+function longestPrefix (entries: readonly RegistryCredential[], repository: string): RegistryCredential | undefined {
+  let best: RegistryCredential | undefined
+  for (const e of entries) {
+    const p = e.repository
+    if (p === undefined || (repository !== p && !repository.startsWith(`${p}/`))) continue
+    if (best?.repository === undefined || p.length > best.repository.length) best = e
+  }
+  return best
+}
+
+/** The repositories a request is about: `/v2/<name>/…`, or the `scope`s of a token request. */
+export function repositoriesOf (path: string): string[] {
+  const named = repositoryOfPath(path)
+  if (named !== undefined) return [named.repository]
+  const q = path.indexOf('?')
+  return repositoriesOfScopes(new URLSearchParams(q === -1 ? '' : path.slice(q + 1)).getAll('scope'))
+}
+
+/** `repository:<name>:<actions>` scopes (space-separated within one too) → the names. */
+export function repositoriesOfScopes (scopes: readonly string[]): string[] {
+  return [...new Set(scopes.flatMap(s => s.split(' ')).map(s => /^repository:([^:]+):/.exec(s)?.[1]).filter((r): r is string => r !== undefined))]
 }
 
 /** `Basic base64(user:password)`. */

@@ -27,7 +27,9 @@ import { DestinationRefused } from './destination-policy.js'
 import { SingleFlight } from '../util/single-flight.js'
 import { discardBody, readJson } from './body.js'
 import { pickChallenge, type AuthChallenge } from './auth-challenge.js'
-import { basicAuthorization, type UpstreamCredentials } from './credentials.js'
+import { basicAuthorization, repositoriesOfScopes, type UpstreamCredentials } from './credentials.js'
+import { tokenRequest } from './token-request.js'
+import { repositoryOfPath } from '../oci/api-path.js'
 import type { UpstreamRequester, UpstreamRequest, UpstreamResponse } from './upstream-client.js'
 
 export interface AuthenticatingUpstreamOptions {
@@ -76,16 +78,21 @@ export class AuthenticatingUpstream implements UpstreamRequester {
     const send = async (authorization: string | undefined): Promise<UpstreamResponse> =>
       await this.upstream.request({ ...plain, headers: authorization !== undefined ? { ...headers, authorization } : headers })
 
+    // The repository picks the credential (a prefix entry, or the host's); the scope in the key
+    // names the repository, so a token obtained with one organisation's credential is never sent
+    // for another organisation's repository.
+    const repositories = repositoriesOfScopes([scope])
     const cached = this.cachedToken(key)
-    const basic = this.basicHosts.has(req.host) ? this.credentials.forHost(req.host) : undefined
+    const basic = this.basicHosts.has(req.host) ? await this.credentials.resolve(req.host, repositories) : undefined
     const first = await send(cached !== undefined ? `Bearer ${cached}` : basic !== undefined ? basicAuthorization(basic) : undefined)
     if (first.status !== 401 || req.body != null) return first
 
     const challenge = pickChallenge(first.headers['www-authenticate'])
     if (challenge === undefined) return first
     if (challenge.scheme === 'basic') {
-      const c = this.credentials.forHost(req.host)
-      if (c === undefined || basic !== undefined) return first
+      // A helper's credential the registry refused is asked for again, once.
+      const c = basic !== undefined ? await this.credentials.refresh(basic) : await this.credentials.resolve(req.host, repositories)
+      if (c === undefined) return first
       discardBody(first.body)
       this.basicHosts.add(req.host)
       return await this.retried(send(basicAuthorization(c)), req, scope)
@@ -131,25 +138,29 @@ export class AuthenticatingUpstream implements UpstreamRequester {
     // The challenge's scope is what the registry wants; ours is the fallback (e.g. /v2/ has none).
     const wanted = challenge.params.scope ?? scope
     if (wanted !== '') query.set('scope', wanted)
-    const c = this.credentials.forRealm(realm.host, req.host)
+    const repositories = repositoriesOfScopes(query.getAll('scope'))
+    let c = await this.credentials.resolveForRealm(realm.host, req.host, repositories)
     const started = this.now()
-    let answer: UpstreamResponse
-    try {
-      answer = await this.upstream.request({
-        host: realm.host,
-        protocol: realm.protocol as 'https:' | 'http:',
-        method: 'GET',
-        path: `${realm.pathname}?${query.toString()}`,
-        headers: { accept: 'application/json', ...(c !== undefined ? { authorization: basicAuthorization(c) } : {}) },
-        followRedirects: true,
+    const ask = async (): Promise<UpstreamResponse> => {
+      try {
         // https only, unless the registry itself is plain http; the realm's host is dialled under
         // the destination policy like any other (a challenge naming 127.0.0.1 is refused).
-        plainHttp: req.protocol === 'http:',
-        signal: req.signal,
-      })
-    } catch (err) {
-      if (err instanceof DestinationRefused) throw err
-      throw new ProxyError(502, 'ERR_UPSTREAM_AUTH', `token realm ${realm.host} for ${req.host}: ${(err as Error).message}`, { cause: err })
+        return await this.upstream.request({ ...tokenRequest(realm, query, c), host: realm.host, protocol: realm.protocol as 'https:' | 'http:', followRedirects: true, plainHttp: req.protocol === 'http:', signal: req.signal })
+      } catch (err) {
+        if (err instanceof DestinationRefused) throw err
+        throw new ProxyError(502, 'ERR_UPSTREAM_AUTH', `token realm ${realm.host} for ${req.host}: ${(err as Error).message}`, { cause: err })
+      }
+    }
+    let answer = await ask()
+    if (answer.status === 401) {
+      // A credential helper's answer that expired (ECR, GAR tokens): ask the helper again, once.
+      const fresh = await this.credentials.refresh(c)
+      if (fresh !== undefined) {
+        discardBody(answer.body)
+        this.log.info({ host: req.host, realm: realm.host, helper: c?.helper?.helper }, 'token realm refused the credential helper\'s answer: asked the helper again')
+        c = fresh
+        answer = await ask()
+      }
     }
     if (answer.status !== 200) {
       discardBody(answer.body)
@@ -172,12 +183,10 @@ export class AuthenticatingUpstream implements UpstreamRequester {
   }
 }
 
-const REPOSITORY_PATH = /^\/v2\/(.+?)\/(?:blobs|manifests|tags|referrers)\//
-
 /** `repository:<name>:pull` for `/v2/<name>/{blobs,manifests,tags,referrers}/…`; undefined otherwise. */
 export function scopeFromPath (path: string): string | undefined {
-  const m = REPOSITORY_PATH.exec(path.split('?')[0])
-  return m !== null ? `repository:${m[1]}:pull` : undefined
+  const named = repositoryOfPath(path)
+  return named !== undefined ? `repository:${named.repository}:pull` : undefined
 }
 
 function lowerCaseKeys (headers: Record<string, unknown>): Record<string, unknown> {

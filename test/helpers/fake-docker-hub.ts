@@ -5,8 +5,12 @@
  *
  *   auth.docker.io   GET /token?service=registry.docker.io&scope=repository:<name>:pull
  *                      anonymous → a token for public repositories only; Basic user:pass → a token
- *                      that also reads private ones; bad Basic → 401. JSON `{token, access_token,
- *                      expires_in, issued_at}` (`tokenField` picks which of token/access_token).
+ *                      that also reads private ones (only those under the user's `userPrefixes`,
+ *                      when it has some: one account per organisation); bad Basic → 401. JSON
+ *                      `{token, access_token, expires_in, issued_at}` (`tokenField` picks which).
+ *                    POST /token grant_type=refresh_token&refresh_token=… (OAuth2, identity tokens
+ *                      in `refreshTokens`) → `{access_token, …}` for the token's user; unknown → 401.
+ *                    `tokenRequestsBy(identity)` counts token requests per user ('anon' without).
  *   registry-1.docker.io  /v2/… needs `Bearer <token>` valid for the repository and not expired or
  *                      revoked, else 401 `WWW-Authenticate: Bearer realm=…,service=…,scope=…`.
  *                      Manifest GETs carry ratelimit-limit/-remaining and answer 429 past `limit`
@@ -41,6 +45,12 @@ export class FakeDockerHub {
   /** Repositories only a logged-in user may read. */
   readonly privateRepositories = new Set<string>()
   readonly users = new Map<string, string>([['hubuser', 'hub-s3cret-pw']])
+  /** user → repository prefixes its private reads are limited to (absent: every private repository). */
+  readonly userPrefixes = new Map<string, string[]>()
+  /** Identity (refresh) token → user, for the OAuth2 POST. */
+  readonly refreshTokens = new Map<string, string>()
+  /** Identity of every token request: the user, `anon`, or `refused`. */
+  readonly tokenRequests: string[] = []
   basicUser = { user: 'basicuser', password: 'basic-s3cret-pw' }
   /** expires_in of issued tokens (seconds); `omitExpiry` leaves it out (the 60 s default applies). */
   expiresIn = 300
@@ -57,17 +67,18 @@ export class FakeDockerHub {
   private issued = 0
   private server?: https.Server
 
-  async start (): Promise<number> {
+  /** Listens on `host` (e2e files each have their own loopback address), port 0. */
+  async start (host = '127.0.0.1'): Promise<number> {
     this.server = https.createServer({ cert: readFileSync(`${FIXTURES}upstream.crt`), key: readFileSync(`${FIXTURES}upstream.key`) }, (req, res) => {
       this.handle(req, res).catch(() => res.destroy())
     })
-    await new Promise<void>(resolve => this.server!.listen(0, '127.0.0.1', resolve))
+    await new Promise<void>(resolve => this.server!.listen(0, host, resolve))
     return (this.server.address() as AddressInfo).port
   }
 
   connectTo (hosts = [HUB, AUTH, CDN, BASIC]): string {
-    const port = (this.server!.address() as AddressInfo).port
-    return hosts.map(h => `${h}:443:127.0.0.1:${port}`).join(',')
+    const { address, port } = this.server!.address() as AddressInfo
+    return hosts.map(h => `${h}:443:${address}:${port}`).join(',')
   }
 
   async stop (): Promise<void> {
@@ -101,9 +112,32 @@ export class FakeDockerHub {
     return d
   }
 
+  /**
+   * Serves an OCI image layout's image (built by test/helpers/e2e/images.ts) as `repository:tag`:
+   * its manifest under the tag and digest, every blob readable through this repository.
+   */
+  addLayout (repository: string, tag: string, blobs: Map<string, Buffer>, top: { digest: string, mediaType: string }, opts: { private?: boolean } = {}): void {
+    if (opts.private === true) this.privateRepositories.add(repository)
+    for (const [digest, data] of blobs) {
+      this.blobs.set(digest, data)
+      this.blobRepositories.set(digest, (this.blobRepositories.get(digest) ?? new Set()).add(repository))
+    }
+    const body = blobs.get(top.digest)
+    if (body === undefined) throw new Error(`fake hub: ${top.digest} is not in the layout`)
+    const manifest = { body, mediaType: top.mediaType, digest: top.digest }
+    const refs = this.manifests.get(repository) ?? new Map<string, StoredManifest>()
+    refs.set(tag, manifest).set(manifest.digest, manifest)
+    this.manifests.set(repository, refs)
+  }
+
   /** Hits on `host` (optionally with this method and a path containing `part`). */
   on (host: string, method?: string, part?: string): Hit[] {
     return this.hits.filter(h => h.host === host && (method === undefined || h.method === method) && (part === undefined || h.path.includes(part)))
+  }
+
+  /** Token requests made as `identity` (a user name, or `anon`). */
+  tokenRequestsBy (identity: string): number {
+    return this.tokenRequests.filter(i => i === identity).length
   }
 
   /** Makes every token issued so far invalid (the registry then answers 401 to it). */
@@ -116,7 +150,7 @@ export class FakeDockerHub {
     const host = String(req.headers.host ?? '').replace(/:443$/, '')
     const hit: Hit = { method: req.method ?? 'GET', host, path: `${url.pathname}${url.search}`, headers: req.headers }
     this.hits.push(hit)
-    if (host === AUTH || host === new URL(this.realm).host) return this.token(req, res, url)
+    if (host === AUTH || host === new URL(this.realm).host) return await this.token(req, res, url)
     if (host === CDN) {
       const data = this.blobs.get(url.pathname.replace('/cdn/', ''))
       return data === undefined ? this.error(res, 404, 'BLOB_UNKNOWN', req.method) : this.send(res, 200, 'application/octet-stream', data, req.method)
@@ -170,21 +204,31 @@ export class FakeDockerHub {
     this.send(res, 200, 'application/octet-stream', data, req.method)
   }
 
-  private token (req: IncomingMessage, res: ServerResponse, url: URL): void {
+  private async token (req: IncomingMessage, res: ServerResponse, url: URL): Promise<void> {
     let user: string | undefined
+    let params = url.searchParams
+    if (req.method === 'POST') {
+      const chunks: Buffer[] = []
+      for await (const c of req) chunks.push(c as Buffer)
+      params = new URLSearchParams(Buffer.concat(chunks).toString('utf8'))
+      user = params.get('grant_type') === 'refresh_token' ? this.refreshTokens.get(params.get('refresh_token') ?? '') : undefined
+      if (user === undefined) { this.tokenRequests.push('refused'); return this.error(res, 401, 'UNAUTHORIZED') }
+    }
     const basic = /^Basic (.+)$/.exec(String(req.headers.authorization ?? ''))?.[1]
     if (basic !== undefined) {
       const [u, ...p] = Buffer.from(basic, 'base64').toString('utf8').split(':')
-      if (this.users.get(u ?? '') !== p.join(':')) return this.error(res, 401, 'UNAUTHORIZED')
+      if (this.users.get(u ?? '') !== p.join(':')) { this.tokenRequests.push('refused'); return this.error(res, 401, 'UNAUTHORIZED') }
       user = u
     }
-    const repositories = url.searchParams.getAll('scope').flatMap(s => s.split(' '))
+    this.tokenRequests.push(user ?? 'anon')
+    const prefixes = user !== undefined ? this.userPrefixes.get(user) : undefined
+    const repositories = params.getAll('scope').flatMap(s => s.split(' '))
       .map(s => /^repository:(.+):[a-z,*]+$/.exec(s)?.[1]).filter((r): r is string => r !== undefined)
-      .filter(r => user !== undefined || !this.privateRepositories.has(r))
+      .filter(r => !this.privateRepositories.has(r) || (user !== undefined && (prefixes === undefined || prefixes.some(p => r.startsWith(`${p}/`)))))
     const token = `tok-${++this.issued}-${user ?? 'anon'}`
     const expiresIn = this.expiresIn
     this.tokens.set(token, { user, repositories, expiresAt: Date.now() + (this.omitExpiry ? 60 : expiresIn) * 1000 })
-    const body: Record<string, unknown> = { [this.tokenField]: token, issued_at: new Date().toISOString() }
+    const body: Record<string, unknown> = { [req.method === 'POST' ? 'access_token' : this.tokenField]: token, issued_at: new Date().toISOString() }
     if (!this.omitExpiry) body.expires_in = expiresIn
     this.send(res, 200, 'application/json', Buffer.from(JSON.stringify(body)))
   }
