@@ -37,6 +37,7 @@ import { TrafficStats } from './observability/traffic-stats.js'
 import { createStatus } from './observability/status.js'
 import { text } from './proxy/director.js'
 import { VERSION } from './version.js'
+import { createTransferRoutes } from './warm/transfer-routes.js'
 
 export interface App {
   start: () => Promise<void>
@@ -120,6 +121,8 @@ export async function createApp ({ config, log }: { config: Config, log: Logger 
     // checked again; never raw tunnels, or the proxy would be an open relay.
     anonymousConnect: a => { const t = parseAuthority(a); return t !== undefined && shouldIntercept(t) },
   })
+  // Warm-up pulls through the registry door as a client with this process's own credential.
+  const self = createTransferRoutes({ config, log, cache, registryAddress: () => registry.server.address() as AddressInfo | null, authorize: clientAuth?.authorizeAccess })
   // /metrics, /healthz and /readyz on both doors.
   const hostedStorage = await createFsStorage(config.registryStorageDir)
   metrics.collectFrom({
@@ -155,12 +158,12 @@ export async function createApp ({ config, log }: { config: Config, log: Logger 
     mirror: doorMirror,
     access,
     cache,
-    authorize: clientAuth?.authorizeAccess,
+    authorize: self.wrap(clientAuth?.authorizeAccess),
     extraRoutes: { '/setup/containerd': containerdSetup, ...ops, '/': registryRoot, '/status.json': status.json },
     log,
   })
   const hosted = countHostedRequests(await createHostedRegistry({ config, log, authorize: clientAuth?.authorizeAccess, mountSource: registryDoor.mountSource }), metrics)
-  const registry = createRegistryServer({ config, log, hosted, route: registryDoor.route, observe: observeRequest })
+  const registry = createRegistryServer({ config, log, hosted, route: req => self.route(req) ?? registryDoor.route(req), observe: observeRequest })
 
   // Absolute-URI requests and CONNECTs on the proxy door that name our registry door are served by it.
   const isOwn = createOwnDoorCheck({ registryPort: () => (registry.server.address() as AddressInfo | null)?.port ?? config.registryPort, listenHost: config.listenHost })
@@ -207,9 +210,11 @@ export async function createApp ({ config, log }: { config: Config, log: Logger 
       await listen(proxy.server, config.proxyPort, config.listenHost).catch(err => { throw listenProblem('PROXY_PORT', config.proxyPort, config.listenHost, err) })
       proxyAddress = formatAddress(proxy.server.address() as AddressInfo)
       registryAddress = formatAddress(await registry.listen().catch(err => { throw listenProblem('REGISTRY_PORT', config.registryPort, config.listenHost, err) }))
+      self.start()
     },
     stop: async ({ timeoutMs = config.timeouts.shutdownMs } = {}) => {
       stopping = true
+      await self.stop()
       const deadline = Date.now() + timeoutMs
       const cutRegistry = setTimeout(() => registry.server.closeAllConnections(), timeoutMs)
       await Promise.all([proxy.close({ timeoutMs }), registry.close().finally(() => clearTimeout(cutRegistry))])

@@ -69,6 +69,8 @@ export const VARIABLES: readonly VariableSpec[] = [
   { name: 'UPSTREAM_CONNECT_TO', default: '', describe: 'host:port:address:port entries (like curl --connect-to): connect there, keep the real name for SNI, Host and certificate checks.' },
   { name: 'UPSTREAM_CA_FILE', default: '', describe: 'Extra CA certificates (PEM) trusted for upstreams, on top of the system bundle.' },
   { name: 'UPSTREAM_PROXY', default: '', secret: true, describe: 'Egress HTTP proxy for upstream connections and tunnels (http://[user:pass@]host:port).' },
+  { name: 'WARM_IMAGES', default: '', describe: 'Upstream images to pull into the cache at start, every platform (docker.io/library/alpine:3.20 ghcr.io/org/app:1), through the same path as a client pull. Space or comma separated.' },
+  { name: 'WARM_INTERVAL', default: '0', describe: 'Warm WARM_IMAGES again this often (e.g. 6h), keeping their tags fresh for outages; 0: once at start. A 429 moves the next run to when the upstream says.' },
   { name: 'LOG_LEVEL', default: 'info', describe: 'fatal, error, warn, info, debug, trace or silent.' },
   { name: 'LOG_FORMAT', default: 'auto', describe: 'json, pretty (one readable line per event) or auto: pretty when stdout is a terminal.' },
 ]
@@ -131,6 +133,8 @@ export interface Config {
     defaultTtlMs: number
   }
   uploadMaxAgeMs: number
+  /** WARM_IMAGES (checked against the upstreams when the app starts) and WARM_INTERVAL (0: once). */
+  warm: { images: string[], intervalMs: number }
 }
 
 type Env = Record<string, string | undefined>
@@ -240,6 +244,7 @@ function readConfig (env: Env, cwd: string): Config {
       defaultTtlMs: parseDuration('MANIFEST_CACHE_DEFAULT_TIME', raw('MANIFEST_CACHE_DEFAULT_TIME')),
     },
     uploadMaxAgeMs: parseDuration('UPLOAD_MAX_AGE', raw('UPLOAD_MAX_AGE')),
+    warm: { images: splitList(raw('WARM_IMAGES')), intervalMs: parseDuration('WARM_INTERVAL', raw('WARM_INTERVAL')) },
   }
 }
 

@@ -28,6 +28,7 @@ import { discardBody, readBody } from '../upstream/body.js'
 import { MAX_MANIFEST_BYTES, type CachedManifest } from '../cache/cache-store.js'
 import { parseDigest } from '../cache/cache-paths.js'
 import { manifestTier, tagKey, type TagRef } from '../cache/tag-key.js'
+import { findTag } from '../cache/tag-fallback.js'
 import {
   accessContext, cacheHeaders, sendAnswer, upstreamHeaders, writeHead,
   type CacheStatus, type PullThroughContext, type PullThroughOptions,
@@ -81,7 +82,7 @@ export function createManifestHandler (opts: PullThroughOptions) {
 
   async function byTag (req: IncomingMessage, res: ServerResponse, ctx: PullThroughContext): Promise<void> {
     const ref: TagRef = { host: ctx.host, repository: ctx.repository, tag: ctx.reference, accept: req.headers.accept }
-    const known = cache.getTag(ref)
+    const known = findTag(cache, ref)
     const { ttlMs } = manifestTier(config.cache, ctx.reference)
     if (known !== undefined && ttlMs > 0 && Date.now() - known.fetchedAt < ttlMs) {
       const m = await cache.getManifest(known.digest)
