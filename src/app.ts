@@ -122,7 +122,7 @@ export async function createApp ({ config, log }: { config: Config, log: Logger 
     anonymousConnect: a => { const t = parseAuthority(a); return t !== undefined && shouldIntercept(t) },
   })
   // Warm-up pulls through the registry door as a client with this process's own credential.
-  const self = createTransferRoutes({ config, log, cache, registryAddress: () => registry.server.address() as AddressInfo | null, authorize: clientAuth?.authorizeAccess })
+  const self = createTransferRoutes({ config, log, cache, registryAddress: () => registry.server.address() as AddressInfo | null, authorize: clientAuth?.authorizeAccess, trust: (host, repository) => { access.trust(host, repository) } })
   // /metrics, /healthz and /readyz on both doors.
   const hostedStorage = await createFsStorage(config.registryStorageDir)
   metrics.collectFrom({

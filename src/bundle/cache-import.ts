@@ -5,13 +5,15 @@
  * and length match, LRU-bounded), a manifest after hashing it, a tag as a tag record the pull-through
  * serves when its upstream cannot be asked (STALE), as it would after an outage.
  *
- *   HEAD /import/cache/<door name>/blobs/<digest>      200 cached, 404 not (resumable imports skip)
+ *   GET  /import/cache/<door name>/blobs/<digest>      200 cached, 404 not (resumable imports skip)
  *   PUT  /import/cache/<door name>/blobs/<digest>      body streamed into the cache; 201, or 400 DIGEST_INVALID
  *   PUT  /import/cache/<door name>/manifests/<ref>     Content-Type = media type; 201
  *
  * <door name> is an upstream namespace as on the registry door (`docker.io/library/alpine`);
  * anything else is refused (hosted names go through `--into hosted`, the registry's own API).
- * Writing into the cache is authorised like a push (HTPASSWD_FILE): it decides what every client is served.
+ * Writing into the cache is authorised like a push (HTPASSWD_FILE): it decides what every client is
+ * served. The imported repositories are then trusted by the access policy (served without asking an
+ * upstream, which an air-gapped crossdock has not): the operator vouched for them.
  */
 import { createHash } from 'node:crypto'
 import type { IncomingMessage, ServerResponse } from 'node:http'
@@ -30,6 +32,8 @@ export interface CacheImportOptions {
   cache: CacheStore
   registries: readonly string[]
   authorize?: (req: IncomingMessage, access: { action: 'pull' | 'push', name: string }) => Promise<void>
+  /** The access policy's `trust`: imported repositories are served without an upstream check. */
+  trust?: (host: string, repository: string) => void
   log: Logger
 }
 
@@ -46,9 +50,13 @@ export function createCacheImport (opts: CacheImportOptions) {
     if (kind === 'blobs') {
       const digest = parseDigest(reference).value
       const cached = opts.cache.statBlob(digest)
-      if (req.method === 'HEAD') {
+      // GET answers whether the cache holds it (never the bytes: those are served by the door),
+      // with an error body a HEAD could not carry.
+      if (req.method === 'HEAD' || req.method === 'GET') {
         if (cached === undefined) throw new OciError('BLOB_UNKNOWN')
-        res.writeHead(200, { 'content-length': cached.size, 'docker-content-digest': digest }).end()
+        const body = JSON.stringify({ digest, size: cached.size })
+        res.writeHead(200, { 'content-type': 'application/json', 'content-length': Buffer.byteLength(body), 'docker-content-digest': digest })
+        res.end(req.method === 'HEAD' ? undefined : body)
         return
       }
       if (req.method !== 'PUT') throw new OciError('UNSUPPORTED')
@@ -81,6 +89,7 @@ export function createCacheImport (opts: CacheImportOptions) {
       if (!present) throw new OciError('MANIFEST_BLOB_UNKNOWN', `import ${d.digest} before the manifest that references it`)
     }
     if (!await opts.cache.putManifest(digest, bytes, parsed.mediaType, origin)) throw new OciError('UNAVAILABLE', 'the cache did not take the manifest', { status: 507 })
+    opts.trust?.(ns.host, ns.repository)
     if (asked === undefined) {
       // Keyed like a warm-up's tag record, which the pull-through consults for any client whose
       // Accept admits the media type (tag-fallback.ts).

@@ -13,6 +13,7 @@
  * already is skipped, so an interrupted import is simply run again. Blobs are streamed from the
  * archive in place (tar-index.ts); nothing is extracted.
  */
+import { Readable } from 'node:stream'
 import type { RegistryClient } from '../client/registry-client.js'
 import { ClientError } from '../client/registry-client.js'
 import { parseImageReference, verifiedManifest, type ImageReference, type ManifestContent } from '../client/image-content.js'
@@ -47,8 +48,11 @@ export async function importBundle (opts: { client: RegistryClient, path: string
       if (entry === undefined) throw new ClientError(`${opts.path}: ${image.ref.text} needs blob ${b.digest}, which the archive lacks`)
       if (entry.size !== b.size) throw new ClientError(`${opts.path}: blob ${b.digest} is ${entry.size} bytes, its descriptor says ${b.size}`)
       if (await exists(client, prefix, name, b.digest)) { skipped++; done += b.size; progress.bytes(done, total, b.digest); continue }
-      const body = tar.stream(entry)
-      body.on('data', (chunk: Buffer) => { done += chunk.length; progress.bytes(done, total, b.digest) })
+      // Counted as it is pulled (a 'data' listener would start the flow before the upload reads).
+      const source = tar.stream(entry)
+      const body = Readable.from((async function * () {
+        for await (const chunk of source as AsyncIterable<Buffer>) { done += chunk.length; progress.bytes(done, total, b.digest); yield chunk }
+      })())
       if (into === 'hosted') await client.pushBlob(name, b.digest, b.size, body)
       else await put(client, `${prefix}${name}/blobs/${b.digest}`, body, { 'content-type': 'application/octet-stream', 'content-length': String(b.size) })
       sent++
@@ -108,11 +112,9 @@ export async function readBundleImages (tar: TarIndex, path: string, nameOverrid
 
 async function exists (client: RegistryClient, prefix: string, name: string, digest: string): Promise<boolean> {
   if (prefix === '/v2/') return (await client.hasBlob(name, digest)).exists
-  const r = await client.send('HEAD', `${prefix}${name}/blobs/${digest}`)
-  await r.body.dump()
-  if (r.statusCode === 200) return true
-  if (r.statusCode === 404) return false
-  throw await client.failure(r, `HEAD ${prefix}${name}/blobs/${digest}`)
+  const r = await client.send('GET', `${prefix}${name}/blobs/${digest}`)
+  if (r.statusCode === 200 || r.statusCode === 404) { await r.body.dump(); return r.statusCode === 200 }
+  throw await client.failure(r, `import into the cache as ${name}`)
 }
 
 async function put (client: RegistryClient, path: string, body: Buffer | NodeJS.ReadableStream, headers: Record<string, string>): Promise<void> {

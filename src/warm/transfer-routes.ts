@@ -31,6 +31,8 @@ export interface TransferRoutesOptions {
   registryAddress: () => AddressInfo | null
   /** Client access control (HTPASSWD_FILE), absent when off. */
   authorize?: Authorize
+  /** The pull-through access policy's `trust` (imported repositories need no upstream check). */
+  trust?: (host: string, repository: string) => void
 }
 
 export function createTransferRoutes (opts: TransferRoutesOptions) {
@@ -64,7 +66,7 @@ export function createTransferRoutes (opts: TransferRoutesOptions) {
     log,
   })
   const warm = createWarmService({ warmer, registries: config.registries, images, intervalMs: config.warm.intervalMs, authorize: opts.authorize, log })
-  const cacheImport = createCacheImport({ cache, registries: config.registries, authorize: opts.authorize, log })
+  const cacheImport = createCacheImport({ cache, registries: config.registries, authorize: opts.authorize, trust: opts.trust, log })
 
   return {
     route: (req: IncomingMessage) => warm.route(req) ?? cacheImport.route(req),
