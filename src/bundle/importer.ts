@@ -87,11 +87,15 @@ export async function readBundleImages (tar: TarIndex, path: string, nameOverrid
   const out: BundleImage[] = []
   for (const d of index.manifests as Array<Descriptor & { annotations?: Record<string, string> }>) {
     const refName = d.annotations?.[REF_NAME]
+    // image-layout: ref.name is often a tag alone (skopeo `oci-archive:x.tar:1`, containerd); a full
+    // reference has a `/`, `:` or `@`.
+    const tagOnly = refName !== undefined && !/[/:@]/.test(refName)
     let text = refName
-    if (nameOverride !== undefined) text = refName !== undefined && !refName.includes('/') ? `${nameOverride}:${refName}` : nameOverride
-    if (text === undefined) throw new ClientError(`${path}: index.json entry ${d.digest} has no ${REF_NAME} annotation; pass --name <repository[:tag]>`)
+    if (nameOverride !== undefined) text = tagOnly ? `${nameOverride}:${refName ?? ''}` : nameOverride
+    else if (refName === undefined) throw new ClientError(`${path}: index.json entry ${d.digest} has no ${REF_NAME} annotation; pass --name <repository[:tag]>`)
+    else if (tagOnly) throw new ClientError(`${path}: index.json entry ${d.digest} is named ${JSON.stringify(refName)}: the archive names only a tag: pass --name <repository>`)
     let ref: ImageReference
-    try { ref = parseImageReference(text) } catch (err) { throw new ClientError(`${path}: ${(err as Error).message}${refName !== undefined && !refName.includes('/') ? ' (the archive names only a tag: pass --name <repository>)' : ''}`) }
+    try { ref = parseImageReference(text ?? '') } catch (err) { throw new ClientError(`${path}: ${(err as Error).message}`) }
     const root = await readManifest(d)
     const manifests = [root]
     const blobs = new Map<string, Descriptor>()
