@@ -19,11 +19,12 @@ import { createHash } from 'node:crypto'
 import type { IncomingMessage, ServerResponse } from 'node:http'
 import { OciError, writeOciError } from '../errors.js'
 import type { Logger } from '../log.js'
-import type { CacheStore } from '../cache/cache-store.js'
-import { MAX_MANIFEST_BYTES } from '../cache/cache-store.js'
-import { isValidTag, parseDigest } from '../registry/names.js'
+import { MAX_MANIFEST_BYTES, type CacheStore } from '../cache/cache-store.js'
+import { isValidTag } from '../oci/names.js'
+import { parseDigest } from '../oci/digest.js'
+import type { Authorizer } from '../oci/authorizer.js'
 import { parseManifest } from '../registry/manifest-validation.js'
-import { resolveNamespace, UpstreamNames } from '../mirror/registry-door-path.js'
+import { resolveNamespace, UpstreamNames } from '../doors/registry-door-path.js'
 import { WARM_ACCEPT } from '../cache/tag-fallback.js'
 
 const PATH_RE = /^\/import\/cache\/(.+)\/(blobs|manifests)\/([^/]+)$/
@@ -31,7 +32,7 @@ const PATH_RE = /^\/import\/cache\/(.+)\/(blobs|manifests)\/([^/]+)$/
 export interface CacheImportOptions {
   cache: CacheStore
   registries: readonly string[]
-  authorize?: (req: IncomingMessage, access: { action: 'pull' | 'push', name: string }) => Promise<void>
+  authorize?: Authorizer
   /** The access policy's `trust`: imported repositories are served without an upstream check. */
   trust?: (host: string, repository: string) => void
   log: Logger
@@ -48,8 +49,9 @@ export function createCacheImport (opts: CacheImportOptions) {
     await opts.authorize?.(req, { action: 'push', name })
     const origin = { host: ns.host, repository: ns.repository }
     if (kind === 'blobs') {
-      const digest = parseDigest(reference).value
-      const cached = opts.cache.statBlob(digest)
+      const parsed = parseDigest(reference)
+      const digest = parsed.value
+      const cached = opts.cache.blobs.stat(parsed)
       // GET answers whether the cache holds it (never the bytes: those are served by the door),
       // with an error body a HEAD could not carry.
       if (req.method === 'HEAD' || req.method === 'GET') {
@@ -63,7 +65,7 @@ export function createCacheImport (opts: CacheImportOptions) {
       if (cached !== undefined) { req.resume(); res.writeHead(201, { 'docker-content-digest': digest }).end(); return }
       const length = Number(req.headers['content-length'])
       if (!Number.isSafeInteger(length)) throw new OciError('SIZE_INVALID', 'a Content-Length is required')
-      const begun = opts.cache.beginBlobFill(digest, req, { expectedSize: length, origin })
+      const begun = opts.cache.blobs.beginFill(parsed, req, { expectedSize: length, origin })
       if ('bypass' in begun) throw new OciError('UNAVAILABLE', `the cache cannot take this blob: ${begun.bypass}`, { status: 507 })
       try {
         await begun.fill.done
@@ -80,23 +82,24 @@ export function createCacheImport (opts: CacheImportOptions) {
     const contentType = String(req.headers['content-type'] ?? '')
     const parsed = parseManifest(bytes, contentType)
     const asked = reference.includes(':') ? parseDigest(reference) : undefined
+    const computed = (algorithm: 'sha256' | 'sha512'): string => `${algorithm}:${createHash(algorithm).update(bytes).digest('hex')}`
     if (asked === undefined && !isValidTag(reference)) throw new OciError('MANIFEST_INVALID', `invalid tag ${JSON.stringify(reference)}`)
     const algorithm = asked?.algorithm ?? 'sha256'
-    const digest = `${algorithm}:${createHash(algorithm).update(bytes).digest('hex')}`
-    if (asked !== undefined && asked.value !== digest) throw new OciError('DIGEST_INVALID', `manifest ${asked.value} has digest ${digest}`)
+    const digest = parseDigest(computed(algorithm))
+    if (asked !== undefined && asked.value !== digest.value) throw new OciError('DIGEST_INVALID', `manifest ${asked.value} has digest ${digest.value}`)
     for (const d of [...parsed.blobs, ...parsed.manifests]) {
-      const present = parsed.manifests.includes(d) ? opts.cache.hasManifest(d.digest) : opts.cache.statBlob(d.digest) !== undefined
+      const present = parsed.manifests.includes(d) ? opts.cache.manifests.has(parseDigest(d.digest)) : opts.cache.blobs.stat(parseDigest(d.digest)) !== undefined
       if (!present) throw new OciError('MANIFEST_BLOB_UNKNOWN', `import ${d.digest} before the manifest that references it`)
     }
-    if (!await opts.cache.putManifest(digest, bytes, parsed.mediaType, origin)) throw new OciError('UNAVAILABLE', 'the cache did not take the manifest', { status: 507 })
+    if (!await opts.cache.manifests.put(digest, bytes, parsed.mediaType, origin)) throw new OciError('UNAVAILABLE', 'the cache did not take the manifest', { status: 507 })
     opts.trust?.(ns.host, ns.repository)
     if (asked === undefined) {
       // Keyed like a warm-up's tag record, which the pull-through consults for any client whose
       // Accept admits the media type (tag-fallback.ts).
-      await opts.cache.putTag({ host: ns.host, repository: ns.repository, tag: reference, accept: WARM_ACCEPT }, { digest, mediaType: parsed.mediaType, size: bytes.length, fetchedAt: Date.now() })
+      await opts.cache.tags.put({ host: ns.host, repository: ns.repository, tag: reference, accept: WARM_ACCEPT }, { digest: digest.value, mediaType: parsed.mediaType, size: bytes.length, fetchedAt: Date.now() })
     }
-    log.info({ digest, host: ns.host, repository: ns.repository, reference }, 'manifest imported into the cache')
-    res.writeHead(201, { 'docker-content-digest': digest }).end()
+    log.info({ digest: digest.value, host: ns.host, repository: ns.repository, reference }, 'manifest imported into the cache')
+    res.writeHead(201, { 'docker-content-digest': digest.value }).end()
   }
 
   return {

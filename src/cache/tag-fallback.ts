@@ -5,20 +5,17 @@
  * is what lets a crossdock with no upstream serve an imported tag to dockerd or ctr (STALE), and a
  * warmed tag survive an outage for clients that did not pull it themselves before.
  */
+import { MANIFEST_ACCEPT } from '../oci/media-types.js'
 import type { TagRecord, TagRef } from './tag-key.js'
 
-export const WARM_ACCEPT = [
-  'application/vnd.oci.image.index.v1+json',
-  'application/vnd.oci.image.manifest.v1+json',
-  'application/vnd.docker.distribution.manifest.list.v2+json',
-  'application/vnd.docker.distribution.manifest.v2+json',
-].join(', ')
+/** Every manifest media type: what warm-up and import key their tag records by. */
+export const WARM_ACCEPT = MANIFEST_ACCEPT
 
 /** The client's own record, else the warm-up/import record when the client accepts its media type. */
-export function findTag (cache: { getTag: (ref: TagRef) => TagRecord | undefined }, ref: TagRef): TagRecord | undefined {
-  const own = cache.getTag(ref)
+export function findTag (tags: { get: (ref: TagRef) => TagRecord | undefined }, ref: TagRef): TagRecord | undefined {
+  const own = tags.get(ref)
   if (own !== undefined) return own
-  const shared = cache.getTag({ ...ref, accept: WARM_ACCEPT })
+  const shared = tags.get({ ...ref, accept: WARM_ACCEPT })
   if (shared === undefined) return undefined
   return accepts(ref.accept, shared.mediaType) ? shared : undefined
 }

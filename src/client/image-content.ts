@@ -8,8 +8,9 @@
  * as they arrive; blobs are only listed here (their bytes are streamed by whoever copies them).
  */
 import { createHash } from 'node:crypto'
-import { OciError } from '../errors.js'
-import { isValidName, isValidTag, parseDigest } from '../registry/names.js'
+import type { OciError } from '../errors.js'
+import { isValidName, isValidTag } from '../oci/names.js'
+import { parseDigest } from '../oci/digest.js'
 import { parseManifest } from '../registry/manifest-validation.js'
 import type { Descriptor } from '../registry/storage/stores.js'
 import { ClientError, type RegistryClient } from './registry-client.js'

@@ -10,13 +10,7 @@
 import type { Readable } from 'node:stream'
 import { Agent, request, type Dispatcher } from 'undici'
 
-import { WARM_ACCEPT } from '../cache/tag-fallback.js'
-
-/**
- * Every manifest media type we read (a registry picks the one it has). The same set keys the tag
- * records a warm-up leaves, which tag-fallback.ts lets other clients use.
- */
-export const MANIFEST_ACCEPT = WARM_ACCEPT
+import { MANIFEST_ACCEPT } from '../oci/media-types.js'
 
 export class ClientError extends Error {
   override readonly name = 'ClientError'

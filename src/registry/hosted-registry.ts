@@ -1,14 +1,13 @@
 /**
  * The hosted OCI registry as the composition root sees it: one `handle` that answers any `/v2/…`
- * request completely (both doors call it), and `close`. It owns its storage (the directory in
- * REGISTRY_STORAGE_DIR) and the periodic purge of upload sessions older than UPLOAD_MAX_AGE.
+ * request completely (both doors call it), and `close`. It runs the periodic purge of upload
+ * sessions older than UPLOAD_MAX_AGE on the storage it is given (opened once, by the composition root).
  */
 import type { IncomingMessage, ServerResponse } from 'node:http'
-import type { Config } from '../config/index.js'
 import type { Logger } from '../log.js'
 import type { Authorizer, MountSource } from './context.js'
 import { dispatch } from './routes.js'
-import { createFsStorage, type FsStorage } from './storage/fs-storage.js'
+import type { RegistryBackend } from './storage/stores.js'
 
 export type { Authorizer, Access, Action, MountSource } from './context.js'
 
@@ -24,7 +23,9 @@ export interface HostedRegistry {
 }
 
 export interface HostedRegistryOptions {
-  config: Config
+  storage: RegistryBackend
+  /** UPLOAD_MAX_AGE: sessions untouched this long are purged. */
+  uploadMaxAgeMs: number
   log: Logger
   /** Client access control; absent means every request is allowed. */
   authorize?: Authorizer
@@ -37,8 +38,8 @@ const PURGE_INTERVAL_MS = 10 * 60 * 1000
 
 export async function createHostedRegistry (opts: HostedRegistryOptions): Promise<HostedRegistry> {
   const log = opts.log.child({ module: 'registry' })
-  const storage: FsStorage = await createFsStorage(opts.config.registryStorageDir)
-  const maxAge = opts.config.uploadMaxAgeMs
+  const { storage } = opts
+  const maxAge = opts.uploadMaxAgeMs
 
   const purge = async (): Promise<void> => {
     try {

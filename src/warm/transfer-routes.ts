@@ -18,10 +18,10 @@ import type { Logger } from '../log.js'
 import type { CacheStore } from '../cache/cache-store.js'
 import { RegistryClient } from '../client/registry-client.js'
 import { createCacheImport } from '../bundle/cache-import.js'
+import type { Authorizer } from '../oci/authorizer.js'
+import { parseDigest } from '../oci/digest.js'
 import { Warmer } from './warmer.js'
 import { createWarmService, parseWarmImages } from './warm-service.js'
-
-type Authorize = (req: IncomingMessage, access: { action: 'pull' | 'push', name: string }) => Promise<void>
 
 export interface TransferRoutesOptions {
   config: Config
@@ -30,7 +30,7 @@ export interface TransferRoutesOptions {
   /** The registry door's listening address (known once it listens). */
   registryAddress: () => AddressInfo | null
   /** Client access control (HTPASSWD_FILE), absent when off. */
-  authorize?: Authorize
+  authorize?: Authorizer
   /** The pull-through access policy's `trust` (imported repositories need no upstream check). */
   trust?: (host: string, repository: string) => void
 }
@@ -62,7 +62,7 @@ export function createTransferRoutes (opts: TransferRoutesOptions) {
   const warmer = new Warmer({
     // Made on first use: the port is known only once the door listens (REGISTRY_PORT=0).
     client: () => (client ??= new RegistryClient({ baseUrl: baseUrl(), authorization: opts.authorize === undefined ? undefined : secret.toString(), dispatcher })),
-    isCached: digest => cache.statBlob(digest) !== undefined,
+    isCached: digest => cache.blobs.stat(parseDigest(digest)) !== undefined,
     log,
   })
   const warm = createWarmService({ warmer, registries: config.registries, images, intervalMs: config.warm.intervalMs, authorize: opts.authorize, log })
@@ -71,7 +71,7 @@ export function createTransferRoutes (opts: TransferRoutesOptions) {
   return {
     route: (req: IncomingMessage) => warm.route(req) ?? cacheImport.route(req),
     /** The door's authorize, accepting warm-up's own credential too. */
-    wrap: (authorize: Authorize | undefined): Authorize | undefined => authorize === undefined
+    wrap: (authorize: Authorizer | undefined): Authorizer | undefined => authorize === undefined
       ? undefined
       : async (req, access) => { if (!isSelf(req)) await authorize(req, access) },
     start: () => { warm.start() },

@@ -12,14 +12,13 @@ import type { IncomingMessage, ServerResponse } from 'node:http'
 import { OciError, writeOciError } from '../errors.js'
 import type { Logger } from '../log.js'
 import { parseImageReference, type ImageReference } from '../client/image-content.js'
-import { resolveNamespace, UpstreamNames } from '../mirror/registry-door-path.js'
+import { resolveNamespace, UpstreamNames } from '../doors/registry-door-path.js'
+import type { Authorizer } from '../oci/authorizer.js'
 import type { Warmer, WarmEvent } from './warmer.js'
 
 export const WARM_PATH = '/warm'
 const MAX_BODY = 64 << 10
 const MAX_IMAGES = 1000
-
-export type Authorize = (req: IncomingMessage, access: { action: 'pull' | 'push', name: string }) => Promise<void>
 
 export interface WarmServiceOptions {
   warmer: Warmer
@@ -28,7 +27,7 @@ export interface WarmServiceOptions {
   images: ImageReference[]
   /** WARM_INTERVAL in ms; 0: once at start. */
   intervalMs: number
-  authorize?: Authorize
+  authorize?: Authorizer
   log: Logger
 }
 
