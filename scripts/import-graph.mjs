@@ -2,16 +2,18 @@
 // Checks that src/ imports point one way (style.md "Shape") and that no module imports itself
 // back through others. Prints every offending edge and cycle; exits 1 if there is any.
 //
-//   cli → commands → app → doors → {proxy, mirror, registry} → {cache, upstream, storage}
+//   cli → commands → app → warm → bundle → {doors, client} → {proxy, mirror, registry} → {cache, upstream, storage}
 //       → {tls, auth, observability} → oci → util;   config, errors, log, version: leaves for all.
 // oci/ is the vocabulary every side speaks (auth's Authorizer included), so it sits below its peers.
+// client/ is an HTTP client of a registry door (the CLI's warm/export/import, and warm-up's own);
+// warm/ and bundle/ serve the registry door's own API (POST /warm, /import/cache/…), injected there.
 //
 // Usage: node scripts/import-graph.mjs [srcDir]   (also run by test/unit/docs/import-graph.test.ts)
 import { readFileSync, readdirSync } from 'node:fs'
 import { dirname, join, relative, resolve } from 'node:path'
 
 const LAYERS = [
-  ['cli'], ['commands'], ['app'], ['doors'], ['proxy', 'mirror', 'registry'],
+  ['cli'], ['commands'], ['app'], ['warm'], ['bundle'], ['doors', 'client'], ['proxy', 'mirror', 'registry'],
   ['cache', 'upstream', 'storage'], ['tls', 'auth', 'observability'], ['oci'], ['util'],
 ]
 const LEAVES = new Set(['config', 'errors', 'log', 'log-pretty', 'version'])

@@ -43,6 +43,7 @@ import { TrafficStats } from './observability/traffic-stats.js'
 import { createStatus } from './observability/status.js'
 import { text } from './proxy/director.js'
 import { VERSION } from './version.js'
+import { createTransferRoutes } from './warm/transfer-routes.js'
 
 export interface App {
   start: () => Promise<void>
@@ -126,6 +127,8 @@ export async function createApp ({ config, log }: { config: Config, log: Logger 
     // checked again; never raw tunnels, or the proxy would be an open relay.
     anonymousConnect: a => proxyDoor.intercepts(a),
   })
+  // Warm-up pulls through the registry door as a client with this process's own credential.
+  const self = createTransferRoutes({ config, log, cache, registryAddress: () => registry.server.address() as AddressInfo | null, authorize: clientAuth?.authorizeAccess, trust: (host, repository) => { access.trust(host, repository) } })
   // The one handle on the hosted storage: the registry, gc metrics and the status page share it.
   const hostedStorage = await createFsStorage(config.registryStorageDir)
   // /metrics, /healthz and /readyz on both doors.
@@ -169,7 +172,8 @@ export async function createApp ({ config, log }: { config: Config, log: Logger 
     hostedHostnames: config.hostedHostnames,
     hosted,
     mirror: doorMirror,
-    authorize: clientAuth?.authorizeAccess,
+    authorize: self.wrap(clientAuth?.authorizeAccess),
+    ownRoutes: self.route,
     extraRoutes: { '/setup/containerd': containerdSetup, ...ops, '/': registryRoot, '/status.json': status.json },
     log,
   })
@@ -214,10 +218,12 @@ export async function createApp ({ config, log }: { config: Config, log: Logger 
       await listen(proxy.server, config.proxyPort, config.listenHost).catch(err => { throw listenProblem('PROXY_PORT', config.proxyPort, config.listenHost, err) })
       proxyAddress = formatAddress(proxy.server.address() as AddressInfo)
       registryAddress = formatAddress(await registry.listen().catch(err => { throw listenProblem('REGISTRY_PORT', config.registryPort, config.listenHost, err) }))
+      self.start()
     },
     stop: async ({ timeoutMs = config.timeouts.shutdownMs } = {}) => {
       stopping = true
       prefetch.stop()
+      await self.stop()
       const deadline = Date.now() + timeoutMs
       const cutRegistry = setTimeout(() => registry.server.closeAllConnections(), timeoutMs)
       await Promise.all([proxy.close({ timeoutMs }), registry.close().finally(() => clearTimeout(cutRegistry))])

@@ -20,6 +20,9 @@ import { VERSION } from './version.js'
 import { serve } from './commands/serve.js'
 import { caExport, caInfo } from './commands/ca.js'
 import { cacheLs, cachePrune, cacheVerify } from './commands/cache.js'
+import { warm } from './commands/warm.js'
+import { exportCommand, importCommand } from './commands/bundle.js'
+import { ClientError } from './client/registry-client.js'
 
 export type { Command }
 
@@ -45,6 +48,9 @@ export const COMMANDS: Record<string, Command> = {
   'cache ls': cacheLs,
   'cache prune': cachePrune,
   'cache verify': cacheVerify,
+  warm,
+  export: exportCommand,
+  import: importCommand,
   gc: {
     summary: 'Remove hosted-registry blobs no manifest references.',
     help: 'Usage: crossdock gc [--dry-run] [--delete-untagged] [--grace=<duration>]\n\nMark and sweep of REGISTRY_STORAGE_DIR, safe while the registry serves. --dry-run changes nothing;\n--delete-untagged also deletes manifests no tag reaches; --grace (default 1h) spares blobs written more\nrecently, whose manifest may still be on its way. Prints each removal and the bytes reclaimed.\n',
@@ -147,6 +153,11 @@ async function runCommand (name: string, args: string[]): Promise<number> {
     if (err instanceof UsageError) {
       process.stderr.write(`crossdock ${name}: ${err.message}\n\n${command.help}`)
       return 2
+    }
+    // A registry door's refusal or an unreachable server: its one line says it all.
+    if (err instanceof ClientError) {
+      process.stderr.write(`crossdock ${name}: ${err.message}\n`)
+      return 1
     }
     // A system error (EACCES, ENOSPC, …) says all there is in one line; anything else is a bug,
     // whose stack is worth its lines.

@@ -79,6 +79,8 @@ export const VARIABLES: readonly VariableSpec[] = [
   { name: 'UPSTREAM_CA_FILE', default: '', describe: 'Extra CA certificates (PEM) trusted for upstreams, on top of the system bundle.' },
   { name: 'UPSTREAM_HTTP2', default: 'false', describe: 'Offer HTTP/2 to upstreams (ALPN); those that accept it carry parallel blob downloads as streams of one connection, the others keep HTTP/1.1.' },
   { name: 'UPSTREAM_PROXY', default: '', secret: true, describe: 'Egress HTTP proxy for upstream connections and tunnels (http://[user:pass@]host:port).' },
+  { name: 'WARM_IMAGES', default: '', describe: 'Upstream images to pull into the cache at start, every platform (docker.io/library/alpine:3.20 ghcr.io/org/app:1), through the same path as a client pull. Space or comma separated.' },
+  { name: 'WARM_INTERVAL', default: '0', describe: 'Warm WARM_IMAGES again this often (e.g. 6h), keeping their tags fresh for outages; 0: once at start. A 429 moves the next run to when the upstream says.' },
   { name: 'LOG_LEVEL', default: 'info', describe: 'fatal, error, warn, info, debug, trace or silent.' },
   { name: 'LOG_FORMAT', default: 'auto', describe: 'json, pretty (one readable line per event) or auto: pretty when stdout is a terminal.' },
 ]
@@ -149,6 +151,8 @@ export interface Config {
   /** PREFETCH_CONCURRENCY (0: off) and PREFETCH_IMAGE_BUDGET (bytes). */
   prefetch: { concurrency: number, imageBudget: number }
   uploadMaxAgeMs: number
+  /** WARM_IMAGES (checked against the upstreams when the app starts) and WARM_INTERVAL (0: once). */
+  warm: { images: string[], intervalMs: number }
 }
 
 type Env = Record<string, string | undefined>
@@ -272,6 +276,7 @@ function readConfig (env: Env, cwd: string): Config {
       imageBudget: parseSize('PREFETCH_IMAGE_BUDGET', raw('PREFETCH_IMAGE_BUDGET')),
     },
     uploadMaxAgeMs: parseDuration('UPLOAD_MAX_AGE', raw('UPLOAD_MAX_AGE')),
+    warm: { images: splitList(raw('WARM_IMAGES')), intervalMs: parseDuration('WARM_INTERVAL', raw('WARM_INTERVAL')) },
   }
 }
 

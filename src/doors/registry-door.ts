@@ -2,7 +2,8 @@
  * The registry door: what a request on the registry port (REGISTRY_PORT) means, decided here and
  * nowhere else. The path parsing is registry-door-path.ts; this wires each meaning to its handler:
  *
- *   client ─► registry server ─► handle(req) ─┬─ /setup/…, /metrics… ─► extra routes (GET/HEAD)
+ *   client ─► registry server ─► handle(req) ─┬─ POST /warm, /import/… ─► crossdock's own API (ownRoutes)
+ *                                             ├─ /setup/…, /metrics… ─► extra routes (GET/HEAD)
  *                                             ├─ upstream ns ─► authorize (pull) ─► MirrorRouter
  *                                             │                 drop Authorization      (door 'registry':
  *                                             │                                          reads cached,
@@ -37,6 +38,8 @@ export interface RegistryDoorOptions {
   mirror: { handle: (req: IncomingMessage, res: ServerResponse, ctx: MirrorContext) => Promise<void> }
   /** Client access control (HTPASSWD_FILE); absent: everyone may pull. */
   authorize?: Authorizer
+  /** crossdock's own API on this port (POST /warm, /import/cache/…): the handler of a request it claims. */
+  ownRoutes?: (req: IncomingMessage) => DoorHandler | undefined
   /** Plain GET/HEAD paths answered on the registry port too (`/setup/containerd`). */
   extraRoutes?: Record<string, (req: IncomingMessage, res: ServerResponse) => void | Promise<void>>
   log: Logger
@@ -67,6 +70,8 @@ export function createRegistryDoor (opts: RegistryDoorOptions): RegistryDoor {
 
   const handle = async (req: IncomingMessage, res: ServerResponse): Promise<void> => {
     const method = req.method ?? 'GET'
+    const own = opts.ownRoutes?.(req)
+    if (own !== undefined) { await own(req, res); return }
     const extra = opts.extraRoutes?.[pathnameOf(req.url)]
     if (extra !== undefined && (method === 'GET' || method === 'HEAD')) { await extra(req, res); return }
     const decision = parse(req)

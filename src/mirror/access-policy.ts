@@ -84,6 +84,7 @@ export class UpstreamAccessPolicy implements AccessPolicy {
   private readonly now: () => number
   private readonly log: Logger
   private readonly publicUntil = new LRUCache<string, number>({ max: 50_000 })
+  private readonly trusted = new Set<string>()
   private readonly verdicts = new LRUCache<string, Verdict>({ max: 50_000 })
   /** Restricted digest → the `host/repository`s it is known to be in. */
   private readonly members = new LRUCache<string, Set<string>>({ max: 100_000 })
@@ -94,7 +95,17 @@ export class UpstreamAccessPolicy implements AccessPolicy {
     this.log = opts.log.child({ module: 'access-policy' })
   }
 
+  /**
+   * The operator put this repository's content into the cache (`crossdock import --into cache`,
+   * authorised like a push): serve it to every client without asking the upstream, which an
+   * air-gapped crossdock does not have. In memory, until restart (issue 19: persisting it is open).
+   */
+  trust (host: string, repository: string): void {
+    this.trusted.add(`${host.toLowerCase()}/${repository}`)
+  }
+
   async canServe (ctx: AccessContext): Promise<AccessDecision> {
+    if (this.trusted.has(`${ctx.host.toLowerCase()}/${ctx.repository}`)) return { allowed: true }
     // The operator configured credentials for this upstream, so every client of crossdock pulls with
     // them anyway (the proxy door injects them, the registry door uses them): they chose to share
     // what those credentials can read. Refusing cached copies would only cost upstream requests.

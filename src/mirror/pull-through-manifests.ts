@@ -28,6 +28,7 @@ import { discardBody, readBody } from '../upstream/body.js'
 import { MAX_MANIFEST_BYTES } from '../cache/cacache-manifest-store.js'
 import type { CachedManifest } from '../cache/stores.js'
 import { tagKey, type TagRecord, type TagRef } from '../cache/tag-key.js'
+import { findTag } from '../cache/tag-fallback.js'
 import { tryParseDigest, type Digest } from '../oci/digest.js'
 import { mediaTypeOf } from '../oci/media-types.js'
 import { manifestTier } from './manifest-tiers.js'
@@ -95,7 +96,7 @@ export function createManifestHandler (opts: PullThroughOptions & { onPassed?: M
 
   async function byTag (req: IncomingMessage, res: ServerResponse, ctx: PullThroughContext): Promise<void> {
     const ref: TagRef = { host: ctx.host, repository: ctx.repository, tag: ctx.reference, accept: req.headers.accept }
-    const known = cache.tags.get(ref)
+    const known = findTag(cache.tags, ref)
     const { ttlMs } = manifestTier(manifestTiers, ctx.reference)
     if (known !== undefined && ttlMs > 0 && Date.now() - known.fetchedAt < ttlMs) {
       const m = await manifestOf(known)
