@@ -28,7 +28,7 @@ import { createRegistryDoor } from './mirror/registry-door.js'
 import { containerdSetupRoute } from './proxy/setup-scripts.js'
 import { createOwnDoorCheck } from './proxy/own-door.js'
 import { loadClientAuth } from './auth/client-auth.js'
-import { createFsStorage } from './registry/storage/fs-storage.js'
+import { openRegistryStorage } from './registry/storage/open-storage.js'
 import { createMetrics, countHostedRequests } from './observability/metrics.js'
 import type { RequestLogLine } from './observability/request-log.js'
 import { createHealth } from './observability/health.js'
@@ -121,7 +121,7 @@ export async function createApp ({ config, log }: { config: Config, log: Logger 
     anonymousConnect: a => { const t = parseAuthority(a); return t !== undefined && shouldIntercept(t) },
   })
   // /metrics, /healthz and /readyz on both doors.
-  const hostedStorage = await createFsStorage(config.registryStorageDir)
+  const hostedStorage = await openRegistryStorage(config.storage, config.registryStorageDir)
   metrics.collectFrom({
     cache,
     ready: async () => (await health.readiness()).ready,
@@ -129,7 +129,7 @@ export async function createApp ({ config, log }: { config: Config, log: Logger 
     hostedStorageBytes: async () => { let n = 0; for await (const b of hostedStorage.blobs.list()) n += b.size; return n },
   })
   let stopping = false
-  const health = createHealth({ caNotAfter: () => ca.notAfter, cacheDir: config.cacheDir, registryDir: config.registryStorageDir, minFree: config.cache.minFree, stopping: () => stopping })
+  const health = createHealth({ caNotAfter: () => ca.notAfter, cacheDir: config.cacheDir, registryDir: hostedStorage.kind === 'fs' ? config.registryStorageDir : undefined, storage: hostedStorage.check, minFree: config.cache.minFree, stopping: () => stopping })
   const ops = createOpsRoutes({ metrics, health })
   const status = createStatus({
     version: VERSION,
@@ -159,7 +159,7 @@ export async function createApp ({ config, log }: { config: Config, log: Logger 
     extraRoutes: { '/setup/containerd': containerdSetup, ...ops, '/': registryRoot, '/status.json': status.json },
     log,
   })
-  const hosted = countHostedRequests(await createHostedRegistry({ config, log, authorize: clientAuth?.authorizeAccess, mountSource: registryDoor.mountSource }), metrics)
+  const hosted = countHostedRequests(await createHostedRegistry({ config, log, storage: hostedStorage, authorize: clientAuth?.authorizeAccess, mountSource: registryDoor.mountSource }), metrics)
   const registry = createRegistryServer({ config, log, hosted, route: registryDoor.route, observe: observeRequest })
 
   // Absolute-URI requests and CONNECTs on the proxy door that name our registry door are served by it.
@@ -216,6 +216,7 @@ export async function createApp ({ config, log }: { config: Config, log: Logger 
       // Fills whose clients went away keep going: finished, the next pull finds the blob cached.
       await settlesWithin(cache.fillsSettled(), deadline - Date.now())
       await hosted.close()
+      hostedStorage.close()
       await cache.close()
       if (!await settlesWithin(upstream.close(), deadline - Date.now())) await upstream.destroy()
     },

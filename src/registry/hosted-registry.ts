@@ -8,7 +8,7 @@ import type { Config } from '../config/index.js'
 import type { Logger } from '../log.js'
 import type { Authorizer, MountSource } from './context.js'
 import { dispatch } from './routes.js'
-import { createFsStorage, type FsStorage } from './storage/fs-storage.js'
+import { openRegistryStorage, type HostedStorage } from './storage/open-storage.js'
 
 export type { Authorizer, Access, Action, MountSource } from './context.js'
 
@@ -30,6 +30,8 @@ export interface HostedRegistryOptions {
   authorize?: Authorizer
   /** Where a mount from a pull-through namespace finds its blob (the cache); absent: hosted only. */
   mountSource?: MountSource
+  /** The backend, opened by the caller (shared with metrics); absent: opened here from the config. */
+  storage?: HostedStorage
 }
 
 /** Purge stale sessions at most this often (and at least every UPLOAD_MAX_AGE / 4). */
@@ -37,13 +39,13 @@ const PURGE_INTERVAL_MS = 10 * 60 * 1000
 
 export async function createHostedRegistry (opts: HostedRegistryOptions): Promise<HostedRegistry> {
   const log = opts.log.child({ module: 'registry' })
-  const storage: FsStorage = await createFsStorage(opts.config.registryStorageDir)
+  const storage = opts.storage ?? await openRegistryStorage(opts.config.storage, opts.config.registryStorageDir)
   const maxAge = opts.config.uploadMaxAgeMs
 
   const purge = async (): Promise<void> => {
     try {
       const purged = await storage.purge(Date.now() - maxAge)
-      if (purged.uploads > 0 || purged.tmpFiles > 0) log.info(purged, 'purged stale upload sessions')
+      if (Object.values(purged).some(n => n > 0)) log.info(purged, 'purged stale upload sessions')
     } catch (err) {
       log.warn({ err }, 'purging stale upload sessions failed')
     }
