@@ -63,7 +63,7 @@ export class S3Bucket {
   async head (key: string): Promise<ObjectInfo | undefined> {
     try {
       const r = await this.client.send(new HeadObjectCommand({ Bucket: this.name, Key: key }))
-      return { key, size: r.ContentLength ?? 0, lastModified: r.LastModified?.getTime() ?? 0 }
+      return { key, size: r.ContentLength ?? 0, lastModified: toSeconds(r.LastModified) }
     } catch (err) {
       if (isNotFound(err)) return undefined
       throw this.unavailable(err)
@@ -139,7 +139,7 @@ export class S3Bucket {
         throw this.unavailable(err)
       }
       for (const o of r.Contents ?? []) {
-        if (o.Key !== undefined) yield { key: o.Key, size: o.Size ?? 0, lastModified: o.LastModified?.getTime() ?? 0 }
+        if (o.Key !== undefined) yield { key: o.Key, size: o.Size ?? 0, lastModified: toSeconds(o.LastModified) }
       }
       token = r.IsTruncated === true ? r.NextContinuationToken : undefined
     } while (token !== undefined)
@@ -202,6 +202,14 @@ export class S3Bucket {
     if (err instanceof OciError) return err
     return new OciError('UNAVAILABLE', `object storage unavailable: ${reasonOf(err, this.name)}`)
   }
+}
+
+/**
+ * Whole seconds, as epoch ms: HEAD's Last-Modified has second resolution while a listing may carry
+ * milliseconds, and gc compares the two (a blob listed at .500 must not look older on HEAD).
+ */
+function toSeconds (date: Date | undefined): number {
+  return date === undefined ? 0 : Math.floor(date.getTime() / 1000) * 1000
 }
 
 function statusOf (err: unknown): number | undefined {
