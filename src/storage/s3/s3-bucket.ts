@@ -19,6 +19,12 @@ import {
 import type { S3Config } from '../../config/index.js'
 import { OciError } from '../../errors.js'
 
+// The SDK prints a 9-line NodeVersionSupportWarning on Node 20 at the first client: that *later*
+// SDK releases will need Node 22. Ours is pinned (engines: node >=20), and a multi-line stderr
+// notice at every start would break "one line" start-up errors; this variable is the SDK's own
+// switch (@aws-sdk/core emitWarningIfUnsupportedVersion). A write, not configuration read.
+process.env.AWS_SDK_JS_NODE_VERSION_SUPPORT_WARNING_DISABLED ??= 'true'
+
 export interface ObjectInfo {
   key: string
   size: number
@@ -221,11 +227,21 @@ function isNotFound (err: unknown): boolean {
   return name === 'NoSuchKey' || name === 'NotFound' || (statusOf(err) === 404 && name !== 'NoSuchBucket')
 }
 
+const BODYLESS = new Set(['NotFound', 'Forbidden', 'Unknown', 'BadRequest', 'MovedPermanently'])
+const STATUS_CODES: Record<number, string> = {
+  301: 'PermanentRedirect (the bucket is in another region: S3_REGION)',
+  400: 'BadRequest',
+  403: 'AccessDenied (wrong S3_ACCESS_KEY_ID/S3_SECRET_ACCESS_KEY, or no permission on the bucket)',
+  404: 'NoSuchBucket',
+}
+
 /** One line: the S3 error code and status, or the network error code; no stack, no credentials. */
 export function reasonOf (err: unknown, bucket: string): string {
   if (err instanceof S3ServiceException) {
     const status = err.$metadata?.httpStatusCode
-    const code = err.name === 'NotFound' && status === 404 ? 'NoSuchBucket' : err.name === 'Forbidden' ? 'AccessDenied' : err.name
+    // HEAD answers have no body, so the SDK names them 'NotFound', 'Forbidden' or 'Unknown': the
+    // status says more. A 403 is wrong keys as often as a missing permission.
+    const code = BODYLESS.has(err.name) && status !== undefined && STATUS_CODES[status] !== undefined ? STATUS_CODES[status] : err.name
     return `bucket ${bucket}: ${code}${status !== undefined ? ` (HTTP ${status})` : ''}`
   }
   const e = err as { code?: string, name?: string, message?: string }
