@@ -46,7 +46,7 @@ async function serve (upstreamPort: number, dir: string): Promise<void> {
   const dialer = new Dialer({ connectTo: config.upstreamConnectTo, disableIpv6: false, connectTimeoutMs: config.timeouts.connectMs })
   const upstream = new UpstreamClient({ dialer, verifySsl: true, upstreamCaFile: config.upstreamCaFile, connectTimeoutMs: config.timeouts.connectMs, readTimeoutMs: config.timeouts.readMs })
   const cache = await openCacheStore({ dir: config.cacheDir, maxSize: config.cache.maxSize, inactiveMs: config.cache.inactiveMs, idleTimeoutMs: config.timeouts.readMs, log })
-  const mirror = new MirrorRouter(upstream, createPullThrough({ config, log, cache, upstream }))
+  const mirror = new MirrorRouter(upstream, createPullThrough({ manifestTiers: config.cache, log, cache, upstream }))
   const proxy = createProxyServer({
     log,
     dialer,

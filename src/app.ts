@@ -1,6 +1,8 @@
 /**
- * The composition root: config → logger → CA → leaf minter → upstream client → mirror → servers.
- * `start()` listens on both doors; `stop()` closes them. Tests start the same app on port 0.
+ * The composition root: config → logger → CA → leaf minter → stores → upstream client → mirror →
+ * doors → servers. Composition only: what a request means is decided in doors/ (proxy-door.ts,
+ * registry-door.ts). `start()` listens on both doors; `stop()` closes them. Tests start the same
+ * app on port 0.
  */
 import type { AddressInfo } from 'node:net'
 import type http from 'node:http'
@@ -19,12 +21,13 @@ import { UpstreamAccessPolicy } from './mirror/access-policy.js'
 import { MirrorRouter } from './mirror/mirror-router.js'
 import { createDirector } from './proxy/director.js'
 import { createProxyServer, type ProxyServer } from './proxy/proxy-server.js'
-import { formatAuthority, parseAuthority, type Authority } from './proxy/connect-authority.js'
 import { openCacheStore } from './cache/cache-store.js'
 import { createPullThrough } from './mirror/pull-through.js'
 import { createHostedRegistry } from './registry/hosted-registry.js'
-import { createRegistryServer } from './registry/registry-server.js'
-import { createRegistryDoor } from './mirror/registry-door.js'
+import { createRegistryServer } from './doors/registry-server.js'
+import { createRegistryDoor } from './doors/registry-door.js'
+import { createUpstreamMountSource } from './doors/upstream-mount.js'
+import { createProxyDoor } from './doors/proxy-door.js'
 import { containerdSetupRoute } from './proxy/setup-scripts.js'
 import { createOwnDoorCheck } from './proxy/own-door.js'
 import { loadClientAuth } from './auth/client-auth.js'
@@ -102,15 +105,9 @@ export async function createApp ({ config, log }: { config: Config, log: Logger 
   const proxyUpstream = new BasicInjectingUpstream(upstream, credentials)
   const doorUpstream = new AuthenticatingUpstream({ upstream, credentials, log })
   const access = new UpstreamAccessPolicy({ credentials, upstream, anonymous: new AuthenticatingUpstream({ upstream, credentials: UpstreamCredentials.none(), log }), log })
-  const mirror = new MirrorRouter(proxyUpstream, createPullThrough({ config, log, cache, upstream: proxyUpstream, access }))
-  const doorMirror = new MirrorRouter(doorUpstream, createPullThrough({ config, log, cache, upstream: doorUpstream, access }))
-
-  const intercepted = new Set(config.registries)
-  const hostedNames = new Set(config.hostedHostnames)
-  // A configured `host:port` entry intercepts that port; a bare host intercepts 443.
-  const matches = (names: Set<string>, t: Authority): boolean => names.has(formatAuthority(t)) || (t.port === 443 && names.has(t.host))
-  const shouldIntercept = (t: Authority): boolean => matches(intercepted, t) || matches(hostedNames, t)
-  const upstreamHost = (t: Authority): string => t.port === 443 ? t.host : formatAuthority(t)
+  // One cache (and its single-flight) behind both doors; each door's mirror has its own upstream client.
+  const mirror = new MirrorRouter(proxyUpstream, createPullThrough({ manifestTiers: config.cache, log, cache, upstream: proxyUpstream, access }))
+  const doorMirror = new MirrorRouter(doorUpstream, createPullThrough({ manifestTiers: config.cache, log, cache, upstream: doorUpstream, access }))
 
   const clientAuth = await loadClientAuth({
     htpasswdFile: config.htpasswdFile,
@@ -118,10 +115,12 @@ export async function createApp ({ config, log }: { config: Config, log: Logger 
     log,
     // Anonymous CONNECTs (AUTH_ANONYMOUS_PULL) only to hosts we terminate, where each request is
     // checked again; never raw tunnels, or the proxy would be an open relay.
-    anonymousConnect: a => { const t = parseAuthority(a); return t !== undefined && shouldIntercept(t) },
+    anonymousConnect: a => proxyDoor.intercepts(a),
   })
-  // /metrics, /healthz and /readyz on both doors.
+  // The one handle on the hosted storage (STORAGE: directory or bucket): the registry, gc metrics
+  // and the status page share it. A bucket that does not answer stops us here, before any listen.
   const hostedStorage = await openRegistryStorage(config.storage, config.registryStorageDir)
+  // /metrics, /healthz and /readyz on both doors.
   metrics.collectFrom({
     cache,
     ready: async () => (await health.readiness()).ready,
@@ -137,7 +136,7 @@ export async function createApp ({ config, log }: { config: Config, log: Logger 
     proxyPort: () => (proxy.server.address() as AddressInfo | null)?.port ?? config.proxyPort,
     registries: config.registries,
     hostedHostnames: config.hostedHostnames,
-    cache,
+    cache: { stats: () => cache.stats(), fillsInFlight: () => cache.blobs.fillsInFlight() },
     traffic,
     authorized: clientAuth === undefined ? undefined : async req => (await clientAuth.checkBasic(req.headers.authorization, req.socket.remoteAddress)).ok,
   })
@@ -147,20 +146,26 @@ export async function createApp ({ config, log }: { config: Config, log: Logger 
     registryPort: () => (registry.server.address() as AddressInfo | null)?.port ?? config.registryPort,
     scheme: config.registryTlsCert !== undefined ? 'https' : 'http',
   })
+  const hosted = countHostedRequests(await createHostedRegistry({
+    storage: hostedStorage,
+    uploadMaxAgeMs: config.uploadMaxAgeMs,
+    log,
+    authorize: clientAuth?.authorizeAccess,
+    mountSource: createUpstreamMountSource({ registries: config.registries, cache: cache.blobs, access, log }),
+  }), metrics)
   // Upstream namespaces on the registry port (`/v2/docker.io/…`, `?ns=`) share the proxy door's
   // cache and access policy, over the token-dance client (its clients cannot answer challenges).
   const registryDoor = createRegistryDoor({
     registries: config.registries,
     hostedHostnames: config.hostedHostnames,
+    hosted,
     mirror: doorMirror,
-    access,
-    cache,
     authorize: clientAuth?.authorizeAccess,
     extraRoutes: { '/setup/containerd': containerdSetup, ...ops, '/': registryRoot, '/status.json': status.json },
     log,
   })
-  const hosted = countHostedRequests(await createHostedRegistry({ config, log, storage: hostedStorage, authorize: clientAuth?.authorizeAccess, mountSource: registryDoor.mountSource }), metrics)
-  const registry = createRegistryServer({ config, log, hosted, route: registryDoor.route, observe: observeRequest })
+  const registry = createRegistryServer({ config, log, handle: registryDoor.handle, observe: observeRequest })
+  const proxyDoor = createProxyDoor({ registries: config.registries, hostedHostnames: config.hostedHostnames, allowPush: config.allowPush, hosted, mirror })
 
   // Absolute-URI requests and CONNECTs on the proxy door that name our registry door are served by it.
   const isOwn = createOwnDoorCheck({ registryPort: () => (registry.server.address() as AddressInfo | null)?.port ?? config.registryPort, listenHost: config.listenHost })
@@ -169,7 +174,7 @@ export async function createApp ({ config, log }: { config: Config, log: Logger 
     log: proxyLog,
     dialer,
     secureContextFor: async host => await minter.secureContextFor(host),
-    shouldIntercept,
+    shouldIntercept: proxyDoor.shouldIntercept,
     allowedPorts: new Set(config.connectAllowedPorts),
     authorizeConnect: clientAuth?.authorizeConnect,
     clientHeaderTimeoutMs: config.timeouts.clientHeaderMs,
@@ -183,14 +188,7 @@ export async function createApp ({ config, log }: { config: Config, log: Logger 
     observeRequest,
     observeTunnel: metrics.tunnels,
     registryDoor: { isOwn, accept: socket => { registry.server.emit('connection', socket) } },
-    onIntercepted: async (req, res, target) => {
-      if (matches(hostedNames, target)) {
-        await hosted.handle(req, res, { door: 'proxy' })
-        return
-      }
-      const host = upstreamHost(target)
-      await mirror.handle(req, res, { host, door: 'proxy', path: req.url ?? '/', allowPush: config.allowPush })
-    },
+    onIntercepted: proxyDoor.handle,
     director: createDirector({
       caCertPem: () => ca.certPem,
       proxyPort: config.proxyPort,
@@ -214,7 +212,7 @@ export async function createApp ({ config, log }: { config: Config, log: Logger 
       const cutRegistry = setTimeout(() => registry.server.closeAllConnections(), timeoutMs)
       await Promise.all([proxy.close({ timeoutMs }), registry.close().finally(() => clearTimeout(cutRegistry))])
       // Fills whose clients went away keep going: finished, the next pull finds the blob cached.
-      await settlesWithin(cache.fillsSettled(), deadline - Date.now())
+      await settlesWithin(cache.blobs.fillsSettled(), deadline - Date.now())
       await hosted.close()
       hostedStorage.close()
       await cache.close()

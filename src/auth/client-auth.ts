@@ -53,7 +53,9 @@ export type CheckResult =
  * challenges anonymous callers; 'catalog' lists every repository, which is more than a pull, so it
  * needs credentials as in nora and Harbor.
  */
-export type RegistryAction = 'ping' | 'catalog' | 'pull' | 'push' | 'delete'
+import type { Action as RegistryAction, Authorizer } from '../oci/authorizer.js'
+
+export type { RegistryAction }
 
 export interface ClientAuth {
   /**
@@ -79,10 +81,10 @@ export interface ClientAuth {
    */
   authorizeConnect: (req: IncomingMessage) => Promise<string | undefined>
   /**
-   * `authorizeRegistry` in the shape of the hosted registry's `Authorizer` hook: resolves to allow,
-   * throws the OciError to refuse (its router writes it). Pass it as `createHostedRegistry({ authorize })`.
+   * `authorizeRegistry` as the doors' `Authorizer` hook (oci/authorizer.ts): resolves to allow,
+   * throws the OciError to refuse. Both doors take it (hosted registry, upstream namespaces).
    */
-  authorizeAccess: (req: IncomingMessage, access: { action: RegistryAction, name?: string }) => Promise<void>
+  authorizeAccess: Authorizer
 }
 
 export interface ClientAuthOptions {

@@ -15,7 +15,7 @@
  * pass-through instead of failing (rpardini's users saw endless "unexpected EOF" retries there).
  * Writing stops, hashing goes on, and what did not fit goes to a bounded in-memory window
  * (fill-window.ts) that readers drain: the readers already attached, joiners included, get the
- * whole body, at the pace of the slowest of them. The fill is no longer joinable (CacheStore.inflight
+ * whole body, at the pace of the slowest of them. The fill is no longer joinable (CacheBlobStore.inflight
  * hides it: a window dropped behind its readers cannot serve a newcomer from byte 0). Verified at the
  * end like any fill, it settles 'uncached': nothing is committed. When the last reader leaves, there
  * is nobody to serve and nothing to keep, so the download stops.
@@ -51,7 +51,7 @@ import { open, unlink, type FileHandle } from 'node:fs/promises'
 import { Transform, Writable, type Readable, type TransformCallback } from 'node:stream'
 import { pipeline } from 'node:stream/promises'
 import { isStorageFull } from '../errors.js'
-import type { ParsedDigest } from './cache-paths.js'
+import type { Digest } from '../oci/digest.js'
 import { FillWindow } from './fill-window.js'
 
 /** 'uncached': verified and served, but not in the cache (the disk was full). */
@@ -88,7 +88,7 @@ export class BlobFillError extends Error {
 }
 
 export interface BlobFillOptions {
-  digest: ParsedDigest
+  digest: Digest
   /** The upstream body; the fill owns it from now on (consumes or destroys it). */
   body: Readable
   stagingPath: string
@@ -115,7 +115,7 @@ export interface BlobFillOptions {
  * never rejects unhandled).
  */
 export class BlobFill extends EventEmitter {
-  readonly digest: ParsedDigest
+  readonly digest: Digest
   readonly expectedSize: number | undefined
   readonly mediaType: string | undefined
   /** Bytes written to the staging file so far (frozen once the disk is full). */
@@ -190,7 +190,7 @@ export class BlobFill extends EventEmitter {
   detach (reader: FillReader): void {
     this.readers.delete(reader)
     if (this.diskFull !== undefined && this.readers.size === 0 && this.state === 'filling') {
-      this.abort(new BlobFillError('ERR_CACHE_DISK_FULL', `blob ${this.digest.digest}: the cache disk is full and no client is reading any more`, { cause: this.diskFull }))
+      this.abort(new BlobFillError('ERR_CACHE_DISK_FULL', `blob ${this.digest.value}: the cache disk is full and no client is reading any more`, { cause: this.diskFull }))
     }
     this.readerMoved()
   }
@@ -240,11 +240,11 @@ export class BlobFill extends EventEmitter {
       await pipeline(body, digester, new StagingWriter(buffers => this.store(fh, buffers), () => this.window?.release()))
       await this.step('last-byte')
       if (expectedSize !== undefined && digester.length !== expectedSize) {
-        throw new BlobFillError('ERR_BLOB_TRUNCATED', `blob ${digest.digest}: upstream sent ${digester.length} of ${expectedSize} bytes`)
+        throw new BlobFillError('ERR_BLOB_TRUNCATED', `blob ${digest.value}: upstream sent ${digester.length} of ${expectedSize} bytes`)
       }
       const actual = digester.hex()
       if (actual !== digest.hex) {
-        throw new BlobFillError('ERR_BLOB_DIGEST_MISMATCH', `blob ${digest.digest}: upstream body hashes to ${digest.algorithm}:${actual}`)
+        throw new BlobFillError('ERR_BLOB_DIGEST_MISMATCH', `blob ${digest.value}: upstream body hashes to ${digest.algorithm}:${actual}`)
       }
       this.settle('committing')
       await this.step('verified')
@@ -269,7 +269,7 @@ export class BlobFill extends EventEmitter {
       this.finish()
     } catch (err) {
       if (!body.destroyed) body.destroy()
-      this.error = err instanceof BlobFillError ? err : new BlobFillError('ERR_BLOB_FILL', `blob ${digest.digest}: ${(err as Error)?.message ?? String(err)}`, { cause: err })
+      this.error = err instanceof BlobFillError ? err : new BlobFillError('ERR_BLOB_FILL', `blob ${digest.value}: ${(err as Error)?.message ?? String(err)}`, { cause: err })
       // The staging name is free again before anyone can see 'failed' (and start the next fill).
       // Only our own file: an open that failed (EEXIST) must not delete somebody else's.
       if (created) await unlink(this.opts.stagingPath).catch(() => {})
@@ -333,7 +333,7 @@ class Digester extends Transform {
   private readonly hash: Hash
   private timer: NodeJS.Timeout | undefined
 
-  constructor (private readonly digest: ParsedDigest, private readonly expectedSize: number | undefined, private readonly idleMs: number) {
+  constructor (private readonly digest: Digest, private readonly expectedSize: number | undefined, private readonly idleMs: number) {
     super({ highWaterMark: 1 << 20 })
     this.hash = createHash(digest.algorithm)
     this.arm()
@@ -347,7 +347,7 @@ class Digester extends Transform {
     this.arm()
     this.length += chunk.length
     if (this.expectedSize !== undefined && this.length > this.expectedSize) {
-      cb(new BlobFillError('ERR_BLOB_TOO_LONG', `blob ${this.digest.digest}: upstream sent more than the announced ${this.expectedSize} bytes`))
+      cb(new BlobFillError('ERR_BLOB_TOO_LONG', `blob ${this.digest.value}: upstream sent more than the announced ${this.expectedSize} bytes`))
       return
     }
     this.hash.update(chunk)
@@ -368,7 +368,7 @@ class Digester extends Transform {
     if (this.idleMs <= 0) return
     this.disarm()
     this.timer = setTimeout(() => {
-      this.destroy(new BlobFillError('ERR_UPSTREAM_TIMEOUT', `blob ${this.digest.digest}: upstream sent nothing for ${this.idleMs} ms`))
+      this.destroy(new BlobFillError('ERR_UPSTREAM_TIMEOUT', `blob ${this.digest.value}: upstream sent nothing for ${this.idleMs} ms`))
     }, this.idleMs)
     this.timer.unref()
   }

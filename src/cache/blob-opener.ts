@@ -16,30 +16,15 @@
  * Before, each door had its own single-flight and both could fetch the same digest at once; the
  * second then threw its body away when it found the first one's fill.
  */
-import type { Readable } from 'node:stream'
 import { SingleFlight } from '../util/single-flight.js'
 import type { BlobFill } from './blob-fill.js'
-import type { BeginFillResult, CacheOrigin, CachedBlob } from './cache-store.js'
+import type { Digest } from '../oci/digest.js'
+import type { BlobSource, CacheBlobStore, FetchedBlob } from './stores.js'
 
-/** What a fetch brought back: an answer for the leader, and a body to cache when it is cacheable. */
-export interface FetchedBlob<A> {
-  answer: A
-  fill?: { body: Readable, expectedSize?: number, mediaType?: string, origin?: CacheOrigin }
-}
+export type { BlobSource, FetchedBlob } from './stores.js'
 
-export type BlobSource<A> =
-  | { kind: 'cached' }
-  | { kind: 'fill', fill: BlobFill, leader: boolean }
-  | { kind: 'answer', answer: A }
-  | { kind: 'bypass', answer: A, reason: string }
-  | { kind: 'unshared' }
-
-/** What the opener needs of the cache store. */
-export interface FillSite {
-  statBlob: (digest: string) => CachedBlob | undefined
-  inflight: (digest: string) => BlobFill | undefined
-  beginBlobFill: (digest: string, body: Readable, opts: { expectedSize?: number, mediaType?: string, origin?: CacheOrigin }) => BeginFillResult
-}
+/** What the opener needs of the blob store. */
+export type FillSite = Pick<CacheBlobStore, 'stat' | 'inflight' | 'beginFill'>
 
 /** What the single flight hands every asker; `leader` tells which asker's fetch ran. */
 type Shared = { kind: 'cached' } | { kind: 'fill', fill: BlobFill, leader?: symbol } | { kind: 'leader-only', leader: symbol, result: BlobSource<unknown> }
@@ -50,17 +35,17 @@ export class BlobOpener {
   constructor (private readonly site: FillSite) {}
 
   /** See the header. `fetch` runs at most once for concurrent callers; it must not throw for a non-200 answer. */
-  async openOrFill<A> (digest: string, fetch: () => Promise<FetchedBlob<A>>): Promise<BlobSource<A>> {
+  async openOrFill<A> (digest: Digest, fetch: () => Promise<FetchedBlob<A>>): Promise<BlobSource<A>> {
     const inflight = this.site.inflight(digest)
     if (inflight !== undefined) return { kind: 'fill', fill: inflight, leader: false }
     const me = Symbol('asker')
-    const shared = await this.flights.run(digest, async (): Promise<Shared> => {
-      if (this.site.statBlob(digest) !== undefined) return { kind: 'cached' }
+    const shared = await this.flights.run(digest.value, async (): Promise<Shared> => {
+      if (this.site.stat(digest) !== undefined) return { kind: 'cached' }
       const running = this.site.inflight(digest)
       if (running !== undefined) return { kind: 'fill', fill: running }
       const fetched = await fetch()
       if (fetched.fill === undefined) return { kind: 'leader-only', leader: me, result: { kind: 'answer', answer: fetched.answer } }
-      const started = this.site.beginBlobFill(digest, fetched.fill.body, fetched.fill)
+      const started = this.site.beginFill(digest, fetched.fill.body, fetched.fill)
       if ('bypass' in started) return { kind: 'leader-only', leader: me, result: { kind: 'bypass', answer: fetched.answer, reason: started.bypass } }
       return { kind: 'fill', fill: started.fill, leader: me }
     })

@@ -18,29 +18,10 @@
  *   tag:<host>/<repository>:<tag>#<accept>   a tag record → digest (see tagKey in tag-key.ts)
  */
 import { join } from 'node:path'
-
-export type DigestAlgorithm = 'sha256' | 'sha512'
-
-export interface ParsedDigest {
-  /** `sha256:<hex>` as clients write it. */
-  digest: string
-  algorithm: DigestAlgorithm
-  hex: string
-}
-
-const DIGEST = /^(sha256):([a-f0-9]{64})$|^(sha512):([a-f0-9]{128})$/
-
-/** The digest parsed, or undefined if it is not a sha256/sha512 digest crossdock can verify. */
-export function parseDigest (digest: string): ParsedDigest | undefined {
-  const m = DIGEST.exec(digest)
-  if (m === null) return undefined
-  const algorithm = (m[1] ?? m[3]) as DigestAlgorithm
-  const hex = m[2] ?? m[4]
-  return { digest, algorithm, hex }
-}
+import type { Digest } from '../oci/digest.js'
 
 /** The SRI string cacache indexes content by (`sha256-<base64>`). */
-export function integrityOf (d: ParsedDigest): string {
+export function integrityOf (d: Digest): string {
   return `${d.algorithm}-${Buffer.from(d.hex, 'hex').toString('base64')}`
 }
 
@@ -49,7 +30,7 @@ export function integrityOf (d: ParsedDigest): string {
  * hash-to-segments(hex) = [hex[0..2], hex[2..4], hex[4..]]. A unit test pins this to what
  * `cacache.get.info(...).path` reports, so a cacache upgrade cannot silently move it.
  */
-export function contentPath (cacheDir: string, d: ParsedDigest): string {
+export function contentPath (cacheDir: string, d: Digest): string {
   return join(cacheDir, 'content-v2', d.algorithm, d.hex.slice(0, 2), d.hex.slice(2, 4), d.hex.slice(4))
 }
 
@@ -62,7 +43,7 @@ export function tmpDir (cacheDir: string): string {
   return join(cacheDir, 'tmp')
 }
 
-export function stagingPath (stagingDir: string, d: ParsedDigest): string {
+export function stagingPath (stagingDir: string, d: Digest): string {
   return join(stagingDir, `${d.algorithm}-${d.hex}`)
 }
 
@@ -70,10 +51,10 @@ export function recencyPath (cacheDir: string): string {
   return join(cacheDir, 'crossdock-recency.json')
 }
 
-export function blobKey (d: ParsedDigest): string {
-  return `blob:${d.digest}`
+export function blobKey (d: Digest): string {
+  return `blob:${d.value}`
 }
 
-export function manifestKey (d: ParsedDigest): string {
-  return `manifest:${d.digest}`
+export function manifestKey (d: Digest): string {
+  return `manifest:${d.value}`
 }

@@ -10,7 +10,7 @@
  * - `add` after a commit turns the reservation into an entry.
  * - CACHE_INACTIVE is lru-cache's `ttl` with `updateAgeOnGet`: an entry not read for that long
  *   expires; a timer purges expired entries so they leave the disk, not only the index.
- * - Eviction, expiry and `delete` call `onRemove`, which deletes from disk (cache-store.ts).
+ * - Eviction, expiry and `delete` call `onRemove`, which deletes from disk (cacache-entries.ts).
  *
  * Recency survives a restart through a small JSON file (key → last read, ms since the epoch),
  * rewritten atomically at most every `persistEveryMs` when something was read, and on close.

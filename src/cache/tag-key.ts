@@ -3,11 +3,7 @@
  * repository, the tag and the media types the client accepts (a client that only accepts schema2
  * gets a different manifest than one that accepts OCI indexes). Never by path alone: the same path
  * on two upstreams (or through two doors) is two different tags.
- *
- * Also here: the ENABLE_MANIFEST_CACHE tiers (rpardini's nginx.manifest.*.conf), i.e. how long a tag
- * record may answer without asking the upstream.
  */
-import type { Config } from '../config/index.js'
 
 export interface TagRef {
   /** Upstream host (`registry-1.docker.io`, `ghcr.io`, `host:port`). */
@@ -43,30 +39,4 @@ export function normalizeAccept (accept: string | string[] | undefined): string 
 
 export function tagKey (ref: TagRef): string {
   return `tag:${ref.host.toLowerCase()}/${ref.repository}:${ref.tag}#${normalizeAccept(ref.accept)}`
-}
-
-export type ManifestTier = 'primary' | 'secondary' | 'default' | 'disabled'
-
-/**
- * rpardini's tiers: with ENABLE_MANIFEST_CACHE, `…/manifests/<PRIMARY_REGEX>` (10m), then
- * `<SECONDARY_REGEX>` (60d), then everything else (1h); without it every tag is revalidated (0s).
- * nginx matched `^/v2/(.*)/manifests/<REGEX>` with no end anchor, so the regex is anchored at the
- * start of the tag only: `stable-2024` is primary, `my-stable` is not.
- */
-export function manifestTier (cache: Config['cache'], tag: string): { tier: ManifestTier, ttlMs: number } {
-  if (!cache.enableManifestCache) return { tier: 'disabled', ttlMs: 0 }
-  if (cache.primaryRegex !== undefined && anchored(cache.primaryRegex).test(tag)) return { tier: 'primary', ttlMs: cache.primaryTtlMs }
-  if (cache.secondaryRegex !== undefined && anchored(cache.secondaryRegex).test(tag)) return { tier: 'secondary', ttlMs: cache.secondaryTtlMs }
-  return { tier: 'default', ttlMs: cache.defaultTtlMs }
-}
-
-const anchoredCache = new WeakMap<RegExp, RegExp>()
-
-function anchored (re: RegExp): RegExp {
-  let a = anchoredCache.get(re)
-  if (a === undefined) {
-    a = new RegExp(`^(?:${re.source})`, re.flags.replace(/[gy]/g, ''))
-    anchoredCache.set(re, a)
-  }
-  return a
 }

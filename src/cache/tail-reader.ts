@@ -44,7 +44,7 @@ export class TailReader extends Readable implements FillReader {
 
   override _construct (cb: (err?: Error | null) => void): void {
     this.fill.acquire().then(handle => {
-      if (handle === undefined) { cb(new BlobFillError('ERR_FILL_GONE', `blob ${this.fill.digest.digest}: the download settled before this reader started`)); return }
+      if (handle === undefined) { cb(new BlobFillError('ERR_FILL_GONE', `blob ${this.fill.digest.value}: the download settled before this reader started`)); return }
       // Destroyed while waiting (the client left): give the share straight back.
       if (this.destroyed) handle.release()
       else this.handle = handle
@@ -93,7 +93,7 @@ export class TailReader extends Readable implements FillReader {
     const buf = Buffer.allocUnsafe(want)
     const { bytesRead } = await (this.handle as FillHandle).fh.read(buf, 0, want, this.pos)
     if (this.destroyed) return
-    if (bytesRead === 0) throw new Error(`staging file of ${this.fill.digest.digest} shorter than reported`)
+    if (bytesRead === 0) throw new Error(`staging file of ${this.fill.digest.value} shorter than reported`)
     this.pos += bytesRead
     this.push(bytesRead === want ? buf : buf.subarray(0, bytesRead))
   }
@@ -102,7 +102,7 @@ export class TailReader extends Readable implements FillReader {
     const chunk = this.fill.readWindow(this.pos, want)
     if (chunk === undefined || chunk.length === 0) {
       // Dropped before we read it: this reader joined after the window moved on.
-      throw new BlobFillError('ERR_CACHE_DISK_FULL', `blob ${this.fill.digest.digest}: the cache disk is full and bytes at ${this.pos} are gone from memory`)
+      throw new BlobFillError('ERR_CACHE_DISK_FULL', `blob ${this.fill.digest.value}: the cache disk is full and bytes at ${this.pos} are gone from memory`)
     }
     this.pos += chunk.length
     this.fill.readerMoved()

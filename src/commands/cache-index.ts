@@ -10,13 +10,15 @@
  */
 import { readFile } from 'node:fs/promises'
 import cacache from 'cacache'
-import { blobKey, integrityOf, manifestKey, parseDigest, recencyPath, type ParsedDigest } from '../cache/cache-paths.js'
+import { blobKey, integrityOf, manifestKey, recencyPath } from '../cache/cache-paths.js'
+import { meaningOf } from '../cache/cacache-entries.js'
+import type { Digest } from '../oci/digest.js'
 
 export interface IndexedEntry {
   key: string
   kind: 'blob' | 'manifest' | 'tag'
   /** The content's digest (for a tag: the manifest it points at). */
-  digest: ParsedDigest
+  digest: Digest
   /** Bytes on disk; 0 for a tag record (its bytes are the manifest's). */
   size: number
   /** The content file (for a tag: its manifest's). */
@@ -33,18 +35,12 @@ export async function readCacheIndex (dir: string): Promise<IndexedEntry[]> {
   const recency = await readRecency(dir)
   const out: IndexedEntry[] = []
   for (const e of Object.values(await cacache.ls(dir))) {
-    const meta = (e.metadata ?? {}) as { digest?: string, host?: string, repository?: string }
+    // The store's own index rules (cacache-entries.ts), so both agree on what an entry means.
+    const m = meaningOf(e)
+    if (m === undefined) continue
     const lastReadAt = recency.get(e.key) ?? e.time
-    if (e.key.startsWith('tag:')) {
-      const d = parseDigest(meta.digest ?? '')
-      const ref = parseTagKey(e.key)
-      if (d !== undefined) out.push({ key: e.key, kind: 'tag', digest: d, size: 0, path: e.path, lastReadAt, ...ref })
-      continue
-    }
-    const kind = e.key.startsWith('blob:') ? 'blob' : e.key.startsWith('manifest:') ? 'manifest' : undefined
-    const d = parseDigest(meta.digest ?? '')
-    if (kind === undefined || d === undefined || e.key !== `${kind}:${d.digest}`) continue
-    out.push({ key: e.key, kind, digest: d, size: e.size ?? 0, path: e.path, lastReadAt, host: meta.host, repository: meta.repository })
+    if (m.kind === 'tag') out.push({ key: e.key, kind: 'tag', digest: m.digest, size: 0, path: e.path, lastReadAt, ...parseTagKey(e.key) })
+    else out.push({ key: e.key, kind: m.kind, digest: m.digest, size: e.size ?? 0, path: e.path, lastReadAt, host: m.host, repository: m.repository })
   }
   return out
 }

@@ -18,7 +18,7 @@ function cacheDir (): string {
 
 function describe (e: IndexedEntry): string {
   const where = e.repository !== undefined ? ` ${e.host ?? '?'}/${e.repository}` : ''
-  return `${e.kind} ${e.kind === 'tag' ? e.key.slice('tag:'.length).split('#')[0] : e.digest.digest}${where}`
+  return `${e.kind} ${e.kind === 'tag' ? e.key.slice('tag:'.length).split('#')[0] : e.digest.value}${where}`
 }
 
 export const cacheLs: Command = {
@@ -124,7 +124,7 @@ cache is consistent (corrupt entries removed), 1 with --dry-run when some were f
     const byContent = new Map<string, IndexedEntry[]>()
     for (const e of entries) {
       if (e.kind === 'tag') continue
-      byContent.set(e.digest.digest, [...(byContent.get(e.digest.digest) ?? []), e])
+      byContent.set(e.digest.value, [...(byContent.get(e.digest.value) ?? []), e])
     }
     const total = [...byContent.values()].reduce((n, es) => n + es[0].size, 0)
     const progress = createProgress()

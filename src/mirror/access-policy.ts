@@ -27,10 +27,11 @@ import { LRUCache } from 'lru-cache'
 import { OciError, writeOciError } from '../errors.js'
 import type { Logger } from '../log.js'
 import { SingleFlight } from '../util/single-flight.js'
-import type { UpstreamClient, UpstreamResponse } from '../upstream/upstream-client.js'
+import type { UpstreamRequester, UpstreamResponse } from '../upstream/upstream-client.js'
 import type { UpstreamCredentials } from '../upstream/credentials.js'
 import { headerValue } from '../upstream/headers.js'
 import { discardBody } from '../upstream/body.js'
+import { MANIFEST_ACCEPT } from '../oci/media-types.js'
 import { upstreamPath, type MirrorContext } from './mirror-router.js'
 
 export interface AccessContext {
@@ -64,9 +65,9 @@ export interface UpstreamAccessPolicyOptions {
   /** Operator credentials: hosts with an entry share their cached content with every client. */
   credentials: UpstreamCredentials
   /** Sends the client's own Authorization as is (the raw UpstreamClient). */
-  upstream: Pick<UpstreamClient, 'request'>
+  upstream: UpstreamRequester
   /** Anonymous token dance (an AuthenticatingUpstream with no credentials). */
-  anonymous: Pick<UpstreamClient, 'request'>
+  anonymous: UpstreamRequester
   log: Logger
   now?: () => number
   /** How long an accepted credential stays accepted without asking again (default 5 min). */
@@ -76,11 +77,6 @@ export interface UpstreamAccessPolicyOptions {
   /** How long a repository stays known anonymous-readable (default 1 h: repositories may go private). */
   publicTtlMs?: number
 }
-
-const MANIFEST_ACCEPT = [
-  'application/vnd.oci.image.index.v1+json', 'application/vnd.oci.image.manifest.v1+json',
-  'application/vnd.docker.distribution.manifest.list.v2+json', 'application/vnd.docker.distribution.manifest.v2+json',
-].join(', ')
 
 interface Verdict { decision: AccessDecision, until: number }
 

@@ -6,7 +6,7 @@
  */
 import { createHash, type Hash } from 'node:crypto'
 import { Transform, type TransformCallback } from 'node:stream'
-import type { ParsedDigest } from '../cache/cache-paths.js'
+import type { Digest } from '../oci/digest.js'
 
 export class DigestCheck extends Transform {
   private readonly hash: Hash
@@ -14,7 +14,7 @@ export class DigestCheck extends Transform {
   /** The last byte seen so far, held back until the verdict. */
   private held: Buffer | undefined
 
-  constructor (private readonly digest: ParsedDigest, private readonly expectedSize?: number) {
+  constructor (private readonly digest: Digest, private readonly expectedSize?: number) {
     super({ highWaterMark: 1 << 20 })
     this.hash = createHash(digest.algorithm)
   }
@@ -31,7 +31,7 @@ export class DigestCheck extends Transform {
   override _flush (cb: TransformCallback): void {
     const actual = this.hash.digest('hex')
     if (actual !== this.digest.hex || (this.expectedSize !== undefined && this.length !== this.expectedSize)) {
-      cb(Object.assign(new Error(`blob ${this.digest.digest}: upstream body hashes to ${this.digest.algorithm}:${actual} (${this.length} bytes)`), { code: 'ERR_BLOB_DIGEST_MISMATCH' }))
+      cb(Object.assign(new Error(`blob ${this.digest.value}: upstream body hashes to ${this.digest.algorithm}:${actual} (${this.length} bytes)`), { code: 'ERR_BLOB_DIGEST_MISMATCH' }))
       return
     }
     cb(null, this.held)

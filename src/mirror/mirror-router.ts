@@ -9,7 +9,7 @@
  */
 import type { IncomingMessage, ServerResponse } from 'node:http'
 import { OciError, writeOciError } from '../errors.js'
-import type { UpstreamClient } from '../upstream/upstream-client.js'
+import type { UpstreamRequester } from '../upstream/upstream-client.js'
 import { passthrough } from './passthrough.js'
 import { annotateRequest } from '../observability/request-log.js'
 
@@ -49,7 +49,7 @@ export function upstreamPath (image: ImageRequest, reference = image.reference):
 }
 
 export class MirrorRouter {
-  constructor (private readonly upstream: Pick<UpstreamClient, 'request'>, private readonly pullThrough?: PullThroughHandler) {}
+  constructor (private readonly upstream: UpstreamRequester, private readonly pullThrough?: PullThroughHandler) {}
 
   async handle (req: IncomingMessage, res: ServerResponse, ctx: MirrorContext): Promise<void> {
     const method = req.method ?? 'GET'

@@ -8,7 +8,7 @@
 import type { IncomingMessage, ServerResponse } from 'node:http'
 import { pipeline } from 'node:stream/promises'
 import { proxyErrorFrom, writeProxyError } from '../errors.js'
-import type { UpstreamClient } from '../upstream/upstream-client.js'
+import type { UpstreamRequester } from '../upstream/upstream-client.js'
 import { stripHopByHop } from '../upstream/headers.js'
 
 const BODYLESS = new Set(['GET', 'HEAD', 'OPTIONS', 'TRACE'])
@@ -21,7 +21,7 @@ export interface PassthroughOptions {
   whenUnavailable?: (res: ServerResponse) => void
 }
 
-export async function passthrough (upstream: Pick<UpstreamClient, 'request'>, req: IncomingMessage, res: ServerResponse, host: string, opts: PassthroughOptions = {}): Promise<void> {
+export async function passthrough (upstream: UpstreamRequester, req: IncomingMessage, res: ServerResponse, host: string, opts: PassthroughOptions = {}): Promise<void> {
   const method = req.method ?? 'GET'
   const abort = new AbortController()
   const onClose = (): void => { if (!res.writableFinished) abort.abort() }

@@ -25,13 +25,16 @@ import type { Logger } from '../log.js'
 import { SingleFlight } from '../util/single-flight.js'
 import { headerValue, stripHopByHop } from '../upstream/headers.js'
 import { discardBody, readBody } from '../upstream/body.js'
-import { MAX_MANIFEST_BYTES, type CachedManifest } from '../cache/cache-store.js'
-import { parseDigest } from '../cache/cache-paths.js'
-import { manifestTier, tagKey, type TagRef } from '../cache/tag-key.js'
+import { MAX_MANIFEST_BYTES } from '../cache/cacache-manifest-store.js'
+import type { CachedManifest } from '../cache/stores.js'
+import { tagKey, type TagRecord, type TagRef } from '../cache/tag-key.js'
+import { tryParseDigest, type Digest } from '../oci/digest.js'
+import { mediaTypeOf } from '../oci/media-types.js'
+import { manifestTier } from './manifest-tiers.js'
 import {
   accessContext, cacheHeaders, sendAnswer, upstreamHeaders, writeHead,
   type CacheStatus, type PullThroughContext, type PullThroughOptions,
-} from './pull-through.js'
+} from './pull-through-answers.js'
 import { ALLOW_ALL, admit } from './access-policy.js'
 import { upstreamPath } from './mirror-router.js'
 
@@ -42,7 +45,7 @@ interface Buffered {
   body: Buffer
   ms: number
   /** For a 200 manifest: the digest it hashes to, and whether the cache took it. */
-  digest?: string
+  digest?: Digest
   stored?: boolean
 }
 
@@ -54,7 +57,7 @@ interface HeadOutcome {
 }
 
 export function createManifestHandler (opts: PullThroughOptions) {
-  const { cache, upstream, config, log } = opts
+  const { cache, upstream, manifestTiers, log } = opts
   const access = opts.access ?? ALLOW_ALL
   const allowed = async (req: IncomingMessage, res: ServerResponse, ctx: PullThroughContext, reference?: string): Promise<boolean> =>
     await admit(access, req, res, accessContext(req, ctx, reference))
@@ -62,29 +65,29 @@ export function createManifestHandler (opts: PullThroughOptions) {
   const gets = new SingleFlight<Buffered>()
 
   async function handle (req: IncomingMessage, res: ServerResponse, ctx: PullThroughContext): Promise<void> {
-    const d = parseDigest(ctx.reference)
-    if (d !== undefined) { await byDigest(req, res, ctx, d.digest); return }
+    const d = tryParseDigest(ctx.reference)
+    if (d !== undefined) { await byDigest(req, res, ctx, d); return }
     if (ctx.reference.includes(':')) { await forward(req, res, ctx, 'BYPASS'); return } // a digest we cannot verify
     await byTag(req, res, ctx)
   }
 
-  async function byDigest (req: IncomingMessage, res: ServerResponse, ctx: PullThroughContext, digest: string): Promise<void> {
-    const cached = await cache.getManifest(digest)
+  async function byDigest (req: IncomingMessage, res: ServerResponse, ctx: PullThroughContext, digest: Digest): Promise<void> {
+    const cached = await cache.manifests.get(digest)
     if (cached !== undefined) {
       if (await allowed(req, res, ctx)) serveManifest(req, res, cached, 'HIT')
       return
     }
     if (req.method === 'HEAD') { await forward(req, res, ctx, 'MISS'); return }
-    const { got, leader } = await fetchShared(req, ctx, digest)
+    const { got, leader } = await fetchShared(req, ctx, digest.value)
     if (leader || got.status !== 200 || await allowed(req, res, ctx)) sendFetched(req, res, got, leader ? 'MISS' : 'JOINED')
   }
 
   async function byTag (req: IncomingMessage, res: ServerResponse, ctx: PullThroughContext): Promise<void> {
     const ref: TagRef = { host: ctx.host, repository: ctx.repository, tag: ctx.reference, accept: req.headers.accept }
-    const known = cache.getTag(ref)
-    const { ttlMs } = manifestTier(config.cache, ctx.reference)
+    const known = cache.tags.get(ref)
+    const { ttlMs } = manifestTier(manifestTiers, ctx.reference)
     if (known !== undefined && ttlMs > 0 && Date.now() - known.fetchedAt < ttlMs) {
-      const m = await cache.getManifest(known.digest)
+      const m = await manifestOf(known)
       if (m !== undefined) {
         if (await allowed(req, res, ctx)) serveManifest(req, res, m, 'HIT')
         return
@@ -94,7 +97,7 @@ export function createManifestHandler (opts: PullThroughOptions) {
     const outcome = await headTag(req, ctx, ref)
     const answer = outcome.answer
     if (answer === undefined || answer.status === 429 || answer.status >= 500) {
-      const m = known !== undefined ? await cache.getManifest(known.digest) : undefined
+      const m = known !== undefined ? await manifestOf(known) : undefined
       if (m !== undefined) {
         if (!await allowed(req, res, ctx)) return
         log.warn({ host: ctx.host, repository: ctx.repository, tag: ctx.reference, upstreamStatus: answer?.status, err: (outcome.error as Error | undefined)?.message }, 'upstream failed; tag served from cache (STALE)')
@@ -110,7 +113,7 @@ export function createManifestHandler (opts: PullThroughOptions) {
     if (outcome.authorization === headerValue(req.headers, 'authorization')) access.recordFetch({ ...own, status: 200 })
     else if (!await admit(access, req, res, own)) return
 
-    const digest = parseDigest(headerValue(answer.headers, 'docker-content-digest') ?? '')?.digest
+    const digest = tryParseDigest(headerValue(answer.headers, 'docker-content-digest') ?? '')
     if (digest === undefined) {
       // No usable Docker-Content-Digest on the HEAD: the GET by tag tells (and is hashed here).
       if (req.method === 'HEAD') { sendHead(res, answer, 'MISS'); return }
@@ -119,16 +122,16 @@ export function createManifestHandler (opts: PullThroughOptions) {
       if (leader || got.status !== 200 || await allowed(req, res, ctx)) sendFetched(req, res, got, leader ? 'MISS' : 'JOINED')
       return
     }
-    const cached = await cache.getManifest(digest)
+    const cached = await cache.manifests.get(digest)
     if (cached !== undefined) {
       await remember(ref, digest, { headers: { 'content-type': cached.mediaType }, body: cached.bytes })
       serveManifest(req, res, cached, 'HIT', 'REVALIDATED')
       return
     }
     if (req.method === 'HEAD') { sendHead(res, answer, 'MISS'); return }
-    const { got, leader } = await fetchShared(req, ctx, digest)
+    const { got, leader } = await fetchShared(req, ctx, digest.value)
     if (got.stored === true) await remember(ref, digest, got)
-    if (leader || got.status !== 200 || await allowed(req, res, ctx, digest)) sendFetched(req, res, got, leader ? 'MISS' : 'JOINED')
+    if (leader || got.status !== 200 || await allowed(req, res, ctx, digest.value)) sendFetched(req, res, got, leader ? 'MISS' : 'JOINED')
   }
 
   /** One upstream HEAD per (host, repository, tag, Accept) in flight. */
@@ -158,20 +161,27 @@ export function createManifestHandler (opts: PullThroughOptions) {
       const got: Buffered = { status: a.status, headers: a.headers, ms: a.ms, body: await readBody(a.body, MAX_MANIFEST_BYTES, manifestTooLarge) }
       access.recordFetch({ ...accessContext(req, ctx, reference), status: a.status })
       if (a.status !== 200) return got
-      const asked = parseDigest(reference)
+      const asked = tryParseDigest(reference)
       const algorithm = asked?.algorithm ?? 'sha256'
-      got.digest = `${algorithm}:${createHash(algorithm).update(got.body).digest('hex')}`
-      if (asked !== undefined && got.digest !== asked.digest) {
-        throw new ProxyError(502, 'ERR_UPSTREAM_DIGEST', `upstream ${ctx.host}: manifest ${asked.digest} has digest ${got.digest}`)
+      const hex = createHash(algorithm).update(got.body).digest('hex')
+      got.digest = { algorithm, hex, value: `${algorithm}:${hex}` }
+      if (asked !== undefined && hex !== asked.hex) {
+        throw new ProxyError(502, 'ERR_UPSTREAM_DIGEST', `upstream ${ctx.host}: manifest ${asked.value} has digest ${got.digest.value}`)
       }
-      got.stored = await cache.putManifest(got.digest, got.body, mediaTypeOf(got.headers), { host: ctx.host, repository: ctx.repository })
+      got.stored = await cache.manifests.put(got.digest, got.body, contentTypeOf(got.headers), { host: ctx.host, repository: ctx.repository })
       return got
     })
     return { got, leader }
   }
 
-  async function remember (ref: TagRef, digest: string, m: { headers: Buffered['headers'], body: Buffer }): Promise<void> {
-    await cache.putTag(ref, { digest, mediaType: mediaTypeOf(m.headers), size: m.body.length, fetchedAt: Date.now() })
+  /** The cached manifest a tag record points at, if still cached. */
+  async function manifestOf (record: TagRecord): Promise<CachedManifest | undefined> {
+    const d = tryParseDigest(record.digest)
+    return d === undefined ? undefined : await cache.manifests.get(d)
+  }
+
+  async function remember (ref: TagRef, digest: Digest, m: { headers: Buffered['headers'], body: Buffer }): Promise<void> {
+    await cache.tags.put(ref, { digest: digest.value, mediaType: contentTypeOf(m.headers), size: m.body.length, fetchedAt: Date.now() })
       .catch(err => log.warn({ err: (err as Error).message, tag: ref.tag }, 'tag record not persisted'))
   }
 
@@ -194,9 +204,9 @@ function serveManifest (req: IncomingMessage, res: ServerResponse, m: CachedMani
   writeHead(res, 200, {
     'content-type': m.mediaType,
     'content-length': m.bytes.length,
-    'docker-content-digest': m.digest,
+    'docker-content-digest': m.digest.value,
     'docker-distribution-api-version': 'registry/2.0',
-    etag: `"${m.digest}"`,
+    etag: `"${m.digest.value}"`,
     ...cacheHeaders(status, upstreamStatus),
   })
   res.end(req.method === 'HEAD' ? undefined : m.bytes)
@@ -209,14 +219,14 @@ function sendHead (res: ServerResponse, a: Omit<Buffered, 'body'>, status: Cache
 
 function sendFetched (req: IncomingMessage, res: ServerResponse, got: Buffered, status: CacheStatus): void {
   const headers: Record<string, string | string[]> = { ...stripHopByHop(got.headers), ...cacheHeaders(status), 'x-crossdock-upstream-ms': String(Math.round(got.ms)) }
-  if (got.status === 200 && got.digest !== undefined) headers['docker-content-digest'] = got.digest
+  if (got.status === 200 && got.digest !== undefined) headers['docker-content-digest'] = got.digest.value
   headers['content-length'] = String(got.body.length)
   writeHead(res, got.status, headers)
   res.end(req.method === 'HEAD' ? undefined : got.body)
 }
 
-function mediaTypeOf (headers: Buffered['headers']): string {
-  return (headerValue(headers, 'content-type') ?? 'application/octet-stream').split(';')[0].trim()
+function contentTypeOf (headers: Buffered['headers']): string {
+  return mediaTypeOf(headerValue(headers, 'content-type')) ?? 'application/octet-stream'
 }
 
 function manifestTooLarge (): ProxyError {

@@ -30,40 +30,26 @@
  */
 import type { IncomingMessage, ServerResponse } from 'node:http'
 import type { Readable, Writable } from 'node:stream'
-import { pipeline } from 'node:stream/promises'
-import type { Config } from '../config/index.js'
-import type { Logger } from '../log.js'
 import { proxyErrorFrom, writeDoorError } from '../errors.js'
 import { markAbandoned } from '../observability/request-log.js'
-import type { UpstreamClient, UpstreamResponse } from '../upstream/upstream-client.js'
-import { stripHopByHop, headerValue } from '../upstream/headers.js'
-import { discardBody } from '../upstream/body.js'
-import type { CacheStore } from '../cache/cache-store.js'
+import type { UpstreamResponse } from '../upstream/upstream-client.js'
+import { headerValue } from '../upstream/headers.js'
 import type { FetchedBlob } from '../cache/blob-opener.js'
 import type { BlobFill } from '../cache/blob-fill.js'
 import { TailReader } from '../cache/tail-reader.js'
 import { sendFile } from '../util/file-sender.js'
 import { isClientGone, sendStream } from '../util/send-stream.js'
-import { parseByteRange, type ByteRange } from '../cache/byte-range.js'
-import { parseDigest, type ParsedDigest } from '../cache/cache-paths.js'
-import { DigestCheck } from './digest-check.js'
-import { upstreamPath, type PullThroughHandler, type MirrorContext, type ImageRequest } from './mirror-router.js'
+import { contentRange, parseRange, unsatisfiedRange, type ByteRange } from '../oci/range.js'
+import { tryParseDigest, type Digest } from '../oci/digest.js'
+import { upstreamPath, type PullThroughHandler } from './mirror-router.js'
 import { createManifestHandler } from './pull-through-manifests.js'
-import { ALLOW_ALL, admit, upstreamAuthorizationOf, type AccessContext, type AccessPolicy } from './access-policy.js'
+import { ALLOW_ALL, admit } from './access-policy.js'
+import {
+  accessContext, cacheHeaders, sendAnswer, upstreamHeaders, writeHead,
+  type CacheStatus, type PullThroughContext, type PullThroughOptions,
+} from './pull-through-answers.js'
 
-export type CacheStatus = 'HIT' | 'MISS' | 'JOINED' | 'STALE' | 'BYPASS'
-
-export interface PullThroughOptions {
-  config: Config
-  log: Logger
-  cache: CacheStore
-  upstream: Pick<UpstreamClient, 'request'>
-  /** Who may be served cached items (default: everyone, as before access checks existed). */
-  access?: AccessPolicy
-}
-
-/** What a handler needs of the request context (the router passes more). */
-export type PullThroughContext = Pick<MirrorContext, 'host' | 'door'> & ImageRequest
+export type { CacheStatus, PullThroughContext, PullThroughOptions } from './pull-through-answers.js'
 
 export function createPullThrough (opts: PullThroughOptions): PullThroughHandler {
   const { cache, upstream } = opts
@@ -85,29 +71,29 @@ export function createPullThrough (opts: PullThroughOptions): PullThroughHandler
 
   async function blob (req: IncomingMessage, res: ServerResponse, ctx: PullThroughContext): Promise<void> {
     const method = req.method === 'HEAD' ? 'HEAD' : 'GET'
-    const d = parseDigest(ctx.reference)
+    const d = tryParseDigest(ctx.reference)
     // A digest we cannot verify (or not a digest at all) is not cached: the upstream answers.
     if (d === undefined) { await forward(req, res, ctx, 'BYPASS'); return }
     // Each turn looks the digest up where it is now. A turn ends without an answer only when the
     // item moved on between the look-up and the read (evicted, or a fill settled and closed): the
     // next turn finds it committed, or starts a new fill. Bounded: an item cannot keep moving.
     for (let turn = 0; turn < 4; turn++) {
-      const opened = await cache.openBlob(d.digest)
+      const opened = await cache.blobs.open(d)
       if (opened !== undefined) {
         const { blob, fh } = opened
         if (!await admit(access, req, res, accessContext(req, ctx))) { void fh.close(); return }
-        await serveBody(req, res, ctx, { status: 'HIT', size: blob.size, digest: d.digest, mediaType: blob.mediaType },
+        await serveBody(req, res, ctx, { status: 'HIT', size: blob.size, digest: d.value, mediaType: blob.mediaType },
           async () => ({ send: async (out, range) => { await sendFile(fh, out, range) } }), () => { void fh.close() })
         return
       }
       if (method === 'HEAD') {
         // HEAD never becomes an upstream GET: a download in flight knows the answer.
-        const inflight = cache.inflight(d.digest)
+        const inflight = cache.blobs.inflight(d)
         if (inflight === undefined) { await forward(req, res, ctx, 'MISS'); return }
         if (await admit(access, req, res, accessContext(req, ctx))) await serveBody(req, res, ctx, fillHead(inflight, 'JOINED'), noBody)
         return
       }
-      const source = await cache.openOrFill(d.digest, async () => await fetchBlob(req, ctx, d.digest))
+      const source = await cache.blobs.openOrFill(d, async () => await fetchBlob(req, ctx, d))
       switch (source.kind) {
         case 'cached': continue
         case 'fill':
@@ -116,7 +102,7 @@ export function createPullThrough (opts: PullThroughOptions): PullThroughHandler
           continue
         case 'answer': await sendAnswer(res, source.answer, 'GET', 'MISS'); return
         case 'bypass':
-          log.warn({ host: ctx.host, repository: ctx.repository, digest: d.digest, reason: source.reason }, 'blob streamed through uncached')
+          log.warn({ host: ctx.host, repository: ctx.repository, digest: d.value, reason: source.reason }, 'blob streamed through uncached')
           await sendAnswer(res, source.answer, 'GET', 'BYPASS', d)
           return
         case 'unshared': await forward(req, res, ctx, 'MISS', d); return
@@ -126,13 +112,13 @@ export function createPullThrough (opts: PullThroughOptions): PullThroughHandler
   }
 
   /** The one upstream GET of a blob miss (run by the cache's single-flight); a 200 is cacheable. */
-  async function fetchBlob (req: IncomingMessage, ctx: PullThroughContext, digest: string): Promise<FetchedBlob<UpstreamResponse>> {
+  async function fetchBlob (req: IncomingMessage, ctx: PullThroughContext, digest: Digest): Promise<FetchedBlob<UpstreamResponse>> {
     const answer = await upstream.request({ host: ctx.host, method: 'GET', path: upstreamPath(ctx), headers: upstreamHeaders(req), followRedirects: true })
     access.recordFetch({ ...accessContext(req, ctx), status: answer.status })
     if (answer.status !== 200) return { answer }
     const length = headerValue(answer.headers, 'content-length')
     const expectedSize = length !== undefined && /^\d+$/.test(length) ? Number(length) : undefined
-    log.debug({ host: ctx.host, repository: ctx.repository, digest, size: expectedSize }, 'blob miss: filling')
+    log.debug({ host: ctx.host, repository: ctx.repository, digest: digest.value, size: expectedSize }, 'blob miss: filling')
     return { answer, fill: { body: answer.body, expectedSize, mediaType: headerValue(answer.headers, 'content-type'), origin: { host: ctx.host, repository: ctx.repository } } }
   }
 
@@ -189,14 +175,15 @@ export function createPullThrough (opts: PullThroughOptions): PullThroughHandler
     let code = 200
     if (size !== undefined) {
       headers['accept-ranges'] = 'bytes'
-      const asked = parseByteRange(headerValue(req.headers, 'range'), size)
+      // The hosted registry answers the same Range the same way (oci/range.ts).
+      const asked = parseRange(req.headers.range, size)
       if (asked === 'unsatisfiable') {
         release?.()
-        writeHead(res, 416, { ...headers, 'content-range': `bytes */${size}`, 'content-length': 0 })
+        writeHead(res, 416, { ...headers, 'content-range': unsatisfiedRange(size), 'content-length': 0 })
         res.end()
         return
       }
-      if (asked !== undefined) { range = asked; code = 206; headers['content-range'] = `bytes ${asked.start}-${asked.end}/${size}` }
+      if (asked !== undefined) { range = asked; code = 206; headers['content-range'] = contentRange(asked, size) }
       headers['content-length'] = range !== undefined ? range.end - range.start + 1 : size
     }
     if (req.method === 'HEAD') {
@@ -234,7 +221,7 @@ export function createPullThrough (opts: PullThroughOptions): PullThroughHandler
   }
 
   /** Sends the request upstream unchanged (redirects followed) and streams the answer back. */
-  async function forward (req: IncomingMessage, res: ServerResponse, ctx: PullThroughContext, status: CacheStatus, check?: ParsedDigest): Promise<void> {
+  async function forward (req: IncomingMessage, res: ServerResponse, ctx: PullThroughContext, status: CacheStatus, check?: Digest): Promise<void> {
     const method = req.method === 'HEAD' ? 'HEAD' : 'GET'
     const answer = await upstream.request({ host: ctx.host, method, path: upstreamPath(ctx), headers: upstreamHeaders(req, true), followRedirects: true })
     await sendAnswer(res, answer, method, status, check)
@@ -257,7 +244,7 @@ interface BodySender {
 }
 
 function fillHead (fill: BlobFill, status: CacheStatus): BodyHead {
-  return { status, size: fill.size, digest: fill.digest.digest, mediaType: fill.mediaType }
+  return { status, size: fill.size, digest: fill.digest.value, mediaType: fill.mediaType }
 }
 
 /**
@@ -280,62 +267,4 @@ async function firstChunk (reader: Readable): Promise<Buffer | null> {
     reader.on('close', onClose)
   })
   return reader.read() as Buffer | null
-}
-
-/** What the access policy needs to know about a request. */
-export function accessContext (req: IncomingMessage, ctx: PullThroughContext, reference = ctx.reference): AccessContext {
-  return { host: ctx.host, repository: ctx.repository, kind: ctx.kind, reference, authorization: upstreamAuthorizationOf(req, ctx.door), accept: headerValue(req.headers, 'accept') }
-}
-
-/** The headers of the client's request that the upstream should see. */
-export function upstreamHeaders (req: IncomingMessage, withRange = false): Record<string, string | string[]> {
-  const out: Record<string, string | string[]> = {}
-  const names = ['authorization', 'accept', 'user-agent', ...(withRange ? ['range', 'if-none-match'] : [])]
-  for (const n of names) {
-    const v = req.headers[n]
-    if (v !== undefined) out[n] = v
-  }
-  return out
-}
-
-/** X-Cache-Status and rpardini's header (nginx's $upstream_cache_status vocabulary). */
-export function cacheHeaders (status: CacheStatus, upstreamStatus?: string): Record<string, string> {
-  return {
-    'x-cache-status': status,
-    'x-docker-registry-proxy-cache-upstream-status': upstreamStatus ?? (status === 'JOINED' ? 'MISS' : status),
-  }
-}
-
-/**
- * Streams an upstream answer to the client as it is (status, end-to-end headers, body). With
- * `check`, a whole blob (200) is verified on the way (digest-check.ts).
- */
-export async function sendAnswer (res: ServerResponse, answer: UpstreamResponse, method: string, status: CacheStatus, check?: ParsedDigest): Promise<void> {
-  writeHead(res, answer.status, { ...stripHopByHop(answer.headers), ...cacheHeaders(status), 'x-crossdock-upstream-ms': String(Math.round(answer.ms)) })
-  if (method === 'HEAD') { discardBody(answer.body); res.end(); return }
-  let body: Readable = answer.body
-  if (check !== undefined && answer.status === 200) {
-    const length = headerValue(answer.headers, 'content-length')
-    const checked = new DigestCheck(check, length !== undefined && /^\d+$/.test(length) ? Number(length) : undefined)
-    // Either side failing destroys both: the upstream body is never left half read.
-    pipeline(answer.body, checked).catch(() => {})
-    body = checked
-  }
-  try {
-    await sendStream(body, res)
-    res.end()
-  } catch (err) {
-    // The upstream broke off mid-body: an abort, never a clean end of a short body.
-    if (!isClientGone(err) && !res.destroyed) markAbandoned(res, err)
-    res.destroy()
-  }
-}
-
-/**
- * writeHead through setHeader, so that the request log (request-log.ts reads `res.getHeader`) sees
- * X-Cache-Status: headers passed to `res.writeHead` directly are not visible to `getHeader`.
- */
-export function writeHead (res: ServerResponse, status: number, headers: Record<string, string | string[] | number>): void {
-  for (const [k, v] of Object.entries(headers)) res.setHeader(k, v)
-  res.writeHead(status)
 }

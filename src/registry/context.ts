@@ -7,21 +7,10 @@ import type { Readable } from 'node:stream'
 import type { Logger } from '../log.js'
 import type { RegistryStorage } from './storage/stores.js'
 
-/** What a request wants to do, for access control (spec routes map to one each). */
-export type Action = 'ping' | 'catalog' | 'pull' | 'push' | 'delete'
+import type { Access } from '../oci/authorizer.js'
+import type { Digest } from '../oci/digest.js'
 
-export interface Access {
-  action: Action
-  /** The repository, for pull/push/delete. */
-  name?: string
-}
-
-/**
- * Decides whether `req` may do `access`: resolves to allow; throws OciError UNAUTHORIZED (with a
- * WWW-Authenticate header) or DENIED to refuse. Absent: everything is allowed (client auth is a
- * separate concern, plugged in by the composition root).
- */
-export type Authorizer = (req: IncomingMessage, access: Access) => Promise<void>
+export type { Access, Action, Authorizer } from '../oci/authorizer.js'
 
 /**
  * Content the hosted registry may copy in for a cross-repository mount whose `from` is not one of
@@ -31,7 +20,7 @@ export type Authorizer = (req: IncomingMessage, access: Access) => Promise<void>
  * an upstream. `open` gives the bytes as a stream the caller owns (undefined if gone meanwhile);
  * the registry verifies the digest while copying, as for any upload.
  */
-export type MountSource = (from: string, digest: string) => Promise<{ size: number, open: () => Promise<Readable | undefined> } | undefined>
+export type MountSource = (from: string, digest: Digest) => Promise<{ size: number, open: () => Promise<Readable | undefined> } | undefined>
 
 export interface RequestContext {
   req: IncomingMessage

@@ -1,14 +1,13 @@
 /**
  * The hosted OCI registry as the composition root sees it: one `handle` that answers any `/v2/…`
- * request completely (both doors call it), and `close`. It owns its storage (the directory in
- * REGISTRY_STORAGE_DIR) and the periodic purge of upload sessions older than UPLOAD_MAX_AGE.
+ * request completely (both doors call it), and `close`. It runs the periodic purge of upload
+ * sessions older than UPLOAD_MAX_AGE on the storage it is given (opened once, by the composition root).
  */
 import type { IncomingMessage, ServerResponse } from 'node:http'
-import type { Config } from '../config/index.js'
 import type { Logger } from '../log.js'
 import type { Authorizer, MountSource } from './context.js'
 import { dispatch } from './routes.js'
-import { openRegistryStorage, type HostedStorage } from './storage/open-storage.js'
+import type { RegistryBackend } from './storage/stores.js'
 
 export type { Authorizer, Access, Action, MountSource } from './context.js'
 
@@ -24,14 +23,14 @@ export interface HostedRegistry {
 }
 
 export interface HostedRegistryOptions {
-  config: Config
+  storage: RegistryBackend
+  /** UPLOAD_MAX_AGE: sessions untouched this long are purged. */
+  uploadMaxAgeMs: number
   log: Logger
   /** Client access control; absent means every request is allowed. */
   authorize?: Authorizer
   /** Where a mount from a pull-through namespace finds its blob (the cache); absent: hosted only. */
   mountSource?: MountSource
-  /** The backend, opened by the caller (shared with metrics); absent: opened here from the config. */
-  storage?: HostedStorage
 }
 
 /** Purge stale sessions at most this often (and at least every UPLOAD_MAX_AGE / 4). */
@@ -39,13 +38,13 @@ const PURGE_INTERVAL_MS = 10 * 60 * 1000
 
 export async function createHostedRegistry (opts: HostedRegistryOptions): Promise<HostedRegistry> {
   const log = opts.log.child({ module: 'registry' })
-  const storage = opts.storage ?? await openRegistryStorage(opts.config.storage, opts.config.registryStorageDir)
-  const maxAge = opts.config.uploadMaxAgeMs
+  const { storage } = opts
+  const maxAge = opts.uploadMaxAgeMs
 
   const purge = async (): Promise<void> => {
     try {
       const purged = await storage.purge(Date.now() - maxAge)
-      if (Object.values(purged).some(n => n > 0)) log.info(purged, 'purged stale upload sessions')
+      if (purged.uploads > 0 || purged.tmpFiles > 0) log.info(purged, 'purged stale upload sessions')
     } catch (err) {
       log.warn({ err }, 'purging stale upload sessions failed')
     }

@@ -5,15 +5,9 @@
  * already be in the repository. Pure: no storage here; the handler checks existence.
  */
 import { OciError } from '../errors.js'
-import { parseDigest } from './names.js'
+import { parseDigest } from '../oci/digest.js'
+import { MEDIA_TYPES, mediaTypeOf } from '../oci/media-types.js'
 import type { Descriptor } from './storage/stores.js'
-
-export const MEDIA_TYPES = {
-  ociManifest: 'application/vnd.oci.image.manifest.v1+json',
-  ociIndex: 'application/vnd.oci.image.index.v1+json',
-  dockerManifest: 'application/vnd.docker.distribution.manifest.v2+json',
-  dockerManifestList: 'application/vnd.docker.distribution.manifest.list.v2+json',
-} as const
 
 /** spec (end-7): registries SHOULD accept manifests of at least 4 MiB; larger ones get 413. */
 export const MANIFEST_MAX_BYTES = 4 * 1024 * 1024
@@ -39,12 +33,6 @@ export interface ParsedManifest {
 
 function invalid (reason: string, detail: Record<string, unknown> = {}): OciError {
   return new OciError('MANIFEST_INVALID', `manifest invalid: ${reason}`, { detail: { reason, ...detail } })
-}
-
-/** The media type of a Content-Type header without parameters, or undefined when absent/empty. */
-export function mediaTypeOf (contentType: string | undefined): string | undefined {
-  const t = contentType?.split(';')[0].trim().toLowerCase()
-  return t === undefined || t === '' ? undefined : t
 }
 
 export function parseManifest (body: Buffer, contentType: string | undefined): ParsedManifest {

@@ -10,10 +10,10 @@
  */
 import { pickChallenge } from './auth-challenge.js'
 import { basicAuthorization, type UpstreamCredentials } from './credentials.js'
-import type { UpstreamClient, UpstreamRequest, UpstreamResponse } from './upstream-client.js'
+import type { UpstreamRequester, UpstreamRequest, UpstreamResponse } from './upstream-client.js'
 
-export class BasicInjectingUpstream {
-  constructor (private readonly upstream: Pick<UpstreamClient, 'request'>, private readonly credentials: UpstreamCredentials) {}
+export class BasicInjectingUpstream implements UpstreamRequester {
+  constructor (private readonly upstream: UpstreamRequester, private readonly credentials: UpstreamCredentials) {}
 
   async request (req: UpstreamRequest): Promise<UpstreamResponse> {
     const headers = req.headers ?? {}

@@ -1,7 +1,7 @@
 /**
  * Upstream requests crossdock makes on its own behalf (the registry-port door, access checks, stale
  * checks, prefetch) with the registry token dance done here. Same `request()` shape as
- * UpstreamClient, so it drops in wherever a `Pick<UpstreamClient, 'request'>` is expected.
+ * UpstreamClient, so it drops in wherever an `UpstreamRequester` is expected.
  *
  *   request(host, path, scope = repository:<name>:pull)
  *     ├─ token cached for (host, scope)? send it : (Basic known for host? send it : send nothing)
@@ -28,10 +28,10 @@ import { SingleFlight } from '../util/single-flight.js'
 import { discardBody, readJson } from './body.js'
 import { pickChallenge, type AuthChallenge } from './auth-challenge.js'
 import { basicAuthorization, type UpstreamCredentials } from './credentials.js'
-import type { UpstreamClient, UpstreamRequest, UpstreamResponse } from './upstream-client.js'
+import type { UpstreamRequester, UpstreamRequest, UpstreamResponse } from './upstream-client.js'
 
 export interface AuthenticatingUpstreamOptions {
-  upstream: Pick<UpstreamClient, 'request'>
+  upstream: UpstreamRequester
   credentials: UpstreamCredentials
   log: Logger
   /** Clock in ms (tests pass a fake one). */
@@ -51,8 +51,8 @@ export const TOKEN_EXPIRY_MARGIN_MS = 60_000
 const DEFAULT_EXPIRES_IN_S = 60
 const MAX_TOKENS = 10_000
 
-export class AuthenticatingUpstream {
-  private readonly upstream: Pick<UpstreamClient, 'request'>
+export class AuthenticatingUpstream implements UpstreamRequester {
+  private readonly upstream: UpstreamRequester
   private readonly credentials: UpstreamCredentials
   private readonly log: Logger
   private readonly now: () => number

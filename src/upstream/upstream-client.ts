@@ -54,6 +54,14 @@ export interface UpstreamResponse {
   ms: number
 }
 
+/**
+ * Anything that sends a request upstream and answers it: the client itself, or a wrapper that
+ * adds credentials (basic-injection.ts, token-auth.ts). What every caller depends on.
+ */
+export interface UpstreamRequester {
+  request: (req: UpstreamRequest) => Promise<UpstreamResponse>
+}
+
 export interface UpstreamClientOptions {
   dialer: Dialer
   verifySsl: boolean
@@ -71,7 +79,7 @@ export interface UpstreamClientOptions {
 const REDIRECTS = new Set([301, 302, 303, 307, 308])
 const MAX_REDIRECTS = 5
 
-export class UpstreamClient {
+export class UpstreamClient implements UpstreamRequester {
   private readonly agent: Agent
   private readonly onResponse: UpstreamClientOptions['onResponse']
   private readonly policy: Dialer['policy']

@@ -2,15 +2,19 @@
 import { OciError } from '../../errors.js'
 import type { Handler } from '../context.js'
 import { sendEmpty } from '../http.js'
-import { parseDigest } from '../names.js'
-import { parseRange } from '../ranges.js'
+import { parseDigest } from '../../oci/digest.js'
+import { contentRange, parseRange, unsatisfiedRange } from '../../oci/range.js'
 
-// spec: end-2 (GET/HEAD), with Range for resumable pulls: 206 + Content-Range, 416 when unsatisfiable.
+// spec: end-2 (GET/HEAD), with Range for resumable pulls: 206 + Content-Range, 416 when
+// unsatisfiable; the same parser and answers as the pull-through cache (oci/range.ts).
 export const getBlob: Handler = async ({ req, res, name, params, storage }) => {
   const digest = parseDigest(params.digest).value
   const info = await storage.blobs.stat(name, digest)
   if (info === undefined) throw new OciError('BLOB_UNKNOWN', undefined, { detail: { digest } })
   const range = parseRange(req.headers.range, info.size)
+  if (range === 'unsatisfiable') {
+    throw new OciError('RANGE_INVALID', 'requested range not satisfiable', { headers: { 'content-range': unsatisfiedRange(info.size) } })
+  }
   const headers: Record<string, string | number> = {
     'content-type': 'application/octet-stream',
     'docker-content-digest': digest,
@@ -19,7 +23,7 @@ export const getBlob: Handler = async ({ req, res, name, params, storage }) => {
     'cache-control': 'max-age=31536000',
     'content-length': range === undefined ? info.size : range.end - range.start + 1,
   }
-  if (range !== undefined) headers['content-range'] = `bytes ${range.start}-${range.end}/${info.size}`
+  if (range !== undefined) headers['content-range'] = contentRange(range, info.size)
   const status = range === undefined ? 200 : 206
   if (req.method === 'HEAD') {
     res.writeHead(status, headers)

@@ -5,8 +5,8 @@
 import { OciError } from '../../errors.js'
 import type { Handler } from '../context.js'
 import { paginate, paginationOf, pathOf, sendJson } from '../http.js'
-import { MEDIA_TYPES } from '../manifest-validation.js'
-import { parseDigest } from '../names.js'
+import { MEDIA_TYPES } from '../../oci/media-types.js'
+import { parseDigest } from '../../oci/digest.js'
 
 /** Catalog pages hold at most this many repositories unless the client asks for `n`. */
 const CATALOG_DEFAULT_PAGE = 1000

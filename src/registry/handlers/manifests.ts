@@ -8,7 +8,7 @@ import { OciError } from '../../errors.js'
 import type { Handler, RequestContext } from '../context.js'
 import { pathOf, readLimitedBody, sendEmpty } from '../http.js'
 import { MANIFEST_MAX_BYTES, parseManifest, type ParsedManifest } from '../manifest-validation.js'
-import { parseReference } from '../names.js'
+import { parseReference } from '../../oci/names.js'
 import type { Descriptor } from '../storage/stores.js'
 
 async function resolve (ctx: RequestContext): Promise<string> {

@@ -6,8 +6,9 @@ import type { Readable } from 'node:stream'
 import { OciError } from '../../errors.js'
 import type { Handler, RequestContext } from '../context.js'
 import { contentLength, hasBody, pathOf, sendEmpty } from '../http.js'
-import { assertName, parseDigest, type Digest } from '../names.js'
-import { parseContentRange, uploadRangeHeader, type ByteRange } from '../ranges.js'
+import { parseDigest, type Digest } from '../../oci/digest.js'
+import { assertName } from '../../oci/names.js'
+import { parseContentRange, uploadRangeHeader, type ByteRange } from '../../oci/range.js'
 import type { UploadSession } from '../storage/stores.js'
 
 const EMPTY_DIGESTS = new Set([
@@ -130,7 +131,7 @@ export const mountBlob: Handler = async (ctx) => {
  * digest before anything becomes visible. False when the source does not have it.
  */
 async function mountFromSource (ctx: RequestContext, from: string, digest: Digest): Promise<boolean> {
-  const source = await ctx.mountSource?.(from, digest.value)
+  const source = await ctx.mountSource?.(from, digest)
   if (source === undefined) return false
   if (await ctx.storage.blobs.link(ctx.name, digest.value) !== undefined) return true
   const body = await source.open()

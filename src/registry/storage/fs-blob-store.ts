@@ -7,11 +7,11 @@
 import { promises as fsp } from 'node:fs'
 import { join } from 'node:path'
 import type { Writable } from 'node:stream'
-import type { ByteRange } from '../ranges.js'
+import type { ByteRange } from '../../oci/range.js'
 import type { BlobInfo, BlobStore } from './stores.js'
 import { sendFile } from '../../util/file-sender.js'
 import type { StoragePaths } from './paths.js'
-import { DIGEST_ALGORITHMS } from '../names.js'
+import { DIGEST_ALGORITHMS } from '../../oci/digest.js'
 import { isNotFound, readdirIfExists, renameInto, statIfExists, unlinkIfExists, writeFileAtomic } from './fs-files.js'
 
 export class FsBlobStore implements BlobStore {

@@ -10,7 +10,7 @@ import type { Descriptor, ManifestPut, ManifestStore, StoredManifest } from './s
 import type { StoragePaths } from './paths.js'
 import type { FsBlobStore } from './fs-blob-store.js'
 import { readIfExists, readdirIfExists, statIfExists, unlinkIfExists, writeFileAtomic } from './fs-files.js'
-import { isValidName } from '../names.js'
+import { isValidName } from '../../oci/names.js'
 
 interface RevisionRecord {
   mediaType: string

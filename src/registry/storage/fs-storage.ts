@@ -4,7 +4,7 @@
  */
 import { promises as fsp } from 'node:fs'
 import { join } from 'node:path'
-import type { RegistryStorage } from './stores.js'
+import type { RegistryBackend } from './stores.js'
 import { StoragePaths } from './paths.js'
 import { FsBlobStore } from './fs-blob-store.js'
 import { FsManifestStore } from './fs-manifest-store.js'
@@ -12,10 +12,8 @@ import { FsTagStore } from './fs-tag-store.js'
 import { FsUploadStore } from './fs-upload-store.js'
 import { readdirIfExists, statIfExists, unlinkIfExists } from './fs-files.js'
 
-export interface FsStorage extends RegistryStorage {
+export interface FsStorage extends RegistryBackend {
   paths: StoragePaths
-  /** Purges upload sessions and tmp/ files untouched since `olderThan` (epoch ms). */
-  purge: (olderThan: number) => Promise<{ uploads: number, tmpFiles: number }>
 }
 
 export async function createFsStorage (root: string): Promise<FsStorage> {

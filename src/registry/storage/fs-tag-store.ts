@@ -2,7 +2,7 @@
 import type { TagStore } from './stores.js'
 import type { StoragePaths } from './paths.js'
 import { readIfExists, readdirIfExists, statIfExists, unlinkIfExists, writeFileAtomic } from './fs-files.js'
-import { isValidTag } from '../names.js'
+import { isValidTag } from '../../oci/names.js'
 
 export class FsTagStore implements TagStore {
   constructor (private readonly paths: StoragePaths) {}

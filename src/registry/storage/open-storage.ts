@@ -4,14 +4,12 @@
  * ConfigError before anything listens.
  */
 import type { StorageConfig } from '../../config/index.js'
-import type { RegistryStorage } from './stores.js'
+import type { RegistryBackend } from './stores.js'
 import { createFsStorage } from './fs-storage.js'
 import { openS3Storage } from '../../storage/s3/s3-storage.js'
 
-export interface HostedStorage extends RegistryStorage {
+export interface HostedStorage extends RegistryBackend {
   kind: 'fs' | 's3'
-  /** Discards upload sessions (and leftovers) untouched since `olderThan`; counts for the log. */
-  purge: (olderThan: number) => Promise<Record<string, number>>
   /** Readiness beyond a directory's: undefined when the backend answers, else the reason. */
   check: () => Promise<string | undefined>
   close: () => void

@@ -32,7 +32,8 @@
 import { join } from 'node:path'
 import { randomBytes } from 'node:crypto'
 import { OciError } from '../../errors.js'
-import { DIGEST_ALGORITHMS, assertName, parseDigest, isValidTag, isUploadId, type Digest } from '../names.js'
+import { DIGEST_ALGORITHMS, parseDigest, type Digest } from '../../oci/digest.js'
+import { assertName, isValidTag, isUploadId } from '../../oci/names.js'
 
 export class StoragePaths {
   readonly root: string

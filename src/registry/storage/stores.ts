@@ -13,8 +13,8 @@
  *   a blob is decided by its link, so a blob in repository A is unknown in B until mounted.
  */
 import type { Readable, Writable } from 'node:stream'
-import type { ByteRange } from '../ranges.js'
-import type { DigestAlgorithm } from '../names.js'
+import type { ByteRange } from '../../oci/range.js'
+import type { DigestAlgorithm } from '../../oci/digest.js'
 
 export interface BlobInfo {
   digest: string
@@ -150,4 +150,10 @@ export interface RegistryStorage {
   manifests: ManifestStore
   tags: TagStore
   uploads: UploadStore
+}
+
+/** A storage backend as the composition root opens it (once): the four stores and their housekeeping. */
+export interface RegistryBackend extends RegistryStorage {
+  /** Purges upload sessions, and whatever partial writes they left, untouched since `olderThan` (epoch ms). */
+  purge: (olderThan: number) => Promise<{ uploads: number, tmpFiles: number }>
 }

@@ -8,7 +8,7 @@
  * self-copy per push that references a layer is no option.
  */
 import type { Writable } from 'node:stream'
-import type { ByteRange } from '../../registry/ranges.js'
+import type { ByteRange } from '../../oci/range.js'
 import type { BlobInfo, BlobStore } from '../../registry/storage/stores.js'
 import { sendStream } from '../../util/send-stream.js'
 import type { S3Bucket } from './s3-bucket.js'

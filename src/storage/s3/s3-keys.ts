@@ -30,7 +30,8 @@
  * PUT: the state is in the bucket, never in one process's memory.
  */
 import { OciError } from '../../errors.js'
-import { assertName, isUploadId, isValidTag, parseDigest } from '../../registry/names.js'
+import { assertName, isUploadId, isValidTag } from '../../oci/names.js'
+import { parseDigest } from '../../oci/digest.js'
 
 /** Offsets are zero-padded so that lexical order (ListObjectsV2's) is numeric order. */
 const OFFSET_WIDTH = 16
@@ -39,7 +40,7 @@ export class S3Keys {
   /** '' or 'some/prefix/' */
   private readonly root: string
 
-  constructor (prefix: string) {
+  constructor (readonly prefix: string) {
     this.root = prefix === '' ? '' : `${prefix}/`
   }
 

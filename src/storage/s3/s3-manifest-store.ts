@@ -4,7 +4,7 @@
  * the subject. Each object is one PutObject, so each becomes visible whole.
  */
 import type { Descriptor, ManifestPut, ManifestStore, StoredManifest } from '../../registry/storage/stores.js'
-import { isValidName } from '../../registry/names.js'
+import { isValidName } from '../../oci/names.js'
 import type { S3Bucket } from './s3-bucket.js'
 import type { S3Keys } from './s3-keys.js'
 import type { S3BlobStore } from './s3-blob-store.js'

@@ -5,7 +5,7 @@
  */
 import type { S3Config } from '../../config/index.js'
 import { ConfigError } from '../../errors.js'
-import type { RegistryStorage } from '../../registry/storage/stores.js'
+import type { RegistryBackend } from '../../registry/storage/stores.js'
 import { S3Bucket, type S3BucketOptions } from './s3-bucket.js'
 import { S3Keys } from './s3-keys.js'
 import { S3BlobStore } from './s3-blob-store.js'
@@ -13,11 +13,10 @@ import { S3ManifestStore } from './s3-manifest-store.js'
 import { S3TagStore } from './s3-tag-store.js'
 import { S3UploadStore } from './s3-upload-store.js'
 
-export interface S3Storage extends RegistryStorage {
+export interface S3Storage extends RegistryBackend {
   keys: S3Keys
   /** Undefined when the bucket answers; otherwise the reason, one line (readiness). */
   check: () => Promise<string | undefined>
-  purge: (olderThan: number) => Promise<{ uploads: number }>
   close: () => void
 }
 
@@ -33,7 +32,9 @@ export function createS3Storage (config: S3Config, opts: S3BucketOptions = {}): 
     tags: new S3TagStore(bucket, keys),
     uploads,
     check: async () => await bucket.check(),
-    purge: async (olderThan) => ({ uploads: await uploads.purge(olderThan) }),
+    // No tmp files: a multipart upload left by a crash is invisible (the bucket's lifecycle rule
+    // AbortIncompleteMultipartUpload clears it).
+    purge: async (olderThan) => ({ uploads: await uploads.purge(olderThan), tmpFiles: 0 }),
     close: () => bucket.destroy(),
   }
 }

@@ -1,6 +1,6 @@
 /** Tags in the bucket: one small object per tag holding the digest; a PutObject replaces it whole. */
 import type { TagStore } from '../../registry/storage/stores.js'
-import { isValidTag } from '../../registry/names.js'
+import { isValidTag } from '../../oci/names.js'
 import type { S3Bucket } from './s3-bucket.js'
 import type { S3Keys } from './s3-keys.js'
 

@@ -5,6 +5,7 @@ import { randomBytes } from 'node:crypto'
 import type { IncomingMessage, ServerResponse } from 'node:http'
 import { sha256 } from '../../helpers/fake-upstream.js'
 import { startHarness, streamThrough, readBody, fetchThrough, type Harness, startWithUpstream } from './harness.js'
+import { parseDigest } from '../../../src/oci/digest.js'
 
 const HUB = 'registry-1.docker.io'
 
@@ -51,7 +52,7 @@ t.test('2. eight clients, one upstream GET, bytes flow to all before the downloa
   const clients = await Promise.all(Array.from({ length: 8 }, async () => await streamThrough(h, HUB, `/v2/library/big/blobs/${d}`)))
   const firsts = await Promise.all(clients.map(firstChunk))
   t.ok(firsts.every(c => c.length > 0), 'every client got bytes while the upstream still holds back 12 MiB')
-  t.equal(h.cache.inflight(d)?.state, 'filling', 'the download is still running')
+  t.equal(h.cache.blobs.inflight(parseDigest(d))?.state, 'filling', 'the download is still running')
   g.release()
   const bodies = await Promise.all(clients.map(async (c, i) => { c.res.unshift(firsts[i]); c.res.resume(); return await readBody(c) }))
   t.ok(bodies.every(b => b.complete && b.status === 200), 'all complete')
@@ -72,7 +73,7 @@ t.test('3. a client that disconnects mid-blob does not stop the fill; the next r
   }
   const c = await streamThrough(h, HUB, `/v2/library/gone/blobs/${d}`)
   await firstChunk(c)
-  const fill = h.cache.inflight(d)
+  const fill = h.cache.blobs.inflight(parseDigest(d))
   t.ok(fill)
   c.socket.destroy()
   await new Promise(resolve => c.socket.once('close', resolve))
@@ -108,7 +109,7 @@ for (const [name, finish] of faults) {
       t.equal(c.complete, false, 'connection aborted, no clean end')
       t.ok(c.body.length < data.length, 'never the whole body')
     }
-    t.equal(h.cache.statBlob(d), undefined, 'nothing committed')
+    t.equal(h.cache.blobs.stat(parseDigest(d)), undefined, 'nothing committed')
     t.equal(up.count('GET', `/blobs/${d}`), 1)
     broken = false
     const good = await fetchThrough(h, HUB, `/v2/library/bad/blobs/${d}`)

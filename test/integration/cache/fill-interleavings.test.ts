@@ -9,6 +9,7 @@ import type { BlobFill, FillHook, FillStep } from '../../../src/cache/blob-fill.
 import { sha256 } from '../../helpers/fake-upstream.js'
 import { keepAliveClient, startWithUpstream, type Harness } from './harness.js'
 import type { FakeUpstream } from '../../helpers/fake-upstream.js'
+import { parseDigest } from '../../../src/oci/digest.js'
 
 const HUB = 'registry-1.docker.io'
 
@@ -28,7 +29,7 @@ export function pause (): Pause {
   const gate = new Promise<void>(resolve => { release = resolve })
   return {
     hook: async (step, fill) => {
-      if (target === undefined || step !== target.step || fill.digest.digest !== target.digest) return
+      if (target === undefined || step !== target.step || fill.digest.value !== target.digest) return
       target = undefined
       reach(fill)
       await gate
@@ -138,7 +139,7 @@ t.test('an entry evicted while a joiner attaches: the joiner reads the fill, the
   const fill = await p.reached
   const ry = await (await keepAliveClient(h, HUB)).get(`/v2/library/y/blobs/${dy}`)
   t.equal(sha256(ry.body), dy)
-  t.equal(h.cache.statBlob(dx), undefined, 'x was evicted while its fill is still held')
+  t.equal(h.cache.blobs.stat(parseDigest(dx)), undefined, 'x was evicted while its fill is still held')
   const joiner = await keepAliveClient(h, HUB)
   const b = joiner.get(`/v2/library/x/blobs/${dx}`)
   await attachedOrDone(fill, 2, b)
@@ -169,7 +170,7 @@ t.test('a corrupt body held before verification: every client attached is aborte
     t.ok(r.body.length < data.length, 'never the whole (wrong) body')
   }
   t.ok(h.logs.some(l => l.level === 40 && l.abandoned === 'ERR_BLOB_DIGEST_MISMATCH'), 'logged at warn as abandoned, with the reason')
-  t.equal(h.cache.statBlob(d), undefined, 'nothing committed')
+  t.equal(h.cache.blobs.stat(parseDigest(d)), undefined, 'nothing committed')
 })
 
 t.test('a request arriving while a failed fill is held gets a new fill and the whole body', async t => {

@@ -12,6 +12,7 @@ import { EventEmitter } from 'node:events'
 import type { FillHook } from '../../../src/cache/blob-fill.js'
 import { sha256 } from '../../helpers/fake-upstream.js'
 import { keepAliveClient, startWithUpstream, type KeepAliveClient } from './harness.js'
+import { parseDigest } from '../../../src/oci/digest.js'
 
 const HUB = 'registry-1.docker.io'
 const SEED = Number(process.env.FUZZ_SEED ?? 1313)
@@ -103,7 +104,7 @@ t.test('herds under generated schedules: whole bodies or aborts of corrupt fills
       }
       await pulls
       gate.releaseAll()
-      await harness.cache.fillsSettled()
+      await harness.cache.blobs.fillsSettled()
       if (!h.tight) {
         for (const d of digests) {
           const gets = up.count('GET', `/blobs/${d}`)

@@ -69,7 +69,7 @@ export async function startHarness (t: Test, env: Record<string, string>, opts: 
   const dialer = new Dialer({ connectTo: config.upstreamConnectTo, disableIpv6: false, connectTimeoutMs: config.timeouts.connectMs })
   const upstream = new UpstreamClient({ dialer, verifySsl: true, upstreamCaFile: config.upstreamCaFile, connectTimeoutMs: config.timeouts.connectMs, readTimeoutMs: config.timeouts.readMs })
   const cache = await openCacheStore({ dir: config.cacheDir, maxSize: config.cache.maxSize, inactiveMs: config.cache.inactiveMs, minFree: config.cache.minFree, idleTimeoutMs: config.timeouts.readMs, log, fillHook: opts.fillHook })
-  const pull = createPullThrough({ config, log, cache, upstream })
+  const pull = createPullThrough({ manifestTiers: config.cache, log, cache, upstream })
   let handled = 0
   const waiters: Array<() => void> = []
   const counting: PullThroughHandler = {

@@ -11,8 +11,9 @@ import { Readable } from 'node:stream'
 import { pino } from 'pino'
 import { loadOrCreateCa } from '../../../src/tls/ca.js'
 import { openCacheStore } from '../../../src/cache/cache-store.js'
-import { recencyPath } from '../../../src/cache/cache-paths.js'
+import { recencyPath, contentPath } from '../../../src/cache/cache-paths.js'
 import { ensureBuilt, runCli } from './built-cli.js'
+import { parseDigest } from '../../../src/oci/digest.js'
 
 const silent = pino({ level: 'silent' })
 const DAY = 86_400_000
@@ -35,7 +36,7 @@ async function seedCache (cacheDir: string): Promise<{ small: string, big: strin
   const store = await openCacheStore({ dir: cacheDir, maxSize: 1 << 30, inactiveMs: 0, log: silent })
   const fill = async (data: Buffer, repository: string): Promise<string> => {
     const d = digestOf(data)
-    const r = store.beginBlobFill(d, Readable.from([data]), { expectedSize: data.length, origin: { host: 'registry-1.docker.io', repository } })
+    const r = store.blobs.beginFill(parseDigest(d), Readable.from([data]), { expectedSize: data.length, origin: { host: 'registry-1.docker.io', repository } })
     if (!('fill' in r)) throw new Error(r.bypass)
     await r.fill.done
     return d
@@ -45,8 +46,8 @@ async function seedCache (cacheDir: string): Promise<{ small: string, big: strin
   const other = await fill(randomBytes(50_000), 'library/node')
   const body = Buffer.from(JSON.stringify({ schemaVersion: 2, layers: [] }))
   const manifest = digestOf(body)
-  await store.putManifest(manifest, body, 'application/vnd.oci.image.manifest.v1+json', { host: 'registry-1.docker.io', repository: 'library/node' })
-  await store.putTag({ host: 'registry-1.docker.io', repository: 'library/node', tag: '22' }, { digest: manifest, mediaType: 'application/vnd.oci.image.manifest.v1+json', size: body.length, fetchedAt: Date.now() })
+  await store.manifests.put(parseDigest(manifest), body, 'application/vnd.oci.image.manifest.v1+json', { host: 'registry-1.docker.io', repository: 'library/node' })
+  await store.tags.put({ host: 'registry-1.docker.io', repository: 'library/node', tag: '22' }, { digest: manifest, mediaType: 'application/vnd.oci.image.manifest.v1+json', size: body.length, fetchedAt: Date.now() })
   await store.close()
   return { small, big, other, manifest }
 }
@@ -142,10 +143,10 @@ t.test('cache prune removes what is older, then the least recently read down to 
   // What the store itself loads afterwards: the removed ones are gone from index and disk.
   const store = await openCacheStore({ dir: cacheDir, maxSize: 1 << 30, inactiveMs: 0, log: silent })
   t.teardown(async () => { await store.close() })
-  t.equal(store.statBlob(small), undefined)
-  t.equal(store.statBlob(big), undefined)
-  t.ok(store.statBlob(other), 'kept')
-  t.ok(store.hasManifest(manifest), 'kept')
+  t.equal(store.blobs.stat(parseDigest(small)), undefined)
+  t.equal(store.blobs.stat(parseDigest(big)), undefined)
+  t.ok(store.blobs.stat(parseDigest(other)), 'kept')
+  t.ok(store.manifests.has(parseDigest(manifest)), 'kept')
   t.equal(store.stats().entries, 3, 'other blob, manifest, tag')
 })
 
@@ -159,7 +160,8 @@ t.test('cache verify drops an entry whose content file had a byte flipped', asyn
   t.equal(clean.stderr, '', 'no progress output when stderr is not a terminal')
 
   const before = await openCacheStore({ dir: cacheDir, maxSize: 1 << 30, inactiveMs: 0, log: silent })
-  const path = before.statBlob(big)!.path
+  t.ok(before.blobs.stat(parseDigest(big)), 'cached before the corruption')
+  const path = contentPath(cacheDir, parseDigest(big))
   await before.close()
   const fh = await open(path, 'r+')
   const b = Buffer.alloc(1)
@@ -178,7 +180,7 @@ t.test('cache verify drops an entry whose content file had a byte flipped', asyn
   t.notOk(existsSync(path), 'the corrupt file is gone')
   const after = await openCacheStore({ dir: cacheDir, maxSize: 1 << 30, inactiveMs: 0, log: silent })
   t.teardown(async () => { await after.close() })
-  t.equal(after.statBlob(big), undefined, 'the store no longer has it')
-  t.ok(after.statBlob(small))
-  t.ok(after.statBlob(other))
+  t.equal(after.blobs.stat(parseDigest(big)), undefined, 'the store no longer has it')
+  t.ok(after.blobs.stat(parseDigest(small)))
+  t.ok(after.blobs.stat(parseDigest(other)))
 })

@@ -2,7 +2,7 @@
 // client sees them on the registry port: names of any depth, the proxy/ prefix, the docker.io
 // alias, containerd's ?ns=, and upstream-looking hosts that are not upstreams.
 import t from 'tap'
-import { parseDoorRequest, resolveNamespace, UpstreamNames, type DoorRoute } from '../../../src/mirror/registry-door-path.js'
+import { parseDoorRequest, resolveNamespace, UpstreamNames, type DoorRoute } from '../../../src/doors/registry-door-path.js'
 import { startDoor } from './fixtures/door-harness.js'
 
 const upstreams = new UpstreamNames(['registry-1.docker.io', 'auth.docker.io', 'index.docker.io', 'docker.io', 'ghcr.io', 'quay.io', 'registry.internal:5443'])

@@ -9,6 +9,7 @@ import type { AddressInfo } from 'node:net'
 import forge from 'node-forge'
 import { FakeUpstream, sha256 } from '../../helpers/fake-upstream.js'
 import { startHarness, fetchThrough, type Harness, startWithUpstream } from '../cache/harness.js'
+import { parseDigest } from '../../../src/oci/digest.js'
 
 const HUB = 'registry-1.docker.io'
 const ACCEPT = 'application/vnd.oci.image.manifest.v1+json'
@@ -35,7 +36,7 @@ for (const status of [500, 502, 503, 429]) {
       t.match(r.body.toString(), `burst ${status}`, 'and its body, whole')
       t.equal(r.complete, true)
     }
-    t.equal(h.cache.statBlob(d), undefined, 'the error was not cached')
+    t.equal(h.cache.blobs.stat(parseDigest(d)), undefined, 'the error was not cached')
     const ok = await fetchThrough(h, HUB, `/v2/library/app/blobs/${d}`)
     t.equal(ok.status, 200)
     t.equal(ok.headers['x-cache-status'], 'MISS', 'after the burst: upstream again')
@@ -78,7 +79,7 @@ t.test('a blob body that stalls longer than PROXY_READ_TIMEOUT: the client is cu
   t.equal(cut.status, 200)
   t.equal(cut.complete, false, 'the connection was aborted: never a clean end of a partial body')
   t.ok(cut.body.length < data.length)
-  t.equal(h.cache.statBlob(d), undefined, 'no partial committed')
+  t.equal(h.cache.blobs.stat(parseDigest(d)), undefined, 'no partial committed')
   t.ok(h.logs.some(l => l.code === 'ERR_UPSTREAM_TIMEOUT' && l.digest === d), 'the log says the upstream went quiet')
   const again = await fetchThrough(h, HUB, `/v2/library/app/blobs/${d}`)
   t.equal(again.headers['x-cache-status'], 'MISS')
@@ -153,7 +154,7 @@ for (const [name, make, reason] of tlsFaults) {
     t.equal(blob.status, 502)
     t.equal(blob.headers['x-crossdock-error'], 'ERR_UPSTREAM_TLS')
     t.match(blob.body.toString(), reason, 'the reason says what was wrong')
-    t.equal(h.cache.statBlob(img.layer), undefined, 'nothing cached')
+    t.equal(h.cache.blobs.stat(parseDigest(img.layer)), undefined, 'nothing cached')
     const tag = await fetchThrough(h, HUB, '/v2/library/app/manifests/v1', { headers: { accept: ACCEPT } })
     t.equal(tag.status, 200)
     t.equal(tag.headers['x-cache-status'], 'STALE')
@@ -171,5 +172,5 @@ t.test('an upstream name that does not resolve: 502 ERR_UPSTREAM_DNS, nothing ca
   t.equal(r.status, 502)
   t.match(r.headers['x-crossdock-error'], /^ERR_UPSTREAM_(DNS|UNREACHABLE)$/)
   t.match(r.body.toString(), /^upstream nowhere\.invalid(:443)?: /)
-  t.equal(h.cache.statBlob(d), undefined)
+  t.equal(h.cache.blobs.stat(parseDigest(d)), undefined)
 })

@@ -1,10 +1,13 @@
 /**
- * What every backend of the hosted registry's stores (registry/storage/stores.ts) must do, written
- * once and run against each: `hostedStoreBehaviours(t, 'fs', make)`. `make` opens a fresh, empty
- * storage and returns it with its teardown. (Issue 16's storage contract suite absorbs this.)
+ * Cases of the hosted registry's store contracts (registry/storage/stores.ts) that the contract
+ * suite (test/contracts/registry-stores.ts) does not have yet and that a bucket makes worth
+ * checking: uploads in several chunks served back by range across part boundaries, the chunk
+ * offset check, the final chunk with complete and the empty blob, mount and unlink, gc's listed
+ * times agreeing with remove's. Written once, run against each backend:
+ * `hostedStoreBehaviours(t, 'fs', make)`. They belong in the contract suite (issue 17 follow-up).
  */
 import { createHash } from 'node:crypto'
-import { PassThrough, Readable, Writable } from 'node:stream'
+import { Readable, Writable } from 'node:stream'
 import type { Test } from 'tap'
 import type { RegistryStorage } from '../../../src/registry/storage/stores.js'
 
@@ -81,17 +84,6 @@ export function hostedStoreBehaviours (t: Test, label: string, make: MakeStorage
     t.equal((await s.uploads.get('a/b', session.id))?.offset, 1000, 'the refused chunk wrote nothing')
   })
 
-  withStorage('a wrong digest: DIGEST_INVALID, nothing visible, the session is gone', async (t, s) => {
-    const data = patterned(200_000, 7)
-    const session = await s.uploads.create('a/b')
-    await s.uploads.append('a/b', session.id, Readable.from([data]))
-    const claimed = digestOf('something else')
-    await t.rejects(s.uploads.complete('a/b', session.id, claimed), { code: 'DIGEST_INVALID' })
-    t.equal(await s.blobs.link('a/b', claimed), undefined, 'no content under the claimed digest')
-    t.equal(await s.blobs.link('a/b', digestOf(data)), undefined, 'nor under the real one')
-    t.equal(await s.uploads.get('a/b', session.id), undefined)
-  })
-
   withStorage('the final chunk may come with complete; an empty blob commits too', async (t, s) => {
     const data = patterned(70_000, 3)
     const session = await s.uploads.create('x')
@@ -105,23 +97,6 @@ export function hostedStoreBehaviours (t: Test, label: string, make: MakeStorage
     t.same((await sendAll(s, e.digest)).bytes, Buffer.alloc(0))
   })
 
-  withStorage('a client gone mid-body keeps what arrived; cancel discards the session', async (t, s) => {
-    const session = await s.uploads.create('x')
-    const body = new PassThrough()
-    const appending = s.uploads.append('x', session.id, body)
-    body.write(Buffer.alloc(5000, 2))
-    await new Promise(resolve => setImmediate(resolve))
-    body.on('error', () => {}) // the store sees the error through its read; nobody else listens
-    body.destroy(new Error('client went away'))
-    await t.rejects(appending)
-    const offset = (await s.uploads.get('x', session.id))?.offset ?? -1
-    t.ok(offset >= 0 && offset <= 5000, `offset ${offset} is at most what arrived`)
-    t.equal(await s.uploads.cancel('x', session.id), true)
-    t.equal(await s.uploads.get('x', session.id), undefined)
-    t.equal(await s.uploads.cancel('x', session.id), false)
-    await t.rejects(s.uploads.append('x', session.id, Readable.from([Buffer.alloc(1)])), { code: 'BLOB_UPLOAD_UNKNOWN' })
-  })
-
   withStorage('mount links existing content; unlink removes only the link', async (t, s) => {
     const data = patterned(10_000, 5)
     const { digest } = await pushChunked(s, 'src', data, 1)
@@ -132,51 +107,6 @@ export function hostedStoreBehaviours (t: Test, label: string, make: MakeStorage
     t.equal(await s.blobs.unlink('src', digest), false)
     t.equal(await s.blobs.stat('src', digest), undefined)
     t.ok((await sendAll(s, digest)).found, 'content stays until gc')
-  })
-
-  withStorage('manifests, referrers and tags', async (t, s) => {
-    const subjectBody = Buffer.from('{"schemaVersion":2,"layers":[]}')
-    const subject = digestOf(subjectBody)
-    const mediaType = 'application/vnd.oci.image.manifest.v1+json'
-    await s.manifests.put('repo/one', { digest: subject, mediaType, body: subjectBody })
-    const sigBody = Buffer.from(`{"schemaVersion":2,"subject":{"digest":"${subject}"}}`)
-    const sig = digestOf(sigBody)
-    const referrer = { mediaType, digest: sig, size: sigBody.length, artifactType: 'application/example' }
-    await s.manifests.put('repo/one', { digest: sig, mediaType, body: sigBody, subject, referrer })
-    const got = await s.manifests.get('repo/one', subject)
-    t.ok(got?.body.equals(subjectBody))
-    t.same(got?.descriptor, { mediaType, digest: subject, size: subjectBody.length })
-    t.equal(await s.manifests.get('repo/two', subject), undefined)
-    t.same(await s.manifests.stat('repo/one', sig), { mediaType, digest: sig, size: sigBody.length })
-    t.same(await s.manifests.referrers('repo/one', subject), [referrer])
-    t.same((await s.manifests.list('repo/one')).map(r => r.digest).sort(), [subject, sig].sort())
-    t.same(await s.manifests.repositories(), ['repo/one'])
-    t.ok(await s.blobs.stat('repo/one', subject), 'a manifest is a blob of its repository too')
-
-    t.equal(await s.tags.list('repo/none'), undefined, 'unknown repository')
-    t.same(await s.tags.list('repo/one'), [], 'known repository, no tags')
-    await s.tags.set('repo/one', 'v2', subject)
-    await s.tags.set('repo/one', 'latest', sig)
-    await s.tags.set('repo/one', 'latest', subject)
-    t.equal(await s.tags.resolve('repo/one', 'latest'), subject, 'last set wins')
-    t.same(await s.tags.list('repo/one'), ['latest', 'v2'])
-    t.equal(await s.tags.delete('repo/one', 'v2'), true)
-    t.equal(await s.tags.delete('repo/one', 'v2'), false)
-    t.equal(await s.tags.resolve('repo/one', 'v2'), undefined)
-
-    t.equal(await s.manifests.delete('repo/one', sig), true)
-    t.same(await s.manifests.referrers('repo/one', subject), [])
-    t.equal(await s.manifests.delete('repo/one', sig), false)
-    t.equal(await s.manifests.get('repo/one', sig), undefined)
-  })
-
-  withStorage('purge drops sessions untouched since the cut-off, keeps newer ones', async (t, s) => {
-    const old = await s.uploads.create('p')
-    await s.uploads.append('p', old.id, Readable.from([Buffer.alloc(100)]))
-    const purger = s.uploads
-    t.equal(await purger.purge(Date.now() - 60_000), 0, 'nothing older than a minute')
-    t.equal(await purger.purge(Date.now() + 60_000), 1, 'everything older than a minute from now')
-    t.equal(await s.uploads.get('p', old.id), undefined)
   })
 
   withStorage('gc: list shows content with its time, remove respects keepIfModifiedSince', async (t, s) => {

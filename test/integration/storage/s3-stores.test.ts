@@ -1,4 +1,5 @@
-// The hosted store behaviours against a real Ceph RGW (STORAGE=s3), plus what only a shared bucket
+// The storage contract suite (test/contracts) and the extra hosted store cases against a real Ceph
+// RGW (STORAGE=s3), plus what only a shared bucket
 // has to show: an upload whose requests land on two replicas, two replicas appending at the same
 // offset, a multipart publish interrupted midway, and a gateway that stops answering.
 // One RGW for the whole file (≈15 s to start), on this file's address 127.0.0.39.
@@ -13,6 +14,7 @@ import { S3Bucket } from '../../../src/storage/s3/s3-bucket.js'
 import { S3Keys } from '../../../src/storage/s3/s3-keys.js'
 import { S3BlobStore } from '../../../src/storage/s3/s3-blob-store.js'
 import { S3UploadStore, PART_SIZE } from '../../../src/storage/s3/s3-upload-store.js'
+import { registryStorageContract } from '../../contracts/registry-stores.js'
 import { hostedStoreBehaviours, digestOf, patterned, sendAll } from './hosted-store-behaviours.js'
 
 const ADDRESS = '127.0.0.39'
@@ -43,6 +45,17 @@ if (requirePrivateNetns(t)) {
     return (r.Contents ?? []).map(o => o.Key?.slice(prefix.length + 1) ?? '').sort()
   }
 
+  // Issue 16's contract suite, unchanged, and the extra cases, against the bucket.
+  registryStorageContract(t, {
+    name: 's3',
+    make: async () => createS3Storage(s3Config(freshPrefix())),
+    teardown: async s => { (s as S3Storage).close() },
+    reopen: async s => {
+      const again = createS3Storage(s3Config((s as S3Storage).keys.prefix))
+      ;(s as S3Storage).close()
+      return again
+    },
+  })
   hostedStoreBehaviours(t, 's3', async () => {
     const storage = createS3Storage(s3Config(freshPrefix()))
     return { storage, teardown: async () => storage.close() }

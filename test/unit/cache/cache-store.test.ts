@@ -5,8 +5,9 @@ import { join } from 'node:path'
 import { Readable } from 'node:stream'
 import type { BlobFill } from '../../../src/cache/blob-fill.js'
 import { TailReader } from '../../../src/cache/tail-reader.js'
-import { contentPath, parseDigest } from '../../../src/cache/cache-paths.js'
+import { contentPath, } from '../../../src/cache/cache-paths.js'
 import { tempDir, store, blob, collect, controlledBody, writtenAtLeast, sha256 } from './helpers.js'
+import { parseDigest } from '../../../src/oci/digest.js'
 
 function fillOf (r: { fill: BlobFill } | { bypass: string }): BlobFill {
   if (!('fill' in r)) throw new Error(`unexpected bypass: ${r.bypass}`)
@@ -17,8 +18,8 @@ t.test('followers read a blob while it grows, and all get the exact bytes', asyn
   const s = await store(t, await tempDir(t))
   const b = blob(3 << 20)
   const body = controlledBody()
-  const fill = fillOf(s.beginBlobFill(b.digest, body, { expectedSize: b.data.length }))
-  t.equal(s.inflight(b.digest), fill)
+  const fill = fillOf(s.blobs.beginFill(parseDigest(b.digest), body, { expectedSize: b.data.length }))
+  t.equal(s.blobs.inflight(parseDigest(b.digest)), fill)
   const first = new TailReader(fill)
   const firstDone = collect(first)
   body.write(b.data.subarray(0, 1 << 20))
@@ -33,11 +34,11 @@ t.test('followers read a blob while it grows, and all get the exact bytes', asyn
   await fill.done
   t.ok((await firstDone).equals(b.data))
   t.ok(Buffer.concat([early, await rest]).equals(b.data))
-  t.equal(s.inflight(b.digest), undefined)
-  t.ok(s.statBlob(b.digest), 'committed')
+  t.equal(s.blobs.inflight(parseDigest(b.digest)), undefined)
+  t.ok(s.blobs.stat(parseDigest(b.digest)), 'committed')
   // Settled and every reader gone: the descriptor is closed, a late reader is told to look again.
   await t.rejects(collect(new TailReader(fill, 10, 19)), { code: 'ERR_FILL_GONE' }, 'a reader made after the fill closed asks for a new look-up')
-  const opened = await s.openBlob(b.digest)
+  const opened = await s.blobs.open(parseDigest(b.digest))
   t.ok(opened, 'the look-up finds the committed blob')
   const part = Buffer.alloc(10)
   await opened!.fh.read(part, 0, 10, 10)
@@ -56,21 +57,21 @@ for (const [name, feed, code] of [
     const s = await store(t, dir)
     const b = blob(200_000)
     const body = controlledBody()
-    const fill = fillOf(s.beginBlobFill(b.digest, body, { expectedSize: b.data.length }))
+    const fill = fillOf(s.blobs.beginFill(parseDigest(b.digest), body, { expectedSize: b.data.length }))
     const readers = [new TailReader(fill), new TailReader(fill)]
     const results = readers.map(async r => await collect(r).then(() => 'clean end', (err: Error & { code?: string }) => err.code ?? err.message))
     feed(body as any, b.data)
     await t.rejects(fill.done)
     t.equal((fill.error as Error & { code: string }).code, code)
     t.same(await Promise.all(results), [code, code], 'no reader saw a clean end')
-    t.equal(s.statBlob(b.digest), undefined)
+    t.equal(s.blobs.stat(parseDigest(b.digest)), undefined)
     t.equal(await cacache.get.info(dir, `blob:${b.digest}`), null, 'not indexed')
     t.same(await readdir(join(dir, 'tmp', (await readdir(join(dir, 'tmp')))[0])), [], 'staging file removed')
-    t.equal(s.inflight(b.digest), undefined)
+    t.equal(s.blobs.inflight(parseDigest(b.digest)), undefined)
     t.equal(s.stats().reservedBytes, 0, 'reservation released')
-    const again = fillOf(s.beginBlobFill(b.digest, Readable.from([b.data]), { expectedSize: b.data.length }))
+    const again = fillOf(s.blobs.beginFill(parseDigest(b.digest), Readable.from([b.data]), { expectedSize: b.data.length }))
     await again.done
-    t.ok(s.statBlob(b.digest), 'a later fill of the same digest commits')
+    t.ok(s.blobs.stat(parseDigest(b.digest)), 'a later fill of the same digest commits')
   })
 }
 
@@ -79,27 +80,27 @@ t.test('sha512 blobs commit too', async t => {
   const data = Buffer.from('sha512 layer')
   const { createHash } = await import('node:crypto')
   const digest = `sha512:${createHash('sha512').update(data).digest('hex')}`
-  await fillOf(s.beginBlobFill(digest, Readable.from([data]))).done
-  t.equal(s.statBlob(digest)?.size, data.length)
+  await fillOf(s.blobs.beginFill(parseDigest(digest), Readable.from([data]))).done
+  t.equal(s.blobs.stat(parseDigest(digest))?.size, data.length)
 })
 
 t.test('LRU bound over blobs: eviction deletes index entry and content, reservations hold', async t => {
   const dir = await tempDir(t)
   const s = await store(t, dir, { maxSize: 1000 })
   const [a, b, c] = [blob(400), blob(400), blob(400)]
-  await fillOf(s.beginBlobFill(a.digest, Readable.from([a.data]), { expectedSize: 400 })).done
-  await fillOf(s.beginBlobFill(b.digest, Readable.from([b.data]), { expectedSize: 400 })).done
-  s.statBlob(a.digest) // a read: b is now least recent
+  await fillOf(s.blobs.beginFill(parseDigest(a.digest), Readable.from([a.data]), { expectedSize: 400 })).done
+  await fillOf(s.blobs.beginFill(parseDigest(b.digest), Readable.from([b.data]), { expectedSize: 400 })).done
+  s.blobs.stat(parseDigest(a.digest)) // a read: b is now least recent
   const bodyC = controlledBody()
-  const fc = fillOf(s.beginBlobFill(c.digest, bodyC, { expectedSize: 400 }))
-  t.equal(s.statBlob(b.digest), undefined, 'b evicted when c reserved its bytes')
-  t.ok(s.statBlob(a.digest))
+  const fc = fillOf(s.blobs.beginFill(parseDigest(c.digest), bodyC, { expectedSize: 400 }))
+  t.equal(s.blobs.stat(parseDigest(b.digest)), undefined, 'b evicted when c reserved its bytes')
+  t.ok(s.blobs.stat(parseDigest(a.digest)))
   const d = blob(400)
   const bodyD = controlledBody()
-  const rd = s.beginBlobFill(d.digest, bodyD, { expectedSize: 400 })
+  const rd = s.blobs.beginFill(parseDigest(d.digest), bodyD, { expectedSize: 400 })
   t.ok('fill' in rd, 'a evicted for d')
   const e = blob(300)
-  const re = s.beginBlobFill(e.digest, Readable.from([e.data]), { expectedSize: 300 })
+  const re = s.blobs.beginFill(parseDigest(e.digest), Readable.from([e.data]), { expectedSize: 300 })
   t.ok('bypass' in re, 'c and d in flight hold 800 of 1000 bytes: e streams through uncached')
   t.ok(s.stats().usedBytes + s.stats().reservedBytes <= 1000)
   bodyC.end(c.data)
@@ -109,7 +110,7 @@ t.test('LRU bound over blobs: eviction deletes index entry and content, reservat
   await s.close()
   t.equal(await cacache.get.info(dir, `blob:${b.digest}`), null, 'index entry of b removed')
   await t.rejects(stat(contentPath(dir, parseDigest(b.digest)!)), 'content of b removed')
-  const big = s.beginBlobFill(blob(10).digest, Readable.from([]), { expectedSize: 1001 })
+  const big = s.blobs.beginFill(parseDigest(blob(10).digest), Readable.from([]), { expectedSize: 1001 })
   t.match(big, { bypass: /larger than CACHE_MAX_SIZE/ })
 })
 
@@ -120,14 +121,14 @@ t.test('restart: index and recency survive; partial files and orphans are swept'
   const now = (): number => ++clock
   {
     const s = await store(t, dir, { maxSize: 10_000, now })
-    await fillOf(s.beginBlobFill(a.digest, Readable.from([a.data]), { expectedSize: 4000 })).done
-    await fillOf(s.beginBlobFill(b.digest, Readable.from([b.data]), { expectedSize: 4000 })).done
-    s.statBlob(a.digest) // b is least recent
-    t.ok(await s.putManifest(sha256(Buffer.from('{"m":1}')), Buffer.from('{"m":1}'), 'application/vnd.oci.image.manifest.v1+json'))
-    await s.putTag({ host: 'ghcr.io', repository: 'x/y', tag: 'v1', accept: 'b, a' }, { digest: sha256(Buffer.from('{"m":1}')), mediaType: 'application/vnd.oci.image.manifest.v1+json', size: 7, fetchedAt: 123 })
+    await fillOf(s.blobs.beginFill(parseDigest(a.digest), Readable.from([a.data]), { expectedSize: 4000 })).done
+    await fillOf(s.blobs.beginFill(parseDigest(b.digest), Readable.from([b.data]), { expectedSize: 4000 })).done
+    s.blobs.stat(parseDigest(a.digest)) // b is least recent
+    t.ok(await s.manifests.put(parseDigest(sha256(Buffer.from('{"m":1}'))), Buffer.from('{"m":1}'), 'application/vnd.oci.image.manifest.v1+json'))
+    await s.tags.put({ host: 'ghcr.io', repository: 'x/y', tag: 'v1', accept: 'b, a' }, { digest: sha256(Buffer.from('{"m":1}')), mediaType: 'application/vnd.oci.image.manifest.v1+json', size: 7, fetchedAt: 123 })
     // a download interrupted by a crash, and content whose index line never made it
     const body = controlledBody()
-    const partial = fillOf(s.beginBlobFill(blob(10).digest, body, { expectedSize: 10 }))
+    const partial = fillOf(s.blobs.beginFill(parseDigest(blob(10).digest), body, { expectedSize: 10 }))
     body.write(Buffer.alloc(5))
     await writtenAtLeast(partial, 5)
     await s.close()
@@ -139,17 +140,17 @@ t.test('restart: index and recency survive; partial files and orphans are swept'
   await writeFile(contentPath(dir, orphan), 'orphan')
 
   const s = await store(t, dir, { maxSize: 10_000, now })
-  t.equal(s.statBlob(a.digest)?.size, 4000)
-  t.same(await readdir(join(dir, 'tmp')).then(n => n.filter(x => x !== (s as any).stagingDir.split('/').pop())), [], 'old staging dirs swept')
+  t.equal(s.blobs.stat(parseDigest(a.digest))?.size, 4000)
+  t.same(await readdir(join(dir, 'tmp')).then(n => n.filter(x => x !== (s.blobs as any).stagingDir.split('/').pop())), [], 'old staging dirs swept')
   await t.rejects(stat(contentPath(dir, orphan)), 'orphan content removed')
-  const m = await s.getManifest(sha256(Buffer.from('{"m":1}')))
+  const m = await s.manifests.get(parseDigest(sha256(Buffer.from('{"m":1}'))))
   t.equal(m?.mediaType, 'application/vnd.oci.image.manifest.v1+json')
-  t.same(s.getTag({ host: 'GHCR.io', repository: 'x/y', tag: 'v1', accept: ['a', 'b'] }), { digest: sha256(Buffer.from('{"m":1}')), mediaType: 'application/vnd.oci.image.manifest.v1+json', size: 7, fetchedAt: 123 })
+  t.same(s.tags.get({ host: 'GHCR.io', repository: 'x/y', tag: 'v1', accept: ['a', 'b'] }), { digest: sha256(Buffer.from('{"m":1}')), mediaType: 'application/vnd.oci.image.manifest.v1+json', size: 7, fetchedAt: 123 })
   // Recency came back: b (least recently read before the restart) goes first.
   const c = blob(4000)
-  await fillOf(s.beginBlobFill(c.digest, Readable.from([c.data]), { expectedSize: 4000 })).done
-  t.equal(s.statBlob(b.digest), undefined, 'b evicted first')
-  t.ok(s.statBlob(a.digest))
+  await fillOf(s.blobs.beginFill(parseDigest(c.digest), Readable.from([c.data]), { expectedSize: 4000 })).done
+  t.equal(s.blobs.stat(parseDigest(b.digest)), undefined, 'b evicted first')
+  t.ok(s.blobs.stat(parseDigest(a.digest)))
 })
 
 t.test('CACHE_INACTIVE drops blobs not read for that long, from disk too', async t => {
@@ -157,10 +158,10 @@ t.test('CACHE_INACTIVE drops blobs not read for that long, from disk too', async
   let now = Date.now()
   const s = await store(t, dir, { inactiveMs: 1000, now: () => now })
   const a = blob(10)
-  await fillOf(s.beginBlobFill(a.digest, Readable.from([a.data]))).done
+  await fillOf(s.blobs.beginFill(parseDigest(a.digest), Readable.from([a.data]))).done
   now += 1001
   s.purgeInactive()
-  t.equal(s.statBlob(a.digest), undefined)
+  t.equal(s.blobs.stat(parseDigest(a.digest)), undefined)
   await s.close()
   t.equal(await cacache.get.info(dir, `blob:${a.digest}`), null)
 })
@@ -169,22 +170,22 @@ t.test('manifests: digest verified, media type kept, shared content survives evi
   const dir = await tempDir(t)
   const s = await store(t, dir)
   const bytes = Buffer.from('{"schemaVersion":2}')
-  t.equal(await s.putManifest(sha256(Buffer.from('other')), bytes, 'x'), false, 'wrong digest refused')
-  t.ok(await s.putManifest(sha256(bytes), bytes, 'application/vnd.docker.distribution.manifest.v2+json'))
-  t.same(await s.getManifest(sha256(bytes)), { digest: sha256(bytes), mediaType: 'application/vnd.docker.distribution.manifest.v2+json', bytes })
-  t.ok(s.hasManifest(sha256(bytes)))
+  t.equal(await s.manifests.put(parseDigest(sha256(Buffer.from('other'))), bytes, 'x'), false, 'wrong digest refused')
+  t.ok(await s.manifests.put(parseDigest(sha256(bytes)), bytes, 'application/vnd.docker.distribution.manifest.v2+json'))
+  t.same(await s.manifests.get(parseDigest(sha256(bytes))), { digest: parseDigest(sha256(bytes)), mediaType: 'application/vnd.docker.distribution.manifest.v2+json', bytes })
+  t.ok(s.manifests.has(parseDigest(sha256(bytes))))
   // the same bytes fetched through the blobs endpoint
-  await fillOf(s.beginBlobFill(sha256(bytes), Readable.from([bytes]))).done
-  ;(s as any).bound.delete(`blob:${sha256(bytes)}`)
+  await fillOf(s.blobs.beginFill(parseDigest(sha256(bytes)), Readable.from([bytes]))).done
+  ;(s.blobs as any).entries.bound.delete(`blob:${sha256(bytes)}`)
   await s.close()
-  t.ok((await s.getManifest(sha256(bytes)))?.bytes.equals(bytes), 'manifest content kept while its key lives')
+  t.ok((await s.manifests.get(parseDigest(sha256(bytes))))?.bytes.equals(bytes), 'manifest content kept while its key lives')
 })
 
 t.test('readers hold back the last byte until the digest is verified', async t => {
   const s = await store(t, await tempDir(t))
   const b = blob(10_000)
   const body = controlledBody()
-  const fill = fillOf(s.beginBlobFill(b.digest, body, { expectedSize: b.data.length }))
+  const fill = fillOf(s.blobs.beginFill(parseDigest(b.digest), body, { expectedSize: b.data.length }))
   const reader = new TailReader(fill)
   let got = 0
   reader.on('data', (c: Buffer) => { got += c.length })

@@ -1,6 +1,7 @@
 import t from 'tap'
 import { loadConfig } from '../../../src/config/index.js'
-import { manifestTier, normalizeAccept, tagKey } from '../../../src/cache/tag-key.js'
+import { normalizeAccept, tagKey } from '../../../src/cache/tag-key.js'
+import { manifestTier } from '../../../src/mirror/manifest-tiers.js'
 
 t.test('tag keys: host, repository, tag and accepted media types; never the path alone', async t => {
   const base = { host: 'ghcr.io', repository: 'org/app', tag: 'v1', accept: 'application/vnd.oci.image.index.v1+json, application/vnd.docker.distribution.manifest.v2+json' }

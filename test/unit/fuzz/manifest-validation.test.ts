@@ -7,8 +7,9 @@
 import t from 'tap'
 import fc from 'fast-check'
 import { OciError } from '../../../src/errors.js'
-import { parseManifest, MEDIA_TYPES, MANIFEST_MAX_BYTES, type ParsedManifest } from '../../../src/registry/manifest-validation.js'
-import { parseDigest } from '../../../src/registry/names.js'
+import { parseManifest, MANIFEST_MAX_BYTES, type ParsedManifest } from '../../../src/registry/manifest-validation.js'
+import { MEDIA_TYPES } from '../../../src/oci/media-types.js'
+import { parseDigest } from '../../../src/oci/digest.js'
 import { FUZZ_SEED, FUZZ_RUNS, check, validDigest, digestLike } from './fuzz-settings.js'
 
 t.comment(`fuzz seed ${FUZZ_SEED}, ${FUZZ_RUNS} runs per property (FUZZ_SEED=… to replay)`)

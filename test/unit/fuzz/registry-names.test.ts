@@ -1,12 +1,13 @@
 /**
- * Properties of the URL grammar (src/registry/names.ts) over generated input: every string is
+ * Properties of the URL grammar (src/oci/names.ts, src/oci/digest.ts) over generated input: every string is
  * either accepted in a form that is safe to put in a path, or refused with the spec's error code —
  * never another exception.
  */
 import t from 'tap'
 import fc from 'fast-check'
 import { OciError } from '../../../src/errors.js'
-import { assertName, isValidName, isValidTag, parseDigest, parseReference, isUploadId, NAME_MAX_LENGTH, DIGEST_ALGORITHMS } from '../../../src/registry/names.js'
+import { assertName, isValidName, isValidTag, parseReference, isUploadId, NAME_MAX_LENGTH } from '../../../src/oci/names.js'
+import { parseDigest, DIGEST_ALGORITHMS } from '../../../src/oci/digest.js'
 import { FUZZ_SEED, FUZZ_RUNS, check, hostile, validName, validDigest, digestLike, validTag } from './fuzz-settings.js'
 
 t.comment(`fuzz seed ${FUZZ_SEED}, ${FUZZ_RUNS} runs per property (FUZZ_SEED=… to replay)`)

@@ -1,5 +1,6 @@
 import t from 'tap'
-import { parseManifest, MEDIA_TYPES } from '../../../src/registry/manifest-validation.js'
+import { parseManifest } from '../../../src/registry/manifest-validation.js'
+import { MEDIA_TYPES } from '../../../src/oci/media-types.js'
 
 const d = (c: string, mediaType = 'application/octet-stream') => ({ mediaType, digest: `sha256:${c.repeat(64)}`, size: 1 })
 const body = (o: unknown): Buffer => Buffer.from(JSON.stringify(o))

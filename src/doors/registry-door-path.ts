@@ -1,6 +1,6 @@
 /**
  * What a request on the registry port means: the pure path parsing behind the registry door
- * (registry-door.ts wires it to handlers). Routing is by explicit namespace, never "try the
+ * (registry-door.ts wires it to the hosted registry and the mirror). Routing is by explicit namespace, never "try the
  * upstream, then hosted" (design §2), and it never looks at the method, so HEAD and GET of the
  * same path always go to the same place.
  *
@@ -19,6 +19,7 @@
  * passed on exactly as it came.
  */
 import { OciError } from '../errors.js'
+import { isValidName, nameInvalid } from '../oci/names.js'
 
 export const DOCKER_HUB = 'registry-1.docker.io'
 const DOCKER_HUB_ALIASES = new Set(['docker.io', 'index.docker.io', DOCKER_HUB])
@@ -26,10 +27,6 @@ const DOCKER_HUB_ALIASES = new Set(['docker.io', 'index.docker.io', DOCKER_HUB])
 /** The seed project's spelling: `/v2/proxy/<upstream-host>/<name>/…`. */
 export const PROXY_PREFIX = 'proxy'
 
-// spec: "<name> MUST match" (same grammar as the hosted registry's names.ts; mirror does not import registry).
-const COMPONENT = '[a-z0-9]+(?:(?:\\.|_|__|-+)[a-z0-9]+)*'
-const NAME_RE = new RegExp(`^${COMPONENT}(?:/${COMPONENT})*$`)
-const NAME_MAX_LENGTH = 255
 // The endpoint after the name; the name itself may have any depth.
 const ENDPOINT_RE = /^(?<name>.+?)\/(?<endpoint>blobs\/uploads(?:\/[^/]*)?|blobs\/[^/]+|manifests\/[^/]+|tags\/list|referrers\/[^/]+)$/
 
@@ -135,19 +132,13 @@ function upstreamRoute (host: string, rest: string, search: string, via: 'ns' | 
     return { kind: 'refuse', error: new OciError('NAME_UNKNOWN', 'no such endpoint', { status: 404, detail: { path: `/v2/${rest}`.slice(0, 300) } }) }
   }
   const repository = prefixed ? hubName(host, m.groups.name) : m.groups.name
-  if (!isValidName(repository)) {
-    return { kind: 'refuse', error: new OciError('NAME_INVALID', undefined, { detail: { name: repository.slice(0, 300), reason: 'does not match the repository name grammar' } }) }
-  }
+  if (!isValidName(repository)) return { kind: 'refuse', error: nameInvalid(repository) }
   return { kind: 'upstream', host, repository, path: `/v2/${repository}/${m.groups.endpoint}${search}`, via }
 }
 
 /** Docker Hub's official images live under `library/`; `docker.io/alpine` means `library/alpine`. */
 function hubName (host: string, name: string): string {
   return host === DOCKER_HUB && !name.includes('/') ? `library/${name}` : name
-}
-
-function isValidName (name: string): boolean {
-  return name.length > 0 && name.length <= NAME_MAX_LENGTH && NAME_RE.test(name)
 }
 
 function refuseHost (host: string, upstreams: UpstreamNames, via: 'ns' | 'prefix' | 'proxy-prefix'): DoorRoute {

@@ -1,5 +1,6 @@
 import t from 'tap'
-import { assertName, isValidName, isValidTag, parseDigest, parseReference, isUploadId } from '../../../src/registry/names.js'
+import { assertName, isValidName, isValidTag, parseReference, isUploadId } from '../../../src/oci/names.js'
+import { parseDigest } from '../../../src/oci/digest.js'
 
 t.test('repository names: the spec grammar, any depth, at most 255 characters', async t => {
   for (const ok of ['a', 'library/alpine', 'a/b/c/d/e', 'a.b_c__d-e---f', 'x9/0y', `${'a'.repeat(255)}`]) t.ok(isValidName(ok), ok)

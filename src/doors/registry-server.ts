@@ -1,8 +1,8 @@
 /**
  * The registry port's server (REGISTRY_PORT): plain HTTP, or HTTPS when REGISTRY_TLS_CERT/KEY are
- * set. A `route` hook sees each request first (the pull-through door claims its namespaces there);
- * everything else goes to the hosted registry. `requestTimeout: 0`: a multi-GB push may take longer
- * than Node's default 300 s.
+ * set. Every request is logged and handed to `handle` (the registry door, registry-door.ts, which
+ * decides hosted vs pull-through). `requestTimeout: 0`: a multi-GB push may take longer than
+ * Node's default 300 s.
  */
 import { readFileSync } from 'node:fs'
 import http, { type IncomingMessage, type ServerResponse } from 'node:http'
@@ -10,20 +10,18 @@ import https from 'node:https'
 import type { AddressInfo } from 'node:net'
 import type { Config } from '../config/index.js'
 import type { Logger } from '../log.js'
-import type { HostedRegistry } from './hosted-registry.js'
 import { logRequest, loggablePath, type RequestObserver } from '../observability/request-log.js'
 import { headCheckIntervalMs } from '../util/client-head.js'
 
 export type RegistryRequestHandler = (req: IncomingMessage, res: ServerResponse) => Promise<void>
 
 export interface RegistryServerOptions {
-  config: Config
+  config: Pick<Config, 'timeouts' | 'registryTlsCert' | 'registryTlsKey' | 'registryPort' | 'listenHost'>
   log: Logger
-  hosted: HostedRegistry
+  /** Answers every request completely. */
+  handle: RegistryRequestHandler
   /** Also fed every request's log line (metrics). */
   observe?: RequestObserver
-  /** Claims a request for another handler (pull-through); undefined leaves it to the hosted registry. */
-  route?: (req: IncomingMessage) => RegistryRequestHandler | undefined
 }
 
 export interface RegistryServer {
@@ -41,9 +39,7 @@ export function createRegistryServer (opts: RegistryServerOptions): RegistryServ
   const onRequest = (req: IncomingMessage, res: ServerResponse): void => {
     // Logged when the response closes, not on 'finish': that never fires when a client hangs up.
     logRequest(log, req, res, { door: 'registry' }, opts.observe)
-    const claimed = opts.route?.(req)
-    const handling = claimed !== undefined ? claimed(req, res) : opts.hosted.handle(req, res, { door: 'registry' })
-    handling.catch(err => {
+    opts.handle(req, res).catch(err => {
       log.error({ err, method: req.method, path: loggablePath(req.url) }, 'unhandled error')
       if (!res.headersSent) { res.statusCode = 500; res.end() } else res.destroy()
     })
