@@ -11,7 +11,7 @@ import type { Writable } from 'node:stream'
 import type { ByteRange } from '../../oci/range.js'
 import type { BlobInfo, BlobStore } from '../../registry/storage/stores.js'
 import { sendStream } from '../../util/send-stream.js'
-import type { S3Bucket } from './s3-bucket.js'
+import type { S3Bucket, ObjectInfo } from './s3-bucket.js'
 import type { S3Keys } from './s3-keys.js'
 
 export class S3BlobStore implements BlobStore {
@@ -63,12 +63,20 @@ export class S3BlobStore implements BlobStore {
     await this.bucket.put(this.keys.blob(digest), bytes)
   }
 
+  /**
+   * Two listings walked side by side, not a HEAD per blob: blobs/<alg>/<hex[0:2]>/<hex> and
+   * retained/<alg>/<hex> both come in <alg>, <hex> order (ListObjectsV2 sorts keys), so each
+   * blob meets its marker, if any, without holding either listing in memory.
+   */
   async * list (): AsyncIterable<BlobInfo & { modifiedAt: number }> {
+    const markers = this.bucket.list(this.keys.retainedPrefix)[Symbol.asyncIterator]()
+    let marker = await nextMarker(markers, this.keys)
     for await (const o of this.bucket.list(this.keys.blobsPrefix)) {
       const digest = this.keys.digestOfBlobKey(o.key)
       if (digest === undefined) continue // not ours: never touched
-      const marker = await this.bucket.head(this.keys.retained(digest))
-      yield { digest, size: o.size, modifiedAt: Math.max(o.lastModified, marker?.lastModified ?? 0) }
+      while (marker !== undefined && marker.digest < digest) marker = await nextMarker(markers, this.keys)
+      const retainedAt = marker?.digest === digest ? marker.lastModified : 0
+      yield { digest, size: o.size, modifiedAt: Math.max(o.lastModified, retainedAt) }
     }
   }
 
@@ -97,5 +105,14 @@ export class S3BlobStore implements BlobStore {
     const info = await this.contentInfo(digest)
     if (info !== undefined) await this.bucket.put(this.keys.retained(digest), '')
     return info
+  }
+}
+
+async function nextMarker (markers: AsyncIterator<ObjectInfo>, keys: S3Keys): Promise<{ digest: string, lastModified: number } | undefined> {
+  for (;;) {
+    const r = await markers.next()
+    if (r.done === true) return undefined
+    const digest = keys.digestOfRetainedKey(r.value.key)
+    if (digest !== undefined) return { digest, lastModified: r.value.lastModified }
   }
 }

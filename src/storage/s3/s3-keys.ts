@@ -58,6 +58,15 @@ export class S3Keys {
     try { return `${parseDigest(`${m[1]}:${m[2]}`).algorithm}:${m[2]}` } catch { return undefined }
   }
 
+  get retainedPrefix (): string { return `${this.root}retained/` }
+
+  /** The digest of a key under retainedPrefix, or undefined for a key that is not ours. */
+  digestOfRetainedKey (key: string): string | undefined {
+    const m = /^retained\/([a-z0-9]+)\/([0-9a-f]+)$/.exec(key.slice(this.root.length))
+    if (m === null) return undefined
+    try { return `${parseDigest(`${m[1]}:${m[2]}`).algorithm}:${m[2]}` } catch { return undefined }
+  }
+
   retained (digest: string): string {
     const d = parseDigest(digest)
     return `${this.root}retained/${d.algorithm}/${d.hex}`

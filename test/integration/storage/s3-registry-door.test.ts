@@ -1,12 +1,14 @@
 // STORAGE=s3 end to end: two crossdock processes (the built CLI) share one bucket on a real Ceph
-// RGW. A chunked push whose POST, PATCHes and PUT alternate between them completes, and either
-// serves the result; the gateway stopping turns into 503 OCI errors and a not-ready /readyz with
-// the reason; a wrong bucket or wrong keys stop `crossdock serve` with one line before it listens.
+// RGW. A chunked push whose POST, PATCHes and PUT alternate between them completes and either
+// serves it; skopeo pushes to one and pulls from the other; the gateway stopping turns into 503 OCI
+// errors and a not-ready /readyz with the reason; a wrong bucket or wrong keys stop
+// `crossdock serve` with one line before it listens.
 // This file's address: 127.0.0.40.
 import t from 'tap'
 import { createHash } from 'node:crypto'
 import { S3Client, CreateBucketCommand } from '@aws-sdk/client-s3'
-import { requirePrivateNetns, createScope, startCrossdock, type Crossdock } from '../../helpers/e2e/index.js'
+import { readdirSync } from 'node:fs'
+import { requirePrivateNetns, createScope, startCrossdock, buildImage, skopeo, type Crossdock } from '../../helpers/e2e/index.js'
 import { startRgw } from '../../helpers/rgw.js'
 import { runCli } from '../ops/built-cli.js'
 
@@ -75,6 +77,19 @@ if (requirePrivateNetns(t)) {
     }
     const tags = await (await fetch(url(a, '/v2/shared/app/tags/list'))).json()
     t.same(tags, { name: 'shared/app', tags: ['v1'] })
+  })
+
+  t.test('skopeo pushes an image to one replica and copies it back from the other', async t => {
+    const image = buildImage(scope.path('image'), '1', { seed: 's3-door', randomBytes: 20 * 1024 * 1024 })
+    const push = await skopeo(scope, ['copy', '--dest-tls-verify=false', `oci:${image.layoutDir}:1`, `docker://${a.registryAddress}/skopeo/app:1`], { timeoutMs: 120_000 })
+    t.equal(push.code, 0, `skopeo copy in: ${push.stderr.slice(-500)}`)
+    const out = scope.path('pulled')
+    const pull = await skopeo(scope, ['copy', '--src-tls-verify=false', `docker://${b.registryAddress}/skopeo/app:1`, `dir:${out}`], { timeoutMs: 120_000 })
+    t.equal(pull.code, 0, `skopeo copy out: ${pull.stderr.slice(-500)}`)
+    const pushed = readdirSync(`${image.layoutDir}/blobs/sha256`).sort()
+    const pulled = readdirSync(out).filter(f => /^[0-9a-f]{64}$/.test(f)).sort()
+    t.ok(pulled.length >= 3, `${pulled.length} blobs pulled`)
+    for (const hex of pulled) t.ok(pushed.includes(hex), `pulled ${hex.slice(0, 12)} is one of the pushed blobs (skopeo checks each digest)`)
   })
 
   t.test('RGW stopped: 503 with an OCI error of one line, /readyz not ready with the reason; ready again after', async t => {
