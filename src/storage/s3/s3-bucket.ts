@@ -14,7 +14,7 @@ import { Readable } from 'node:stream'
 import {
   S3Client, HeadBucketCommand, HeadObjectCommand, GetObjectCommand, PutObjectCommand, DeleteObjectCommand,
   ListObjectsV2Command, CreateMultipartUploadCommand, UploadPartCommand, CompleteMultipartUploadCommand,
-  AbortMultipartUploadCommand, S3ServiceException,
+  AbortMultipartUploadCommand, UploadPartCopyCommand, S3ServiceException,
 } from '@aws-sdk/client-s3'
 import type { S3Config } from '../../config/index.js'
 import { OciError } from '../../errors.js'
@@ -177,6 +177,21 @@ export class S3Bucket {
       const r = await this.client.send(new UploadPartCommand({ Bucket: this.name, Key: key, UploadId: uploadId, PartNumber: partNumber, Body: body, ContentLength: body.length }))
       if (r.ETag === undefined) throw new Error('UploadPart returned no ETag')
       return r.ETag
+    } catch (err) {
+      throw this.unavailable(err)
+    }
+  }
+
+  /** A part copied inside the store from an existing object: no byte crosses the network. */
+  async uploadPartCopy (key: string, uploadId: string, partNumber: number, sourceKey: string): Promise<string> {
+    try {
+      const r = await this.client.send(new UploadPartCopyCommand({
+        Bucket: this.name, Key: key, UploadId: uploadId, PartNumber: partNumber,
+        CopySource: `${this.name}/${sourceKey.split('/').map(encodeURIComponent).join('/')}`,
+      }))
+      const etag = r.CopyPartResult?.ETag
+      if (etag === undefined) throw new Error('UploadPartCopy returned no ETag')
+      return etag
     } catch (err) {
       throw this.unavailable(err)
     }

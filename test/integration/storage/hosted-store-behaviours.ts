@@ -9,7 +9,7 @@
 import { createHash } from 'node:crypto'
 import { Readable, Writable } from 'node:stream'
 import type { Test } from 'tap'
-import type { RegistryStorage } from '../../../src/registry/storage/stores.js'
+import type { BlobStore, RegistryStorage } from '../../../src/registry/storage/stores.js'
 
 export interface OpenedStorage {
   storage: RegistryStorage
@@ -31,7 +31,7 @@ export function patterned (size: number, seed = 1): Buffer {
 }
 
 /** What `send` wrote, and whether `ready` ran before the first byte. */
-export async function sendAll (storage: RegistryStorage, digest: string, range?: { start: number, end: number }): Promise<{ found: boolean, bytes: Buffer, readyFirst: boolean }> {
+export async function sendAll (storage: { blobs: BlobStore }, digest: string, range?: { start: number, end: number }): Promise<{ found: boolean, bytes: Buffer, readyFirst: boolean }> {
   const chunks: Buffer[] = []
   let ready = false
   let readyFirst = true

@@ -105,11 +105,17 @@ if (requirePrivateNetns(t)) {
   t.test('a multipart publish interrupted midway leaves nothing visible, and the PUT can be retried', async t => {
     const prefix = freshPrefix()
     const config = s3Config(prefix)
-    let failPart: number | undefined = 2
+    let failPart: number | undefined
+    const injected = (b: S3Bucket): Error => b.unavailable(Object.assign(new Error('injected: connection reset'), { code: 'ECONNRESET' }))
     class FailingBucket extends S3Bucket {
       override async uploadPart (key: string, uploadId: string, partNumber: number, body: Buffer): Promise<string> {
-        if (partNumber === failPart) throw this.unavailable(Object.assign(new Error('injected: connection reset'), { code: 'ECONNRESET' }))
+        if (partNumber === failPart) throw injected(this)
         return await super.uploadPart(key, uploadId, partNumber, body)
+      }
+
+      override async uploadPartCopy (key: string, uploadId: string, partNumber: number, sourceKey: string): Promise<string> {
+        if (partNumber === failPart) throw injected(this)
+        return await super.uploadPartCopy(key, uploadId, partNumber, sourceKey)
       }
     }
     const bucket = new FailingBucket(config)
@@ -117,16 +123,25 @@ if (requirePrivateNetns(t)) {
     const blobs = new S3BlobStore(bucket, keys)
     const uploads = new S3UploadStore(bucket, keys, blobs)
     t.teardown(() => bucket.destroy())
-    const data = patterned(2 * PART_SIZE + 1000, 13)
-    const session = await uploads.create('cut')
-    await uploads.append('cut', session.id, Readable.from([data]))
-    await t.rejects(uploads.complete('cut', session.id, digestOf(data)), { code: 'UNAVAILABLE' })
-    t.equal(await blobs.contentInfo(digestOf(data)), undefined, 'no blob under the digest')
-    t.same((await keysUnder(prefix)).filter(k => k.startsWith('blobs/')), [], 'no key under blobs/')
-    const inProgress = await admin.send(new ListMultipartUploadsCommand({ Bucket: BUCKET, Prefix: `${prefix}/` }))
-    t.same(inProgress.Uploads ?? [], [], 'the multipart upload was aborted')
-    failPart = undefined
-    t.same(await uploads.complete('cut', session.id, digestOf(data)), { digest: digestOf(data), size: data.length }, 'the session survived; a retry commits')
+    // Big PATCHes: parts of PART_SIZE, published by UploadPartCopy. Small ones (< 5 MiB each, as
+    // some clients chunk): rewritten into PART_SIZE parts. Part 2 of the publish fails in both.
+    const shapes: Array<[string, number]> = [['one big PATCH (part copy)', 1], ['five small PATCHes (rewrite)', 5]]
+    for (const [i, [shape, chunks]] of shapes.entries()) {
+      const data = patterned(2 * PART_SIZE + 1000, 13 + i)
+      const step = Math.ceil(data.length / chunks)
+      const session = await uploads.create('cut')
+      for (let at = 0; at < data.length; at += step) await uploads.append('cut', session.id, Readable.from([data.subarray(at, at + step)]), { start: at })
+      failPart = 2
+      await t.rejects(uploads.complete('cut', session.id, digestOf(data)), { code: 'UNAVAILABLE' }, `${shape}: the PUT fails`)
+      t.equal(await blobs.contentInfo(digestOf(data)), undefined, `${shape}: no blob under the digest`)
+      t.same((await keysUnder(prefix)).filter(k => k.startsWith('blobs/')), [], `${shape}: no key under blobs/`)
+      const inProgress = await admin.send(new ListMultipartUploadsCommand({ Bucket: BUCKET, Prefix: `${prefix}/` }))
+      t.same(inProgress.Uploads ?? [], [], `${shape}: the multipart upload was aborted`)
+      failPart = undefined
+      t.same(await uploads.complete('cut', session.id, digestOf(data)), { digest: digestOf(data), size: data.length }, `${shape}: the session survived; a retry commits`)
+      t.equal(digestOf((await sendAll({ blobs }, digestOf(data))).bytes), digestOf(data), `${shape}: the committed bytes`)
+      await blobs.remove(digestOf(data), Date.now() + 60_000)
+    }
   })
 
   t.test('RGW stopped: stores throw UNAVAILABLE (503, one line), check() says why; back when it returns', async t => {
