@@ -44,3 +44,12 @@ t.test('config check shows the secret key redacted', async t => {
   const row = describeConfig(S3).find(r => r.name === 'S3_SECRET_ACCESS_KEY')
   t.same(row, { name: 'S3_SECRET_ACCESS_KEY', value: '[redacted]', source: 'env' })
 })
+
+t.test('crossdock gc refuses a bucket with one line (not collected safely yet)', async t => {
+  const { runGc } = await import('../../../src/registry/gc.js')
+  const { createSilentLogger } = await import('../../../src/log.js')
+  const out: string[] = []
+  await t.rejects(runGc({ config: loadConfig(S3), log: createSilentLogger(), dryRun: true, deleteUntagged: false, out: l => out.push(l) }),
+    { name: 'ConfigError', message: 'STORAGE=s3: crossdock gc does not collect a bucket yet (issue 17); expected STORAGE=fs' })
+  t.same(out, [])
+})
