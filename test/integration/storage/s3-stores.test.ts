@@ -91,6 +91,12 @@ if (requirePrivateNetns(t)) {
     const a = createS3Storage(s3Config(prefix))
     const b = createS3Storage(s3Config(prefix))
     t.teardown(() => { a.close(); b.close() })
+    // What the race rests on: RGW honours If-None-Match: * on PutObject (one writer per part key).
+    const probe = new S3Bucket(s3Config(prefix))
+    t.teardown(() => probe.destroy())
+    t.equal(await probe.put(`${prefix}/probe`, 'first', { ifNoneMatch: true }), true, 'conditional PUT of a new key')
+    t.equal(await probe.put(`${prefix}/probe`, 'second', { ifNoneMatch: true }), false, 'conditional PUT of an existing key: 412')
+    t.equal((await probe.getBytes(`${prefix}/probe`))?.toString(), 'first', 'the first write stands')
     const session = await a.uploads.create('race')
     const results = await Promise.allSettled([
       a.uploads.append('race', session.id, Readable.from([Buffer.alloc(4000, 1)]), { start: 0 }),
