@@ -34,7 +34,7 @@ import { createProxyDoor } from './doors/proxy-door.js'
 import { containerdSetupRoute } from './proxy/setup-scripts.js'
 import { createOwnDoorCheck } from './proxy/own-door.js'
 import { loadClientAuth } from './auth/client-auth.js'
-import { createFsStorage } from './registry/storage/fs-storage.js'
+import { openRegistryStorage } from './registry/storage/open-storage.js'
 import { createMetrics, countHostedRequests } from './observability/metrics.js'
 import type { RequestLogLine } from './observability/request-log.js'
 import { createHealth } from './observability/health.js'
@@ -129,8 +129,9 @@ export async function createApp ({ config, log }: { config: Config, log: Logger 
   })
   // Warm-up pulls through the registry door as a client with this process's own credential.
   const self = createTransferRoutes({ config, log, cache, registryAddress: () => registry.server.address() as AddressInfo | null, authorize: clientAuth?.authorizeAccess, trust: (host, repository) => { access.trust(host, repository) } })
-  // The one handle on the hosted storage: the registry, gc metrics and the status page share it.
-  const hostedStorage = await createFsStorage(config.registryStorageDir)
+  // The one handle on the hosted storage (STORAGE: directory or bucket): the registry, gc metrics
+  // and the status page share it. A bucket that does not answer stops us here, before any listen.
+  const hostedStorage = await openRegistryStorage(config.storage, config.registryStorageDir)
   // /metrics, /healthz and /readyz on both doors.
   metrics.collectFrom({
     cache,
@@ -140,7 +141,7 @@ export async function createApp ({ config, log }: { config: Config, log: Logger 
     hostedStorageBytes: async () => { let n = 0; for await (const b of hostedStorage.blobs.list()) n += b.size; return n },
   })
   let stopping = false
-  const health = createHealth({ caNotAfter: () => ca.notAfter, cacheDir: config.cacheDir, registryDir: config.registryStorageDir, minFree: config.cache.minFree, stopping: () => stopping })
+  const health = createHealth({ caNotAfter: () => ca.notAfter, cacheDir: config.cacheDir, registryDir: hostedStorage.kind === 'fs' ? config.registryStorageDir : undefined, storage: hostedStorage.check, minFree: config.cache.minFree, stopping: () => stopping })
   const ops = createOpsRoutes({ metrics, health })
   const status = createStatus({
     version: VERSION,
@@ -230,6 +231,7 @@ export async function createApp ({ config, log }: { config: Config, log: Logger 
       // Fills whose clients went away keep going: finished, the next pull finds the blob cached.
       await settlesWithin(cache.blobs.fillsSettled(), deadline - Date.now())
       await hosted.close()
+      hostedStorage.close()
       await cache.close()
       if (!await settlesWithin(upstream.close(), deadline - Date.now())) await upstream.destroy()
     },

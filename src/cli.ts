@@ -57,6 +57,9 @@ export const COMMANDS: Record<string, Command> = {
     run: async (args) => {
       const opts = parseOptions(args, { 'dry-run': { type: 'boolean' }, 'delete-untagged': { type: 'boolean' }, grace: { type: 'string', default: '1h' } })
       const config = loadConfig()
+      // Not on a bucket yet: S3 has no compare-and-delete, so a blob retained by a concurrent push could
+      // go (S3BlobStore.remove); that needs the cluster-wide lock of issue 17 first.
+      if (config.storage.kind === 's3') throw new ConfigError('STORAGE=s3: crossdock gc does not collect a bucket yet; expected STORAGE=fs')
       await runGc({
         storage: await createFsStorage(config.registryStorageDir),
         uploadMaxAgeMs: config.uploadMaxAgeMs,

@@ -13,8 +13,9 @@ import {
 import { ConfigError } from '../errors.js'
 import { parsePullPatterns, type PullPattern } from './pull-patterns.js'
 import { parseCredentialHelpers, type CredentialHelperEntry } from './credential-helper-entries.js'
+import { parseStorage, type StorageConfig, type S3Config } from './storage.js'
 
-export type { ConnectTo, RegistryCredential, DestinationRule, PullPattern, CredentialHelperEntry }
+export type { ConnectTo, RegistryCredential, DestinationRule, PullPattern, CredentialHelperEntry, StorageConfig, S3Config }
 
 export interface VariableSpec {
   name: string
@@ -72,6 +73,13 @@ export const VARIABLES: readonly VariableSpec[] = [
   { name: 'REGISTRY_STORAGE_DIR', default: './registry_data', describe: 'The hosted registry\'s storage directory.' },
   { name: 'REGISTRY_TLS_CERT', default: '', describe: 'Certificate (PEM) for HTTPS on the registry port; with REGISTRY_TLS_KEY.' },
   { name: 'REGISTRY_TLS_KEY', default: '', secret: true, describe: 'Private key (PEM) for HTTPS on the registry port.' },
+  { name: 'STORAGE', default: 'fs', describe: 'Where the hosted registry keeps blobs, manifests, tags and upload sessions: fs (REGISTRY_STORAGE_DIR) or s3 (one bucket, S3_*; shared by replicas).' },
+  { name: 'S3_ENDPOINT', default: '', describe: 'With STORAGE=s3: URL of an S3-compatible server (e.g. http://s3.internal:7480), addressed path-style; empty: AWS.' },
+  { name: 'S3_BUCKET', default: '', describe: 'With STORAGE=s3: the bucket (must exist). Required.' },
+  { name: 'S3_REGION', default: 'us-east-1', describe: 'With STORAGE=s3: the bucket\'s region.' },
+  { name: 'S3_ACCESS_KEY_ID', default: '', describe: 'With STORAGE=s3: access key; with S3_SECRET_ACCESS_KEY. Empty: the AWS SDK\'s usual credential chain.' },
+  { name: 'S3_SECRET_ACCESS_KEY', default: '', secret: true, describe: 'With STORAGE=s3: secret key; with S3_ACCESS_KEY_ID.' },
+  { name: 'S3_PREFIX', default: '', describe: 'With STORAGE=s3: key prefix inside the bucket (e.g. crossdock/prod), so several installations can share one.' },
   { name: 'UPLOAD_MAX_AGE', default: '24h', describe: 'Hosted upload sessions untouched for this long are purged.' },
   { name: 'HTPASSWD_FILE', default: '', describe: 'bcrypt htpasswd file; turns on client authentication on both doors.' },
   { name: 'AUTH_ANONYMOUS_PULL', default: 'false', describe: 'With HTPASSWD_FILE, still allow pulls without credentials.' },
@@ -120,6 +128,8 @@ export interface Config {
   caKeyPassphrase?: string
   cacheDir: string
   registryStorageDir: string
+  /** STORAGE and S3_*: the hosted registry's backend (the cache stays in CACHE_DIR). */
+  storage: StorageConfig
   registryTlsCert?: string
   registryTlsKey?: string
   htpasswdFile?: string
@@ -244,6 +254,7 @@ function readConfig (env: Env, cwd: string): Config {
     caKeyPassphrase: passphrase === '' ? undefined : passphrase,
     cacheDir: resolve(cwd, raw('CACHE_DIR')),
     registryStorageDir: resolve(cwd, raw('REGISTRY_STORAGE_DIR')),
+    storage: parseStorage(raw),
     registryTlsCert,
     registryTlsKey,
     htpasswdFile: optionalPath('HTPASSWD_FILE'),

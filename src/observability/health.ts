@@ -17,7 +17,10 @@ export interface ReadinessOptions {
   /** The CA's expiry, or undefined when no CA is loaded. */
   caNotAfter: () => Date | undefined
   cacheDir: string
-  registryDir: string
+  /** Undefined when the hosted registry keeps no directory (STORAGE=s3). */
+  registryDir?: string
+  /** The hosted storage backend's own probe (the bucket answers): undefined, or why not. */
+  storage?: () => Promise<string | undefined>
   /** CACHE_MIN_FREE, bytes. */
   minFree: number
   /** True once shutdown began: not ready, so load balancers stop sending new work. */
@@ -28,7 +31,7 @@ export interface Readiness {
   ready: boolean
   /** The first failed check, for people. */
   reason?: string
-  checks: Record<'ca' | 'cacheDir' | 'registryDir' | 'freeDisk', string>
+  checks: Record<'ca' | 'cacheDir' | 'registryDir' | 'storage' | 'freeDisk', string>
   freeBytes?: number
 }
 
@@ -39,15 +42,16 @@ export interface Health {
 export function createHealth (opts: ReadinessOptions): Health {
   return {
     readiness: async () => {
-      const checks: Readiness['checks'] = { ca: 'ok', cacheDir: 'ok', registryDir: 'ok', freeDisk: 'ok' }
+      const checks: Readiness['checks'] = { ca: 'ok', cacheDir: 'ok', registryDir: 'ok', storage: 'ok', freeDisk: 'ok' }
       const notAfter = opts.caNotAfter()
       if (notAfter === undefined) checks.ca = 'root CA not loaded'
       else if (notAfter.getTime() <= Date.now()) checks.ca = `root CA expired on ${notAfter.toISOString()}`
-      const [cacheDir, registryDir, free] = await Promise.all([
-        probeWrite(opts.cacheDir), probeWrite(opts.registryDir), freeBytes(opts.cacheDir),
+      const [cacheDir, registryDir, storage, free] = await Promise.all([
+        probeWrite(opts.cacheDir), opts.registryDir === undefined ? undefined : probeWrite(opts.registryDir), opts.storage?.(), freeBytes(opts.cacheDir),
       ])
       if (cacheDir !== undefined) checks.cacheDir = `cache directory ${opts.cacheDir} is not writable: ${cacheDir}`
       if (registryDir !== undefined) checks.registryDir = `registry directory ${opts.registryDir} is not writable: ${registryDir}`
+      if (storage !== undefined) checks.storage = `hosted storage: ${storage}`
       if (typeof free === 'string') checks.freeDisk = `cannot read free space of ${opts.cacheDir}: ${free}`
       else if (free < opts.minFree) checks.freeDisk = `${free} bytes free under ${opts.cacheDir}, below CACHE_MIN_FREE (${opts.minFree})`
       const failed = Object.values(checks).find(c => c !== 'ok')

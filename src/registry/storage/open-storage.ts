@@ -1,0 +1,22 @@
+/**
+ * The hosted registry's backend as STORAGE chose it: the directory (fs-storage.ts) or the bucket
+ * (storage/s3). Opened once by the composition root; a bucket that does not answer is a
+ * ConfigError before anything listens.
+ */
+import type { StorageConfig } from '../../config/index.js'
+import type { RegistryBackend } from './stores.js'
+import { createFsStorage } from './fs-storage.js'
+import { openS3Storage } from '../../storage/s3/s3-storage.js'
+
+export interface HostedStorage extends RegistryBackend {
+  kind: 'fs' | 's3'
+  /** Readiness beyond a directory's: undefined when the backend answers, else the reason. */
+  check: () => Promise<string | undefined>
+  close: () => void
+}
+
+export async function openRegistryStorage (storage: StorageConfig, registryStorageDir: string): Promise<HostedStorage> {
+  if (storage.kind === 's3') return { kind: 's3', ...await openS3Storage(storage) }
+  const fs = await createFsStorage(registryStorageDir)
+  return { kind: 'fs', ...fs, check: async () => undefined, close: () => {} }
+}

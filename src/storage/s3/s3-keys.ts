@@ -1,0 +1,139 @@
+/**
+ * Every object key of the hosted registry in the bucket is built here, and only here. It is the
+ * directory layout of registry/storage/paths.ts carried over to keys, plus what an upload session
+ * needs when its requests land on different replicas. Each builder validates its inputs (name,
+ * digest, tag, upload id grammars) before building anything, so no request can name a key outside
+ * the layout.
+ *
+ *   <S3_PREFIX>/                                        optional; several installations per bucket
+ *   ├── blobs/<alg>/<hex[0:2]>/<hex>                    content, one copy per digest (layers, configs,
+ *   │                                                   manifests); written only by
+ *   │                                                   CompleteMultipartUpload after the digest and
+ *   │                                                   length matched, or one PutObject (manifests)
+ *   ├── retained/<alg>/<hex>                            empty; its LastModified is when a push last
+ *   │                                                   referenced the blob (gc keeps it: S3 cannot
+ *   │                                                   touch an object's time without copying it)
+ *   ├── repositories/<name>/                            one level per name component (a/b/c)
+ *   │   ├── _layers/<alg>/<hex>                         link: body is the digest
+ *   │   ├── _manifests/revisions/<alg>/<hex>            JSON {mediaType, size, subject?}
+ *   │   ├── _manifests/tags/<tag>                       body is the digest the tag points at
+ *   │   └── _referrers/<alg>/<hex>/<alg>-<hex>          descriptor JSON of a referrer of <alg>:<hex>
+ *   └── uploads/<uuid>/
+ *       ├── info.json                                   {name, startedAt, algorithm}; the session
+ *       │                                               exists iff this exists
+ *       └── parts/<start, 16 digits>                    the bytes [start, start + size): one object
+ *                                                       per PATCH slice of ≤ PART_SIZE, written with
+ *                                                       If-None-Match: * so two replicas appending at
+ *                                                       the same offset cannot both win
+ *
+ * The session's offset is the end of its contiguous parts, so any replica can answer a PATCH or
+ * PUT: the state is in the bucket, never in one process's memory.
+ */
+import { OciError } from '../../errors.js'
+import { assertName, isUploadId, isValidTag } from '../../oci/names.js'
+import { parseDigest } from '../../oci/digest.js'
+
+/** Offsets are zero-padded so that lexical order (ListObjectsV2's) is numeric order. */
+const OFFSET_WIDTH = 16
+
+export class S3Keys {
+  /** '' or 'some/prefix/' */
+  private readonly root: string
+
+  constructor (readonly prefix: string) {
+    this.root = prefix === '' ? '' : `${prefix}/`
+  }
+
+  blob (digest: string): string {
+    const d = parseDigest(digest)
+    return `${this.root}blobs/${d.algorithm}/${d.hex.slice(0, 2)}/${d.hex}`
+  }
+
+  get blobsPrefix (): string { return `${this.root}blobs/` }
+
+  /** The digest of a key under blobsPrefix, or undefined for a key that is not ours. */
+  digestOfBlobKey (key: string): string | undefined {
+    const m = /^blobs\/([a-z0-9]+)\/[0-9a-f]{2}\/([0-9a-f]+)$/.exec(key.slice(this.root.length))
+    if (m === null) return undefined
+    try { return `${parseDigest(`${m[1]}:${m[2]}`).algorithm}:${m[2]}` } catch { return undefined }
+  }
+
+  get retainedPrefix (): string { return `${this.root}retained/` }
+
+  /** The digest of a key under retainedPrefix, or undefined for a key that is not ours. */
+  digestOfRetainedKey (key: string): string | undefined {
+    const m = /^retained\/([a-z0-9]+)\/([0-9a-f]+)$/.exec(key.slice(this.root.length))
+    if (m === null) return undefined
+    try { return `${parseDigest(`${m[1]}:${m[2]}`).algorithm}:${m[2]}` } catch { return undefined }
+  }
+
+  retained (digest: string): string {
+    const d = parseDigest(digest)
+    return `${this.root}retained/${d.algorithm}/${d.hex}`
+  }
+
+  repository (name: string): string {
+    return `${this.root}repositories/${assertName(name)}/`
+  }
+
+  get repositoriesPrefix (): string { return `${this.root}repositories/` }
+
+  layerLink (name: string, digest: string): string {
+    const d = parseDigest(digest)
+    return `${this.repository(name)}_layers/${d.algorithm}/${d.hex}`
+  }
+
+  revisionsPrefix (name: string): string {
+    return `${this.repository(name)}_manifests/revisions/`
+  }
+
+  revisionLink (name: string, digest: string): string {
+    const d = parseDigest(digest)
+    return `${this.revisionsPrefix(name)}${d.algorithm}/${d.hex}`
+  }
+
+  tagsPrefix (name: string): string {
+    return `${this.repository(name)}_manifests/tags/`
+  }
+
+  tagLink (name: string, tag: string): string {
+    if (!isValidTag(tag)) throw new OciError('MANIFEST_INVALID', 'invalid tag', { detail: { tag: tag.slice(0, 200) } })
+    return `${this.tagsPrefix(name)}${tag}`
+  }
+
+  referrersPrefix (name: string, subject: string): string {
+    const d = parseDigest(subject)
+    return `${this.repository(name)}_referrers/${d.algorithm}/${d.hex}/`
+  }
+
+  referrerLink (name: string, subject: string, referrer: string): string {
+    const r = parseDigest(referrer)
+    return `${this.referrersPrefix(name, subject)}${r.algorithm}-${r.hex}`
+  }
+
+  get uploadsPrefix (): string { return `${this.root}uploads/` }
+
+  upload (id: string): string {
+    if (!isUploadId(id)) throw new OciError('BLOB_UPLOAD_UNKNOWN')
+    return `${this.uploadsPrefix}${id}/`
+  }
+
+  uploadInfo (id: string): string { return `${this.upload(id)}info.json` }
+  uploadPartsPrefix (id: string): string { return `${this.upload(id)}parts/` }
+
+  uploadPart (id: string, start: number): string {
+    if (!Number.isSafeInteger(start) || start < 0) throw new Error(`s3-keys: invalid part offset ${start}`)
+    return `${this.uploadPartsPrefix(id)}${String(start).padStart(OFFSET_WIDTH, '0')}`
+  }
+
+  /** The start offset of a part key, or undefined for a key that is not a part. */
+  partStart (id: string, key: string): number | undefined {
+    const rest = key.slice(this.uploadPartsPrefix(id).length)
+    return new RegExp(`^\\d{${OFFSET_WIDTH}}$`).test(rest) ? Number(rest) : undefined
+  }
+
+  /** Strips the prefix: the key relative to the layout root (for parsing listings). */
+  relative (key: string): string {
+    return key.startsWith(this.root) ? key.slice(this.root.length) : key
+  }
+}
