@@ -1,18 +1,21 @@
 #!/usr/bin/env node
 // `npm test`: the whole suite — unit, integration and end-to-end — on a fresh machine.
 //  1. installs the Debian packages the end-to-end tests drive (real dockerd, containerd, skopeo,
-//     distribution, busybox, prometheus, debootstrap, chromium for the status page) when they are missing and we are root, and
-//     makes the stand-in base image the image test builds on (scripts/make-image-base.sh, once);
+//     distribution, busybox, prometheus, debootstrap, chromium for the status page, Ceph RGW and
+//     redis-server for the S3 backend) when they are missing and we are root, and
+//     makes the stand-in base image the image test builds on (scripts/make-image-base.sh; again when
+//     package-lock.json changes);
 //  2. builds dist/ (end-to-end tests run the built `crossdock` binary) and typechecks tests and benches;
 //  3. runs tap inside a private network namespace with only loopback, so no test can send a packet
 //     (or a DNS query: dockerd resolves registry names even behind a proxy) off this machine;
 //  4. prints a closing `N passed, N failed` line computed from tap's results.
 // Arguments are passed to tap (e.g. `npm test -- test/unit`).
 import { spawnSync, spawn } from 'node:child_process'
-import { existsSync } from 'node:fs'
+import { existsSync, readFileSync } from 'node:fs'
+import { createHash } from 'node:crypto'
 
 const DEBIAN_PACKAGES = { dockerd: 'docker.io', containerd: 'containerd', ctr: 'containerd', skopeo: 'skopeo', 'docker-registry': 'docker-registry', busybox: 'busybox-static', htpasswd: 'apache2-utils', prometheus: 'prometheus', debootstrap: 'debootstrap', chromium: 'chromium', 'ceph-mon': 'ceph-mon', 'ceph-osd': 'ceph-osd', radosgw: 'radosgw', 'redis-server': 'redis-server' }
-// The stand-in BASE_IMAGE test/e2e/image.test.ts builds the Dockerfile on (made once, kept).
+// The stand-in BASE_IMAGE test/e2e/image.test.ts builds the Dockerfile on (kept between runs).
 const IMAGE_BASE = process.env.CROSSDOCK_IMAGE_BASE ?? '/tmp/crossdock-image-base/base.tar'
 const args = process.argv.slice(2)
 
@@ -40,8 +43,12 @@ if (missing.length > 0) {
 }
 
 // Needs the Debian mirror, so before the network namespace; a failure only makes image.test.ts skip.
-if (!existsSync(IMAGE_BASE) && process.getuid?.() === 0 && have('debootstrap')) {
-  console.log(`run-tests: making the stand-in base image ${IMAGE_BASE} (once)`)
+// Its npm cache must hold this package-lock's packages (the image's `npm ci` is offline): made again
+// when the lockfile changed since.
+const lockSha = createHash('sha256').update(readFileSync('package-lock.json')).digest('hex')
+const baseLockSha = existsSync(`${IMAGE_BASE}.lock-sha256`) ? readFileSync(`${IMAGE_BASE}.lock-sha256`, 'utf8').trim() : ''
+if ((!existsSync(IMAGE_BASE) || baseLockSha !== lockSha) && process.getuid?.() === 0 && have('debootstrap')) {
+  console.log(`run-tests: making the stand-in base image ${IMAGE_BASE} (for this package-lock.json)`)
   const r = spawnSync('bash', ['scripts/make-image-base.sh', IMAGE_BASE], { stdio: 'inherit' })
   if (r.status !== 0) console.error(`run-tests: scripts/make-image-base.sh failed (exit ${r.status}); test/e2e/image.test.ts will skip`)
 }

@@ -224,10 +224,12 @@ export async function createApp ({ config, log }: { config: Config, log: Logger 
     stop: async ({ timeoutMs = config.timeouts.shutdownMs } = {}) => {
       stopping = true
       prefetch.stop()
-      await self.stop()
       const deadline = Date.now() + timeoutMs
       const cutRegistry = setTimeout(() => registry.server.closeAllConnections(), timeoutMs)
-      await Promise.all([proxy.close({ timeoutMs }), registry.close().finally(() => clearTimeout(cutRegistry))])
+      // The doors stop listening in this tick; warm-up downloads are cut while they drain.
+      const doorsClosed = Promise.all([proxy.close({ timeoutMs }), registry.close().finally(() => clearTimeout(cutRegistry))])
+      await self.stop()
+      await doorsClosed
       // Fills whose clients went away keep going: finished, the next pull finds the blob cached.
       await settlesWithin(cache.blobs.fillsSettled(), deadline - Date.now())
       await hosted.close()
