@@ -4,6 +4,7 @@
  * registry-door.ts). `start()` listens on both doors; `stop()` closes them. Tests start the same
  * app on port 0.
  */
+import { join } from 'node:path'
 import type { AddressInfo } from 'node:net'
 import type http from 'node:http'
 import type { Config } from './config/index.js'
@@ -24,6 +25,7 @@ import { PullPolicy } from './mirror/pull-policy.js'
 import { createDirector } from './proxy/director.js'
 import { createProxyServer, type ProxyServer } from './proxy/proxy-server.js'
 import { openCacheStore } from './cache/cache-store.js'
+import { TrustedRepositories } from './mirror/trusted-repositories.js'
 import { createPullThrough } from './mirror/pull-through.js'
 import { Prefetcher } from './mirror/prefetch.js'
 import { createHostedRegistry } from './registry/hosted-registry.js'
@@ -111,7 +113,9 @@ export async function createApp ({ config, log }: { config: Config, log: Logger 
   // Authorization. Registry door: crossdock runs the dance itself (its clients cannot).
   const proxyUpstream = new BasicInjectingUpstream(upstream, credentials)
   const doorUpstream = new AuthenticatingUpstream({ upstream, credentials, log })
-  const access = new UpstreamAccessPolicy({ credentials, upstream, anonymous: new AuthenticatingUpstream({ upstream, credentials: UpstreamCredentials.none(), log }), log })
+  // What `crossdock import --into cache` vouched for, beside the cache it went into (kept across restarts).
+  const trusted = await TrustedRepositories.open(join(config.cacheDir, 'imported-repositories'))
+  const access = new UpstreamAccessPolicy({ credentials, upstream, anonymous: new AuthenticatingUpstream({ upstream, credentials: UpstreamCredentials.none(), log }), log, trusted })
   // One prefetch queue for both doors (one PREFETCH_CONCURRENCY); each door fetches as its clients do.
   const prefetch = new Prefetcher({ cache: cache.blobs, log, concurrency: config.prefetch.concurrency, imageBudget: config.prefetch.imageBudget })
   const pulls = new PullPolicy({ allow: config.pullAllow, deny: config.pullDeny, onDenied: r => { metrics.observePullDenied(r) } })
@@ -128,7 +132,7 @@ export async function createApp ({ config, log }: { config: Config, log: Logger 
     anonymousConnect: a => proxyDoor.intercepts(a),
   })
   // Warm-up pulls through the registry door as a client with this process's own credential.
-  const self = createTransferRoutes({ config, log, cache, registryAddress: () => registry.server.address() as AddressInfo | null, authorize: clientAuth?.authorizeAccess, trust: (host, repository) => { access.trust(host, repository) } })
+  const self = createTransferRoutes({ config, log, cache, registryAddress: () => registry.server.address() as AddressInfo | null, authorize: clientAuth?.authorizeAccess, trust: async (host, repository) => { await access.trust(host, repository) } })
   // The one handle on the hosted storage (STORAGE: directory or bucket): the registry, gc metrics
   // and the status page share it. A bucket that does not answer stops us here, before any listen.
   const hostedStorage = await openRegistryStorage(config.storage, config.registryStorageDir)

@@ -34,7 +34,7 @@ export interface CacheImportOptions {
   registries: readonly string[]
   authorize?: Authorizer
   /** The access policy's `trust`: imported repositories are served without an upstream check. */
-  trust?: (host: string, repository: string) => void
+  trust?: (host: string, repository: string) => Promise<void>
   log: Logger
 }
 
@@ -92,7 +92,7 @@ export function createCacheImport (opts: CacheImportOptions) {
       if (!present) throw new OciError('MANIFEST_BLOB_UNKNOWN', `import ${d.digest} before the manifest that references it`)
     }
     if (!await opts.cache.manifests.put(digest, bytes, parsed.mediaType, origin)) throw new OciError('UNAVAILABLE', 'the cache did not take the manifest', { status: 507 })
-    opts.trust?.(ns.host, ns.repository)
+    await opts.trust?.(ns.host, ns.repository)
     if (asked === undefined) {
       // Keyed like a warm-up's tag record, which the pull-through consults for any client whose
       // Accept admits the media type (tag-fallback.ts).

@@ -96,11 +96,20 @@ export function createRegistryDoor (opts: RegistryDoorOptions): RegistryDoor {
     // A client's Authorization on this port is for crossdock (HTPASSWD_FILE), never for an
     // upstream: the door's upstream client does the token dance itself (design §3).
     delete req.headers.authorization
+    // distribution-spec (main branch, "Registry Proxying"): a registry scoping a request by `ns`
+    // SHOULD say so with OCI-Namespace. The value passed parseDoorRequest: a configured registry.
+    if (decision.via === 'ns') res.setHeader('OCI-Namespace', nsOf(req.url))
     log.debug({ method, path: loggablePath(req.url), host: decision.host, repository: decision.repository, upstreamPath: loggablePath(decision.path), via: decision.via }, 'registry door: upstream namespace')
     await opts.mirror.handle(req, res, { host: decision.host, door: 'registry', path: decision.path, allowPush: false })
   }
 
   return { handle, parse }
+}
+
+function nsOf (url: string | undefined): string {
+  const raw = url ?? '/'
+  const q = raw.indexOf('?')
+  return q === -1 ? '' : new URLSearchParams(raw.slice(q + 1)).get('ns') ?? ''
 }
 
 function pathnameOf (url: string | undefined): string {

@@ -33,6 +33,7 @@ import { headerValue } from '../upstream/headers.js'
 import { discardBody } from '../upstream/body.js'
 import { MANIFEST_ACCEPT } from '../oci/media-types.js'
 import { upstreamPath, type MirrorContext } from './mirror-router.js'
+import { TrustedRepositories } from './trusted-repositories.js'
 
 export interface AccessContext {
   host: string
@@ -76,6 +77,8 @@ export interface UpstreamAccessPolicyOptions {
   denyTtlMs?: number
   /** How long a repository stays known anonymous-readable (default 1 h: repositories may go private). */
   publicTtlMs?: number
+  /** Repositories imported into the cache by the operator (default: an empty list in memory). */
+  trusted?: TrustedRepositories
 }
 
 interface Verdict { decision: AccessDecision, until: number }
@@ -84,7 +87,7 @@ export class UpstreamAccessPolicy implements AccessPolicy {
   private readonly now: () => number
   private readonly log: Logger
   private readonly publicUntil = new LRUCache<string, number>({ max: 50_000 })
-  private readonly trusted = new Set<string>()
+  private trusted: TrustedRepositories | undefined
   private readonly verdicts = new LRUCache<string, Verdict>({ max: 50_000 })
   /** Restricted digest → the `host/repository`s it is known to be in. */
   private readonly members = new LRUCache<string, Set<string>>({ max: 100_000 })
@@ -92,20 +95,22 @@ export class UpstreamAccessPolicy implements AccessPolicy {
 
   constructor (private readonly opts: UpstreamAccessPolicyOptions) {
     this.now = opts.now ?? Date.now
+    this.trusted = opts.trusted
     this.log = opts.log.child({ module: 'access-policy' })
   }
 
   /**
    * The operator put this repository's content into the cache (`crossdock import --into cache`,
    * authorised like a push): serve it to every client without asking the upstream, which an
-   * air-gapped crossdock does not have. In memory, until restart (issue 19: persisting it is open).
+   * air-gapped crossdock does not have. Persisted with `opts.trusted` (survives a restart).
    */
-  trust (host: string, repository: string): void {
-    this.trusted.add(`${host.toLowerCase()}/${repository}`)
+  async trust (host: string, repository: string): Promise<void> {
+    this.trusted ??= await TrustedRepositories.open()
+    await this.trusted.add(host, repository)
   }
 
   async canServe (ctx: AccessContext): Promise<AccessDecision> {
-    if (this.trusted.has(`${ctx.host.toLowerCase()}/${ctx.repository}`)) return { allowed: true }
+    if (this.trusted?.has(ctx.host, ctx.repository) === true) return { allowed: true }
     // The operator configured credentials for this upstream, so every client of crossdock pulls with
     // them anyway (the proxy door injects them, the registry door uses them): they chose to share
     // what those credentials can read. Refusing cached copies would only cost upstream requests.

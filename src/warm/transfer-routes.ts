@@ -32,7 +32,7 @@ export interface TransferRoutesOptions {
   /** Client access control (HTPASSWD_FILE), absent when off. */
   authorize?: Authorizer
   /** The pull-through access policy's `trust` (imported repositories need no upstream check). */
-  trust?: (host: string, repository: string) => void
+  trust?: (host: string, repository: string) => Promise<void>
 }
 
 export function createTransferRoutes (opts: TransferRoutesOptions) {

@@ -59,6 +59,15 @@ t.test('other upstreams by prefix and by ?ns=, names of any depth', async t => {
   const digestRef = await d.reg('GET', `/v2/proxy/ghcr.io/org/team/sub/img/manifests/${ghcr.manifest.digest}`, { headers: { accept: ACCEPT } })
   t.equal(digestRef.headers['x-cache-status'], 'HIT', 'manifest by digest through the seed project\'s spelling')
   t.equal(d.up.count('GET', '/manifests/'), 1, 'the manifest was fetched once')
+
+  // distribution-spec main branch, "Registry Proxying": a request scoped by ns says so.
+  const scoped = await d.reg('GET', `/v2/org/team/sub/img/blobs/${ghcr.layer}?ns=ghcr.io`)
+  t.equal(scoped.headers['oci-namespace'], 'ghcr.io', 'OCI-Namespace echoes ?ns=')
+  const missing = await d.reg('GET', `/v2/org/team/sub/img/manifests/nope?ns=ghcr.io`, { headers: { accept: ACCEPT } })
+  t.equal(missing.status, 404)
+  t.equal(missing.headers['oci-namespace'], 'ghcr.io', 'on an error answer too')
+  const prefixed = await d.reg('GET', `/v2/ghcr.io/org/team/sub/img/blobs/${ghcr.layer}`)
+  t.equal(prefixed.headers['oci-namespace'], undefined, 'not for the path-prefix form (no ns was given)')
 })
 
 t.test('one cache for every door: MITM then registry port, and the reverse', async t => {

@@ -5,7 +5,7 @@
 // truncated or foreign archives are one-line errors.
 import t from 'tap'
 import { randomBytes } from 'node:crypto'
-import { copyFile, open, stat, truncate } from 'node:fs/promises'
+import { copyFile, open, rm, stat, truncate } from 'node:fs/promises'
 import { join } from 'node:path'
 import { Readable } from 'node:stream'
 import { startDoor, upstreamBlobGets } from '../registry-door/fixtures/door-harness.js'
@@ -65,8 +65,9 @@ t.test('export from one crossdock, import into another with no upstream; pulls w
   }
 
   // The second crossdock: no UPSTREAM_CONNECT_TO, so registry-1.docker.io does not resolve here.
-  const dst = await startApp({ CACHE_MIN_FREE: '0' })
-  t.teardown(async () => { await dst.stop() })
+  const dst = await startApp({ CACHE_MIN_FREE: '0' }, { keepDir: true })
+  let dstRunning = true
+  t.teardown(async () => { if (dstRunning) await dst.stop(); await rm(dst.dir, { recursive: true, force: true }) })
   const dstClient = doorClient(dst)
   t.teardown(async () => { await dstClient.close() })
   const before = await fetch(`http://127.0.0.1:${dst.registryPort}/v2/docker.io/library/multi/manifests/1`, { headers: { accept: DOCKERD_ACCEPT } })
@@ -103,6 +104,23 @@ t.test('export from one crossdock, import into another with no upstream; pulls w
   const m = await dstClient.manifest('team/app', '1')
   t.equal(m?.digest, hosted.manifest, 'the hosted image is there under its tag')
   t.equal(sha256(Buffer.from(await (await fetch(`http://127.0.0.1:${dst.registryPort}/v2/team/app/blobs/${hosted.blobs[1]}`)).arrayBuffer())), hosted.blobs[1])
+
+  // A restart keeps what the operator vouched for: still served, with no upstream to ask.
+  await dstClient.close()
+  await dst.stop()
+  dstRunning = false
+  const restarted = await startApp({ CACHE_MIN_FREE: '0' }, { dir: dst.dir })
+  t.teardown(async () => { await restarted.stop() })
+  const after = await fetch(`http://127.0.0.1:${restarted.registryPort}/v2/docker.io/library/multi/manifests/1`, { headers: { accept: DOCKERD_ACCEPT } })
+  t.equal(after.status, 200, 'the imported tag after a restart')
+  t.equal(after.headers.get('docker-content-digest'), img.index)
+  const layer = img.platforms[0].layer
+  const blob = await fetch(`http://127.0.0.1:${restarted.registryPort}/v2/docker.io/library/multi/blobs/${layer}`)
+  t.equal(blob.status, 200, 'an imported layer after a restart')
+  t.equal(sha256(Buffer.from(await blob.arrayBuffer())), layer)
+  const other = await fetch(`http://127.0.0.1:${restarted.registryPort}/v2/docker.io/library/other/manifests/1`, { headers: { accept: DOCKERD_ACCEPT } })
+  t.not(other.status, 200, 'trust is per imported repository')
+  await other.arrayBuffer()
 })
 
 t.test('a corrupt or truncated archive: one-line errors, nothing stored', async t => {
