@@ -69,7 +69,8 @@ t.test('export from one crossdock, import into another with no upstream; pulls w
   let dstRunning = true
   t.teardown(async () => { if (dstRunning) await dst.stop(); await rm(dst.dir, { recursive: true, force: true }) })
   const dstClient = doorClient(dst)
-  t.teardown(async () => { await dstClient.close() })
+  let dstClientOpen = true
+  t.teardown(async () => { if (dstClientOpen) await dstClient.close() })
   const before = await fetch(`http://127.0.0.1:${dst.registryPort}/v2/docker.io/library/multi/manifests/1`, { headers: { accept: DOCKERD_ACCEPT } })
   t.not(before.status, 200, 'nothing to pull before the import')
 
@@ -107,6 +108,7 @@ t.test('export from one crossdock, import into another with no upstream; pulls w
 
   // A restart keeps what the operator vouched for: still served, with no upstream to ask.
   await dstClient.close()
+  dstClientOpen = false
   await dst.stop()
   dstRunning = false
   const restarted = await startApp({ CACHE_MIN_FREE: '0' }, { dir: dst.dir })
