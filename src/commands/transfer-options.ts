@@ -1,8 +1,9 @@
 /**
  * What `warm`, `export` and `import` share: they are clients of a running crossdock's registry door
- * (`--registry`, default this host's REGISTRY_PORT), authenticated with `--creds` when the server
- * has HTPASSWD_FILE, with a progress line on a terminal and plain lines otherwise.
+ * (`--registry`, default this host's REGISTRY_PORT), authenticated with `--creds` or `--creds-file`
+ * when the server has HTPASSWD_FILE, with a progress line on a terminal and plain lines otherwise.
  */
+import { readFileSync } from 'node:fs'
 import { parseArgs, type ParseArgsConfig } from 'node:util'
 import { loadConfig } from '../config/index.js'
 import { RegistryClient } from '../client/registry-client.js'
@@ -14,10 +15,12 @@ type Options = NonNullable<ParseArgsConfig['options']>
 export const CLIENT_OPTIONS = {
   registry: { type: 'string' },
   creds: { type: 'string' },
+  'creds-file': { type: 'string' },
 } as const satisfies Options
 
 export const CLIENT_HELP = `  --registry <url>     the crossdock registry door (default http://127.0.0.1:$REGISTRY_PORT)
-  --creds <user:pass>  credentials when the server has HTPASSWD_FILE (visible in ps: prefer a short-lived account)
+  --creds <user:pass>  credentials when the server has HTPASSWD_FILE (visible in ps: prefer --creds-file)
+  --creds-file <path>  the same, read from the first line of a file (kept out of ps and shell history)
 `
 
 /** Options and positionals, strictly (an unknown flag is a usage error). */
@@ -29,7 +32,7 @@ export function parseWithPositionals<O extends Options> (args: string[], options
   }
 }
 
-export function clientFrom (values: { registry?: string | boolean, creds?: string | boolean }): RegistryClient {
+export function clientFrom (values: { registry?: string | boolean, creds?: string | boolean, 'creds-file'?: string | boolean }): RegistryClient {
   let baseUrl: string
   if (typeof values.registry === 'string') {
     let url: URL
@@ -41,11 +44,25 @@ export function clientFrom (values: { registry?: string | boolean, creds?: strin
     baseUrl = `${config.registryTlsCert === undefined ? 'http' : 'https'}://127.0.0.1:${config.registryPort}`
   }
   let authorization: string | undefined
+  const creds = credsFrom(values)
+  if (creds !== undefined) authorization = `Basic ${Buffer.from(creds).toString('base64')}`
+  return new RegistryClient({ baseUrl, authorization })
+}
+
+function credsFrom (values: { creds?: string | boolean, 'creds-file'?: string | boolean }): string | undefined {
+  const file = values['creds-file']
+  if (typeof values.creds === 'string' && typeof file === 'string') throw new UsageError('--creds and --creds-file: give one')
   if (typeof values.creds === 'string') {
     if (!values.creds.includes(':')) throw new UsageError('--creds expects user:password')
-    authorization = `Basic ${Buffer.from(values.creds).toString('base64')}`
+    return values.creds
   }
-  return new RegistryClient({ baseUrl, authorization })
+  if (typeof file !== 'string') return undefined
+  let text: string
+  try { text = readFileSync(file, 'utf8') } catch (err) { throw new UsageError(`--creds-file ${JSON.stringify(file)}: ${(err as NodeJS.ErrnoException).code ?? (err as Error).message}`) }
+  const line = text.split('\n')[0].replace(/\r$/, '')
+  // Never echo the file's content: it is a password.
+  if (!line.includes(':')) throw new UsageError(`--creds-file ${JSON.stringify(file)}: expected user:password on its first line`)
+  return line
 }
 
 /** Progress on stderr when it is a terminal; finished items as plain lines on stdout either way. */

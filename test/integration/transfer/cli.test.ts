@@ -22,6 +22,8 @@ t.test('usage errors: one line naming the problem, then the help; exit 2', async
     [['import', '--into', 'disk', 'x.tar'], 'crossdock import: --into "disk": expected hosted or cache'],
     [['import', '--registry', 'ftp://x', 'x.tar'], 'crossdock import: --registry "ftp://x": expected http:// or https://'],
     [['warm', '--creds', 'nopassword', 'docker.io/library/x:1'], 'crossdock warm: --creds expects user:password'],
+    [['warm', '--creds', 'a:b', '--creds-file', '/etc/hostname', 'docker.io/library/x:1'], 'crossdock warm: --creds and --creds-file: give one'],
+    [['warm', '--creds-file', '/nonexistent/creds', 'docker.io/library/x:1'], 'crossdock warm: --creds-file "/nonexistent/creds": ENOENT'],
   ] as const) {
     const r = await runCli([...args], {})
     t.equal(r.code, 2, args.join(' '))
@@ -54,7 +56,15 @@ t.test('HTPASSWD_FILE: warm and export need --creds; with them, a round trip', a
   t.match(warm.stdout, 'docker.io/library/multi:1: warm (4 fetched')
   t.notMatch(warm.stdout + warm.stderr, 's3cret')
   const out = join(dir, 'b.tar')
-  const exp = await runCli(['export', '--registry', registry, '--creds', 'ops:s3cret', '-o', out, 'docker.io/library/multi:1'], {})
+  // The password from a file, out of ps: a file without user:password is refused without echoing it.
+  const credsFile = join(dir, 'creds')
+  await writeFile(credsFile, 'ops-s3cret\n', { mode: 0o600 })
+  const badFile = await runCli(['export', '--registry', registry, '--creds-file', credsFile, '-o', out, 'docker.io/library/multi:1'], {})
+  t.equal(badFile.code, 2)
+  t.equal(badFile.stderr.split('\n')[0], `crossdock export: --creds-file ${JSON.stringify(credsFile)}: expected user:password on its first line`)
+  t.notMatch(badFile.stderr, 's3cret')
+  await writeFile(credsFile, 'ops:s3cret\n', { mode: 0o600 })
+  const exp = await runCli(['export', '--registry', registry, '--creds-file', credsFile, '-o', out, 'docker.io/library/multi:1'], {})
   t.equal(exp.code, 0, exp.stderr)
   t.match(exp.stdout, /b\.tar: 1 image\(s\), 7 blobs, \d+ bytes/)
   t.equal(d.up.count('GET', '/blobs/'), 4, 'the export read from the warm cache')
