@@ -25,7 +25,7 @@ import { PullPolicy } from './mirror/pull-policy.js'
 import { createDirector } from './proxy/director.js'
 import { createProxyServer, type ProxyServer } from './proxy/proxy-server.js'
 import { openCacheStore } from './cache/cache-store.js'
-import { TrustedRepositories } from './mirror/trusted-repositories.js'
+import { PersistentSet } from './mirror/persistent-set.js'
 import { createPullThrough } from './mirror/pull-through.js'
 import { Prefetcher } from './mirror/prefetch.js'
 import { createHostedRegistry } from './registry/hosted-registry.js'
@@ -113,9 +113,12 @@ export async function createApp ({ config, log }: { config: Config, log: Logger 
   // Authorization. Registry door: crossdock runs the dance itself (its clients cannot).
   const proxyUpstream = new BasicInjectingUpstream(upstream, credentials)
   const doorUpstream = new AuthenticatingUpstream({ upstream, credentials, log })
-  // What `crossdock import --into cache` vouched for, beside the cache it went into (kept across restarts).
-  const trusted = await TrustedRepositories.open(join(config.cacheDir, 'imported-repositories'))
-  const access = new UpstreamAccessPolicy({ credentials, upstream, anonymous: new AuthenticatingUpstream({ upstream, credentials: UpstreamCredentials.none(), log }), log, trusted })
+  // Beside the cache, kept across restarts (mirror/persistent-set.ts): what `crossdock import --into
+  // cache` vouched for; what the outage fallback needs (repositories seen public, digests seen restricted).
+  const trusted = await PersistentSet.open(join(config.cacheDir, 'imported-repositories'))
+  const everPublic = await PersistentSet.open(join(config.cacheDir, 'public-repositories'))
+  const everRestricted = await PersistentSet.open(join(config.cacheDir, 'restricted-digests'))
+  const access = new UpstreamAccessPolicy({ credentials, upstream, anonymous: new AuthenticatingUpstream({ upstream, credentials: UpstreamCredentials.none(), log }), log, trusted, everPublic, everRestricted })
   // One prefetch queue for both doors (one PREFETCH_CONCURRENCY); each door fetches as its clients do.
   const prefetch = new Prefetcher({ cache: cache.blobs, log, concurrency: config.prefetch.concurrency, imageBudget: config.prefetch.imageBudget })
   const pulls = new PullPolicy({ allow: config.pullAllow, deny: config.pullDeny, onDenied: r => { metrics.observePullDenied(r) } })

@@ -9,7 +9,9 @@
  *     else one upstream HEAD of the item: with the client's Authorization, or anonymously (token
  *       dance without credentials) for a client that has none
  *       200 ─► yes (anonymous: the repository is public)    401/403/404 ─► no, as the upstream said
- *       anything else (5xx, unreachable) ─► no, 503: a private item is not served unverified
+ *       anything else (5xx, 429, unreachable) ─► yes if the repository was ever seen public (and the
+ *         item is not known restricted elsewhere): an outage must not take cached public images
+ *         away; otherwise no, 503: a private item is not served unverified
  *
  * Knowledge comes from what the pull-through sees (`recordFetch`): a fill that went upstream with no
  * Authorization proves the repository public; one with the client's Authorization proves that
@@ -18,8 +20,10 @@
  * only after that repository is shown to hold it (the HEAD above), since a public repository must not
  * become a side door to a private layer whose digest someone knows.
  *
- * Knowledge lives in memory: after a restart nothing is known public, so the first hit per
- * repository is checked again (fail closed, one HEAD; Docker Hub does not count HEADs).
+ * Knowledge lives in memory, but for three lists kept beside the cache (persistent-set.ts): the
+ * repositories ever seen public and the digests ever seen restricted (for the outage fallback above),
+ * and the repositories the operator imported (always served). After a restart the first hit per repository is checked again (one HEAD; Docker
+ * Hub does not count HEADs), and the lists decide only when that check cannot be made.
  */
 import { createHash } from 'node:crypto'
 import type { IncomingMessage, ServerResponse } from 'node:http'
@@ -33,7 +37,7 @@ import { headerValue } from '../upstream/headers.js'
 import { discardBody } from '../upstream/body.js'
 import { MANIFEST_ACCEPT } from '../oci/media-types.js'
 import { upstreamPath, type MirrorContext } from './mirror-router.js'
-import { TrustedRepositories } from './trusted-repositories.js'
+import { PersistentSet } from './persistent-set.js'
 
 export interface AccessContext {
   host: string
@@ -77,8 +81,12 @@ export interface UpstreamAccessPolicyOptions {
   denyTtlMs?: number
   /** How long a repository stays known anonymous-readable (default 1 h: repositories may go private). */
   publicTtlMs?: number
-  /** Repositories imported into the cache by the operator (default: an empty list in memory). */
-  trusted?: TrustedRepositories
+  /** `host/repository`s imported into the cache by the operator (default: an empty set in memory). */
+  trusted?: PersistentSet
+  /** `host/repository`s ever served anonymously, for when the upstream cannot be asked. */
+  everPublic?: PersistentSet
+  /** Digests ever seen restricted: never served by that fallback. */
+  everRestricted?: PersistentSet
 }
 
 interface Verdict { decision: AccessDecision, until: number }
@@ -87,7 +95,9 @@ export class UpstreamAccessPolicy implements AccessPolicy {
   private readonly now: () => number
   private readonly log: Logger
   private readonly publicUntil = new LRUCache<string, number>({ max: 50_000 })
-  private trusted: TrustedRepositories | undefined
+  private trusted: PersistentSet | undefined
+  private readonly everPublic: PersistentSet | undefined
+  private readonly everRestricted: PersistentSet | undefined
   private readonly verdicts = new LRUCache<string, Verdict>({ max: 50_000 })
   /** Restricted digest → the `host/repository`s it is known to be in. */
   private readonly members = new LRUCache<string, Set<string>>({ max: 100_000 })
@@ -96,6 +106,8 @@ export class UpstreamAccessPolicy implements AccessPolicy {
   constructor (private readonly opts: UpstreamAccessPolicyOptions) {
     this.now = opts.now ?? Date.now
     this.trusted = opts.trusted
+    this.everPublic = opts.everPublic
+    this.everRestricted = opts.everRestricted
     this.log = opts.log.child({ module: 'access-policy' })
   }
 
@@ -105,12 +117,12 @@ export class UpstreamAccessPolicy implements AccessPolicy {
    * air-gapped crossdock does not have. Persisted with `opts.trusted` (survives a restart).
    */
   async trust (host: string, repository: string): Promise<void> {
-    this.trusted ??= await TrustedRepositories.open()
-    await this.trusted.add(host, repository)
+    this.trusted ??= await PersistentSet.open()
+    await this.trusted.add(repoKey({ host, repository }))
   }
 
   async canServe (ctx: AccessContext): Promise<AccessDecision> {
-    if (this.trusted?.has(ctx.host, ctx.repository) === true) return { allowed: true }
+    if (this.trusted?.has(repoKey(ctx)) === true) return { allowed: true }
     // The operator configured credentials for this upstream, so every client of crossdock pulls with
     // them anyway (the proxy door injects them, the registry door uses them): they chose to share
     // what those credentials can read. Refusing cached copies would only cost upstream requests.
@@ -132,6 +144,7 @@ export class UpstreamAccessPolicy implements AccessPolicy {
     const digest = ctx.reference.includes(':') ? ctx.reference : undefined
     if (ctx.authorization === undefined) {
       this.publicUntil.set(repo, this.now() + (this.opts.publicTtlMs ?? 3_600_000))
+      this.notePublic(ctx)
       if (digest !== undefined) this.members.get(digest)?.add(repo)
       return
     }
@@ -139,7 +152,33 @@ export class UpstreamAccessPolicy implements AccessPolicy {
     if (digest === undefined) return
     const members = this.members.get(digest)
     if (members !== undefined) members.add(repo)
-    else if ((this.publicUntil.get(repo) ?? 0) <= this.now()) this.members.set(digest, new Set([repo]))
+    else if ((this.publicUntil.get(repo) ?? 0) <= this.now()) {
+      this.members.set(digest, new Set([repo]))
+      this.remember(this.everRestricted, digest)
+    }
+  }
+
+  private notePublic (ctx: AccessContext): void {
+    this.remember(this.everPublic, repoKey(ctx))
+  }
+
+  private remember (set: PersistentSet | undefined, key: string): void {
+    set?.add(key).catch((err: Error) => {
+      this.log.warn({ err: err.message }, 'could not note what the outage fallback needs; it stays in memory')
+    })
+  }
+
+  /**
+   * The upstream cannot answer: a repository once served anonymously is served from the cache,
+   * unless the item is a digest ever seen restricted (filled with a client's credentials from a
+   * repository not known public) — whatever repository names it, fail closed.
+   */
+  private servedWhenUnverifiable (ctx: AccessContext): boolean {
+    const digest = ctx.reference.includes(':') ? ctx.reference : undefined
+    if (digest !== undefined && this.everRestricted?.has(digest) === true) return false
+    const known = digest !== undefined ? this.members.get(digest) : undefined
+    if (known !== undefined && !known.has(repoKey(ctx))) return false
+    return this.everPublic?.has(repoKey(ctx)) === true
   }
 
   /** One upstream HEAD of the item, as the client (or anonymously); the verdict is cached. */
@@ -153,6 +192,10 @@ export class UpstreamAccessPolicy implements AccessPolicy {
         ? await this.opts.upstream.request({ host: ctx.host, method: 'HEAD', path, headers: { ...headers, authorization: ctx.authorization }, followRedirects: true })
         : await this.opts.anonymous.request({ host: ctx.host, method: 'HEAD', path, headers, followRedirects: true })
     } catch (err) {
+      if (this.servedWhenUnverifiable(ctx)) {
+        this.log.warn({ host: ctx.host, repository: ctx.repository, err: (err as Error).message }, 'access check failed; served as a repository seen public before')
+        return { allowed: true }
+      }
       this.log.warn({ host: ctx.host, repository: ctx.repository, err: (err as Error).message }, 'access check failed; cached item not served')
       return refusal(503, {}, `crossdock cannot verify access to ${ctx.host}/${ctx.repository}: ${(err as Error).message}`)
     }
@@ -160,11 +203,17 @@ export class UpstreamAccessPolicy implements AccessPolicy {
     let decision: AccessDecision
     if (answer.status === 200) {
       decision = { allowed: true }
-      if (ctx.authorization === undefined) this.publicUntil.set(repo, this.now() + (this.opts.publicTtlMs ?? 3_600_000))
+      if (ctx.authorization === undefined) {
+        this.publicUntil.set(repo, this.now() + (this.opts.publicTtlMs ?? 3_600_000))
+        this.notePublic(ctx)
+      }
       if (ctx.reference.includes(':')) this.members.get(ctx.reference)?.add(repo)
     } else if (answer.status === 401 || answer.status === 403 || answer.status === 404) {
       const challenge = headerValue(answer.headers, 'www-authenticate')
       decision = refusal(answer.status, challenge !== undefined ? { 'www-authenticate': challenge } : {}, `upstream ${ctx.host} refuses ${ctx.authorization === undefined ? 'anonymous' : 'these'} credentials for ${ctx.repository}`)
+    } else if (this.servedWhenUnverifiable(ctx)) {
+      this.log.warn({ host: ctx.host, repository: ctx.repository, upstreamStatus: answer.status }, 'access check inconclusive; served as a repository seen public before')
+      return { allowed: true }
     } else {
       this.log.warn({ host: ctx.host, repository: ctx.repository, upstreamStatus: answer.status }, 'access check inconclusive; cached item not served')
       return refusal(503, {}, `crossdock cannot verify access to ${ctx.host}/${ctx.repository}: upstream answered ${answer.status}`)
