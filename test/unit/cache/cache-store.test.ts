@@ -199,3 +199,46 @@ t.test('readers hold back the last byte until the digest is verified', async t =
   await ended
   t.equal(got, b.data.length)
 })
+
+t.test('openOrFill looks again when the fill it found settled before a share was taken', async t => {
+  const s = await store(t, await tempDir(t))
+  const b = blob(100_000)
+  const d = parseDigest(b.digest)
+  const fill = fillOf(s.blobs.beginFill(d, Readable.from([b.data]), { expectedSize: b.data.length }))
+  await fill.done
+  t.equal(await fill.acquire(), undefined, 'settled, every reader gone: its descriptor is closed')
+  // The race, made to happen: the first look misses the committed blob (as if evicted, then put
+  // back) and finds the settled fill still in flight. Instance stubs, each answering once.
+  const blobs = s.blobs as unknown as Record<'open' | 'inflight', (x: typeof d) => unknown>
+  const realOpen = blobs.open.bind(s.blobs)
+  const realInflight = blobs.inflight.bind(s.blobs)
+  let opens = 0
+  blobs.open = async (x) => ++opens === 1 ? undefined : await realOpen(x)
+  blobs.inflight = (x) => { blobs.inflight = realInflight; return fill }
+  let fetches = 0
+  const source = await s.blobs.openOrFill(d, async () => { fetches++; return { answer: 'upstream' } })
+  t.equal(source.kind, 'cached', 'the second look finds the committed blob, opened')
+  t.equal(opens, 2, 'looked twice')
+  t.equal(fetches, 0, 'nothing fetched')
+  if (source.kind === 'cached') {
+    const head = Buffer.alloc(32)
+    await source.fh.read(head, 0, 32, 0)
+    await source.fh.close()
+    t.ok(head.equals(b.data.subarray(0, 32)), 'its bytes')
+  }
+})
+
+t.test('openOrFill gives up after a bounded number of looks at an item that keeps moving', async t => {
+  const s = await store(t, await tempDir(t))
+  const b = blob(10_000)
+  const d = parseDigest(b.digest)
+  const fill = fillOf(s.blobs.beginFill(d, Readable.from([b.data]), { expectedSize: b.data.length }))
+  await fill.done
+  const blobs = s.blobs as unknown as Record<'open' | 'inflight', (x: typeof d) => unknown>
+  let looks = 0
+  blobs.open = async () => { looks++; return undefined }
+  blobs.inflight = () => fill
+  const source = await s.blobs.openOrFill(d, async () => { throw new Error('not fetched: a fill is in flight') })
+  t.same(source, { kind: 'moving' })
+  t.equal(looks, 4, 'four looks, then the caller goes upstream')
+})
