@@ -171,6 +171,6 @@ if (requirePrivateNetns(t)) {
     t.notMatch(message, new RegExp(rgw.secretAccessKey), 'no secret')
     t.match(reason, /ECONNREFUSED/)
     t.equal(await storage.check(), undefined)
-    t.equal(await storage.tags.resolve('down', 'v1'), digestOf('x'))
+    t.equal((await storage.tags.resolve('down', 'v1'))?.value, digestOf('x'))
   })
 }
