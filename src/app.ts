@@ -20,11 +20,12 @@ import { CredentialHelpers } from './upstream/credential-helper.js'
 import { BasicInjectingUpstream } from './upstream/basic-injection.js'
 import { AuthenticatingUpstream } from './upstream/token-auth.js'
 import { UpstreamAccessPolicy } from './mirror/access-policy.js'
-import { MirrorRouter } from './mirror/mirror-router.js'
+import { MirrorRouter, type PullThroughHandler } from './mirror/mirror-router.js'
 import { PullPolicy } from './mirror/pull-policy.js'
 import { createDirector } from './proxy/director.js'
 import { createProxyServer, type ProxyServer } from './proxy/proxy-server.js'
-import { openCacheStore } from './cache/cache-store.js'
+import { openCacheStore, type CacheStore } from './cache/cache-store.js'
+import type { FillHook } from './cache/blob-fill.js'
 import { PersistentSet } from './mirror/persistent-set.js'
 import { createPullThrough } from './mirror/pull-through.js'
 import { Prefetcher } from './mirror/prefetch.js'
@@ -58,7 +59,20 @@ export interface App {
   addresses: () => { proxy: string, registry: string }
 }
 
-export async function createApp ({ config, log }: { config: Config, log: Logger }): Promise<App> {
+/**
+ * Test-only parts of the composition (integration tests start the real app and reach in here; the
+ * CLI never sets them). Nothing here changes what the app does, only what a test can see or pause.
+ */
+export interface AppTestOptions {
+  /** Awaited at each step of every blob fill (the fill interleaving tests pause fills with it). */
+  fillHook?: FillHook
+  /** Called as each request reaches a pull-through handler (either door), before it is handled. */
+  onPullThrough?: () => void
+  /** Hands over the cache and the prefetch queue once built. */
+  expose?: (parts: { cache: CacheStore, prefetch: Prefetcher }) => void
+}
+
+export async function createApp ({ config, log, test }: { config: Config, log: Logger, test?: AppTestOptions }): Promise<App> {
   const ca = await loadOrCreateCa({ caDir: config.caDir, caCrtFile: config.caCrtFile, caKeyFile: config.caKeyFile, caKeyPassphrase: config.caKeyPassphrase, log })
   const minter = new LeafCertMinter(ca)
   await minter.init()
@@ -104,6 +118,7 @@ export async function createApp ({ config, log }: { config: Config, log: Logger 
     minFree: config.cache.minFree,
     idleTimeoutMs: config.timeouts.readMs,
     log: log.child({ module: 'cache' }),
+    fillHook: test?.fillHook,
   })
   const helpers = new CredentialHelpers({ ...config.credentialHelpers, log })
   const credentials = new UpstreamCredentials(config.authRegistries, helpers)
@@ -123,8 +138,12 @@ export async function createApp ({ config, log }: { config: Config, log: Logger 
   const prefetch = new Prefetcher({ cache: cache.blobs, log, concurrency: config.prefetch.concurrency, imageBudget: config.prefetch.imageBudget })
   const pulls = new PullPolicy({ allow: config.pullAllow, deny: config.pullDeny, onDenied: r => { metrics.observePullDenied(r) } })
   // One cache (and its single-flight) behind both doors; each door's mirror has its own upstream client.
-  const mirror = new MirrorRouter(proxyUpstream, createPullThrough({ manifestTiers: config.cache, log, cache, upstream: proxyUpstream, access, prefetch }), pulls)
-  const doorMirror = new MirrorRouter(doorUpstream, createPullThrough({ manifestTiers: config.cache, log, cache, upstream: doorUpstream, access, prefetch }), pulls)
+  const observed = (pull: PullThroughHandler): PullThroughHandler => test?.onPullThrough === undefined
+    ? pull
+    : { handle: async (req, res, ctx) => { test.onPullThrough?.(); await pull.handle(req, res, ctx) } }
+  const mirror = new MirrorRouter(proxyUpstream, observed(createPullThrough({ manifestTiers: config.cache, log, cache, upstream: proxyUpstream, access, prefetch })), pulls)
+  const doorMirror = new MirrorRouter(doorUpstream, observed(createPullThrough({ manifestTiers: config.cache, log, cache, upstream: doorUpstream, access, prefetch })), pulls)
+  test?.expose?.({ cache, prefetch })
 
   const clientAuth = await loadClientAuth({
     htpasswdFile: config.htpasswdFile,

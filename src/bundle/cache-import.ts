@@ -88,7 +88,7 @@ export function createCacheImport (opts: CacheImportOptions) {
     const digest = parseDigest(computed(algorithm))
     if (asked !== undefined && asked.value !== digest.value) throw new OciError('DIGEST_INVALID', `manifest ${asked.value} has digest ${digest.value}`)
     for (const d of [...parsed.blobs, ...parsed.manifests]) {
-      const present = parsed.manifests.includes(d) ? opts.cache.manifests.has(parseDigest(d.digest)) : opts.cache.blobs.stat(parseDigest(d.digest)) !== undefined
+      const present = parsed.manifests.includes(d) ? opts.cache.manifests.has(d.target) : opts.cache.blobs.stat(d.target) !== undefined
       if (!present) throw new OciError('MANIFEST_BLOB_UNKNOWN', `import ${d.digest} before the manifest that references it`)
     }
     if (!await opts.cache.manifests.put(digest, bytes, parsed.mediaType, origin)) throw new OciError('UNAVAILABLE', 'the cache did not take the manifest', { status: 507 })

@@ -19,15 +19,23 @@
 import { SingleFlight } from '../util/single-flight.js'
 import type { BlobFill } from './blob-fill.js'
 import type { Digest } from '../oci/digest.js'
-import type { BlobSource, CacheBlobStore, FetchedBlob } from './stores.js'
+import type { CacheBlobStore, FetchedBlob } from './stores.js'
 
-export type { BlobSource, FetchedBlob } from './stores.js'
+export type { FetchedBlob } from './stores.js'
+
+/** What one flight hands an asker; the blob store turns it into a BlobSource (opened, or a share taken). */
+export type FlightResult<A> =
+  | { kind: 'cached' }
+  | { kind: 'fill', fill: BlobFill, leader: boolean }
+  | { kind: 'answer', answer: A }
+  | { kind: 'bypass', answer: A, reason: string }
+  | { kind: 'unshared' }
 
 /** What the opener needs of the blob store. */
 export type FillSite = Pick<CacheBlobStore, 'stat' | 'inflight' | 'beginFill'>
 
 /** What the single flight hands every asker; `leader` tells which asker's fetch ran. */
-type Shared = { kind: 'cached' } | { kind: 'fill', fill: BlobFill, leader?: symbol } | { kind: 'leader-only', leader: symbol, result: BlobSource<unknown> }
+type Shared = { kind: 'cached' } | { kind: 'fill', fill: BlobFill, leader?: symbol } | { kind: 'leader-only', leader: symbol, result: FlightResult<unknown> }
 
 export class BlobOpener {
   private readonly flights = new SingleFlight<Shared>()
@@ -35,7 +43,7 @@ export class BlobOpener {
   constructor (private readonly site: FillSite) {}
 
   /** See the header. `fetch` runs at most once for concurrent callers; it must not throw for a non-200 answer. */
-  async openOrFill<A> (digest: Digest, fetch: () => Promise<FetchedBlob<A>>): Promise<BlobSource<A>> {
+  async openOrFill<A> (digest: Digest, fetch: () => Promise<FetchedBlob<A>>): Promise<FlightResult<A>> {
     const inflight = this.site.inflight(digest)
     if (inflight !== undefined) return { kind: 'fill', fill: inflight, leader: false }
     const me = Symbol('asker')
@@ -51,6 +59,6 @@ export class BlobOpener {
     })
     if (shared.kind === 'cached') return shared
     if (shared.kind === 'fill') return { kind: 'fill', fill: shared.fill, leader: shared.leader === me }
-    return shared.leader === me ? shared.result as BlobSource<A> : { kind: 'unshared' }
+    return shared.leader === me ? shared.result as FlightResult<A> : { kind: 'unshared' }
   }
 }

@@ -17,11 +17,11 @@ import { dirname } from 'node:path'
 import type { Readable } from 'node:stream'
 import type { Digest } from '../oci/digest.js'
 import { BlobFill, type FillHook } from './blob-fill.js'
-import { BlobOpener, type BlobSource, type FetchedBlob } from './blob-opener.js'
+import { BlobOpener, type FetchedBlob } from './blob-opener.js'
 import type { Reservation } from './lru-bound.js'
 import { blobKey, contentPath, integrityOf, manifestKey, stagingPath } from './cache-paths.js'
 import type { CacacheEntries } from './cacache-entries.js'
-import type { BeginFillResult, CacheBlobStore, CachedBlob, CacheOrigin, FillOptions } from './stores.js'
+import type { BeginFillResult, BlobSource, CacheBlobStore, CachedBlob, CacheOrigin, FillOptions } from './stores.js'
 import cacache from 'cacache'
 
 export interface CacacheBlobStoreOptions {
@@ -32,6 +32,13 @@ export interface CacacheBlobStoreOptions {
   /** Test hook: awaited at each step of every blob fill's life (blob-fill.ts). */
   fillHook?: FillHook
 }
+
+/**
+ * Looks `openOrFill` makes before it gives up on an item that keeps moving. Each look but the first
+ * follows a move (an eviction right after a look-up, a fill that settled before we took a share):
+ * two in a row are already rare; four means the cache is thrashing, and the caller goes upstream.
+ */
+const OPEN_OR_FILL_LOOKS = 4
 
 export class CacacheBlobStore implements CacheBlobStore {
   private readonly fills = new Map<string, BlobFill>()
@@ -66,7 +73,18 @@ export class CacacheBlobStore implements CacheBlobStore {
   }
 
   async openOrFill<A> (digest: Digest, fetch: () => Promise<FetchedBlob<A>>): Promise<BlobSource<A>> {
-    return await this.opener.openOrFill(digest, fetch)
+    for (let look = 0; look < OPEN_OR_FILL_LOOKS; look++) {
+      const opened = await this.open(digest)
+      if (opened !== undefined) return { kind: 'cached', ...opened }
+      const source = await this.opener.openOrFill(digest, fetch)
+      if (source.kind === 'cached') continue // committed since our look-up: open it
+      if (source.kind !== 'fill') return source
+      // The share is taken here, so the caller's reader cannot find the fill gone: a fill that
+      // settled and closed its descriptor meanwhile is committed (or failed, and this rejects).
+      const handle = await source.fill.acquire()
+      if (handle !== undefined) return { ...source, handle }
+    }
+    return { kind: 'moving' }
   }
 
   beginFill (digest: Digest, body: Readable, opts: FillOptions = {}): BeginFillResult {

@@ -15,7 +15,7 @@
 import type { FileHandle } from 'node:fs/promises'
 import type { Readable } from 'node:stream'
 import type { Digest } from '../oci/digest.js'
-import type { BlobFill } from './blob-fill.js'
+import type { BlobFill, FillHandle } from './blob-fill.js'
 import type { TagRecord, TagRef } from './tag-key.js'
 
 export interface CachedBlob {
@@ -48,13 +48,19 @@ export interface FetchedBlob<A> {
   fill?: { body: Readable } & FillOptions
 }
 
-/** What `openOrFill` hands each asker (blob-opener.ts draws who gets which). */
+/**
+ * What `openOrFill` hands each asker: something to read now, or an upstream answer that was not
+ * cached (blob-opener.ts draws who gets which). The caller owns what it is handed: it closes `fh`,
+ * or gives `handle` to a TailReader (which releases it) or releases it itself.
+ */
 export type BlobSource<A> =
-  | { kind: 'cached' }
-  | { kind: 'fill', fill: BlobFill, leader: boolean }
+  | { kind: 'cached', blob: CachedBlob, fh: FileHandle }
+  | { kind: 'fill', fill: BlobFill, leader: boolean, handle: FillHandle }
   | { kind: 'answer', answer: A }
   | { kind: 'bypass', answer: A, reason: string }
   | { kind: 'unshared' }
+  /** The item kept moving (evicted, or committed and evicted again) at every look: nothing to read. */
+  | { kind: 'moving' }
 
 export interface FillOptions {
   /** The upstream's Content-Length: reserved in the bound up front; a body of another length fails. */
@@ -78,8 +84,12 @@ export interface CacheBlobStore {
    */
   inflight: (digest: Digest) => BlobFill | undefined
   /**
-   * A blob miss, single-flighted across every caller of this store (both doors): `fetch` runs at
-   * most once for concurrent callers of one digest; see blob-opener.ts for what each caller gets.
+   * A blob read in one question: the cached blob opened, or a share of the fill in flight to join,
+   * or a new fill. A miss is single-flighted across every caller of this store (both doors): `fetch`
+   * runs at most once for concurrent callers of one digest; see blob-opener.ts for what each caller
+   * gets. An item that moves between the look-up and the read (evicted after the look-up, a fill
+   * that settled and closed before a share of it was taken) is looked up again here, a bounded
+   * number of times. Rejects with the fill's error when the fill to join has failed.
    */
   openOrFill: <A>(digest: Digest, fetch: () => Promise<FetchedBlob<A>>) => Promise<BlobSource<A>>
   /**

@@ -8,8 +8,9 @@
  * highWaterMark whatever the client's speed.
  *
  * Reads go through the fill's own descriptor (BlobFill.acquire), never a path: a rename or an
- * eviction cannot take the bytes away. If the fill already settled and closed its descriptor, the
- * reader fails with ERR_FILL_GONE before its first byte: look the digest up again.
+ * eviction cannot take the bytes away. A reader given a share (`given`, taken by the blob store's
+ * openOrFill) reads through it; one that takes its own fails with ERR_FILL_GONE before its first
+ * byte if the fill already settled and closed its descriptor: look the digest up again.
  */
 import { Readable } from 'node:stream'
 import { BlobFillError, type BlobFill, type FillHandle, type FillReader } from './blob-fill.js'
@@ -27,7 +28,8 @@ export class TailReader extends Readable implements FillReader {
   /** The final byte, taken out of the window before the verdict so it does not pin the window. */
   private held: Buffer | undefined
 
-  constructor (private readonly fill: BlobFill, start = 0, private readonly end?: number) {
+  /** `given`: a share of the fill's descriptor already taken; the reader owns (releases) it. */
+  constructor (private readonly fill: BlobFill, start = 0, private readonly end?: number, private readonly given?: FillHandle) {
     super({ highWaterMark: READ_CHUNK })
     this.pos = start
     fill.attach(this)
@@ -43,7 +45,8 @@ export class TailReader extends Readable implements FillReader {
   }
 
   override _construct (cb: (err?: Error | null) => void): void {
-    this.fill.acquire().then(handle => {
+    const acquiring = this.given !== undefined ? Promise.resolve(this.given) : this.fill.acquire()
+    acquiring.then(handle => {
       if (handle === undefined) { cb(new BlobFillError('ERR_FILL_GONE', `blob ${this.fill.digest.value}: the download settled before this reader started`)); return }
       // Destroyed while waiting (the client left): give the share straight back.
       if (this.destroyed) handle.release()

@@ -198,11 +198,14 @@ export class Prefetcher {
       return fetched
     })
     switch (source.kind) {
-      case 'cached': this.skip('cached'); return
+      case 'cached': void source.fh.close(); this.skip('cached'); return
       case 'unshared': this.skip('inflight'); return
+      case 'moving': this.skip('no-room'); return
       case 'answer': discardBody(source.answer.body); this.skip('upstream-error'); return
       case 'bypass': discardBody(source.answer.body); this.skip('no-room'); return
       case 'fill':
+        // Nothing here reads the fill: the share openOrFill took for us goes straight back.
+        source.handle.release()
         if (!source.leader) { this.skip('inflight'); return }
         await this.follow(source.fill)
     }

@@ -1,9 +1,10 @@
 /**
  * The caching handlers of the pull-through mirror: GET/HEAD of blobs and manifests for upstream H.
  *
- * Blobs (key: digest), looked up again whenever the item moved on between look-up and read:
- *   cached ───────────────────────────────► disk (Range, HEAD)                         HIT
+ * Blobs (key: digest), one question to the cache for a GET (it looks again by itself when the item
+ * moved on between look-up and read):
  *   cache.openOrFill (one flight per digest for both doors, blob-opener.ts):
+ *     cached ─────────────────────────────► disk (Range)                               HIT
  *     in flight ──────────────────────────► TailReader on the fill's descriptor        JOINED
  *     else GET upstream (redirects followed) ─► 200 → BlobFill ─► TailReader           MISS
  *                                           └► too big / no room → streamed through,   BYPASS
@@ -39,7 +40,9 @@ import { markAbandoned } from '../observability/request-log.js'
 import type { UpstreamResponse } from '../upstream/upstream-client.js'
 import { headerValue } from '../upstream/headers.js'
 import type { FetchedBlob } from '../cache/blob-opener.js'
-import type { BlobFill } from '../cache/blob-fill.js'
+import type { BlobFill, FillHandle } from '../cache/blob-fill.js'
+import type { CachedBlob } from '../cache/stores.js'
+import type { FileHandle } from 'node:fs/promises'
 import { TailReader } from '../cache/tail-reader.js'
 import { sendFile } from '../util/file-sender.js'
 import { isClientGone, sendStream } from '../util/send-stream.js'
@@ -89,41 +92,38 @@ export function createPullThrough (opts: PullThroughOptions): PullThroughHandler
     const d = tryParseDigest(ctx.reference)
     // A digest we cannot verify (or not a digest at all) is not cached: the upstream answers.
     if (d === undefined) { await forward(req, res, ctx, 'BYPASS'); return }
-    // Each turn looks the digest up where it is now. A turn ends without an answer only when the
-    // item moved on between the look-up and the read (evicted, or a fill settled and closed): the
-    // next turn finds it committed, or starts a new fill. Bounded: an item cannot keep moving.
-    for (let turn = 0; turn < 4; turn++) {
+    if (method === 'HEAD') {
+      // HEAD never becomes an upstream GET: a download in flight knows the answer.
       const opened = await cache.blobs.open(d)
-      if (opened !== undefined) {
-        const { blob, fh } = opened
-        if (!await admit(access, req, res, accessContext(req, ctx))) { void fh.close(); return }
-        await serveBody(req, res, ctx, { status: 'HIT', size: blob.size, digest: d.value, mediaType: blob.mediaType },
-          async () => ({ send: async (out, range) => { await sendFile(fh, out, range) } }), () => { void fh.close() })
-        return
-      }
-      if (method === 'HEAD') {
-        // HEAD never becomes an upstream GET: a download in flight knows the answer.
-        const inflight = cache.blobs.inflight(d)
-        if (inflight === undefined) { await forward(req, res, ctx, 'MISS'); return }
-        if (await admit(access, req, res, accessContext(req, ctx))) await serveBody(req, res, ctx, fillHead(inflight, 'JOINED'), noBody)
-        return
-      }
-      const source = await cache.blobs.openOrFill(d, async () => await fetchBlob(req, ctx, d))
-      switch (source.kind) {
-        case 'cached': continue
-        case 'fill':
-          if (!source.leader && !await admit(access, req, res, accessContext(req, ctx))) return
-          if (await serveFill(req, res, ctx, source.fill, source.leader ? 'MISS' : 'JOINED')) return
-          continue
-        case 'answer': await sendAnswer(res, source.answer, 'GET', 'MISS'); return
-        case 'bypass':
-          log.warn({ host: ctx.host, repository: ctx.repository, digest: d.value, reason: source.reason }, 'blob streamed through uncached')
-          await sendAnswer(res, source.answer, 'GET', 'BYPASS', d)
-          return
-        case 'unshared': await forward(req, res, ctx, 'MISS', d); return
-      }
+      if (opened !== undefined) { await serveCached(req, res, ctx, d, opened); return }
+      const inflight = cache.blobs.inflight(d)
+      if (inflight === undefined) { await forward(req, res, ctx, 'MISS'); return }
+      if (await admit(access, req, res, accessContext(req, ctx))) await serveBody(req, res, ctx, fillHead(inflight, 'JOINED'), noBody)
+      return
     }
-    await forward(req, res, ctx, 'BYPASS', d)
+    // One question to the cache: it hands back the blob opened, a share of a fill, or the answer.
+    const source = await cache.blobs.openOrFill(d, async () => await fetchBlob(req, ctx, d))
+    switch (source.kind) {
+      case 'cached': await serveCached(req, res, ctx, d, source); return
+      case 'fill':
+        if (!source.leader && !await admit(access, req, res, accessContext(req, ctx))) { source.handle.release(); return }
+        await serveFill(req, res, ctx, source.fill, source.handle, source.leader ? 'MISS' : 'JOINED')
+        return
+      case 'answer': await sendAnswer(res, source.answer, 'GET', 'MISS'); return
+      case 'bypass':
+        log.warn({ host: ctx.host, repository: ctx.repository, digest: d.value, reason: source.reason }, 'blob streamed through uncached')
+        await sendAnswer(res, source.answer, 'GET', 'BYPASS', d)
+        return
+      case 'unshared': await forward(req, res, ctx, 'MISS', d); return
+      case 'moving': await forward(req, res, ctx, 'BYPASS', d)
+    }
+  }
+
+  /** Serves a cached blob from its open handle (closed once served or refused). */
+  async function serveCached (req: IncomingMessage, res: ServerResponse, ctx: PullThroughContext, d: Digest, { blob, fh }: { blob: CachedBlob, fh: FileHandle }): Promise<void> {
+    if (!await admit(access, req, res, accessContext(req, ctx))) { void fh.close(); return }
+    await serveBody(req, res, ctx, { status: 'HIT', size: blob.size, digest: d.value, mediaType: blob.mediaType },
+      async () => ({ send: async (out, range) => { await sendFile(fh, out, range) } }), () => { void fh.close() })
   }
 
   /** The one upstream GET of a blob miss (run by the cache's single-flight); a 200 is cacheable. */
@@ -137,14 +137,10 @@ export function createPullThrough (opts: PullThroughOptions): PullThroughHandler
     return { answer, fill: { body: answer.body, expectedSize, mediaType: headerValue(answer.headers, 'content-type'), origin: { host: ctx.host, repository: ctx.repository } } }
   }
 
-  /**
-   * Serves a fill through a TailReader. False when the fill settled and closed before the reader
-   * started (nothing was written: look the digest up again).
-   */
-  async function serveFill (req: IncomingMessage, res: ServerResponse, ctx: PullThroughContext, fill: BlobFill, status: CacheStatus): Promise<boolean> {
-    let gone = false
+  /** Serves a fill through a TailReader that reads through `handle` (released once served or refused). */
+  async function serveFill (req: IncomingMessage, res: ServerResponse, ctx: PullThroughContext, fill: BlobFill, handle: FillHandle, status: CacheStatus): Promise<void> {
     await serveBody(req, res, ctx, fillHead(fill, status), async range => {
-      const reader = new TailReader(fill, range?.start ?? 0, range?.end)
+      const reader = new TailReader(fill, range?.start ?? 0, range?.end, handle)
       // Its errors are read where they matter (firstChunk, sendStream); between the two, a failing
       // fill must not make them an uncaught 'error' event.
       reader.on('error', () => {})
@@ -153,7 +149,6 @@ export function createPullThrough (opts: PullThroughOptions): PullThroughHandler
         first = await firstChunk(reader)
       } catch (err) {
         reader.destroy()
-        if ((err as { code?: string }).code === 'ERR_FILL_GONE') { gone = true; return undefined }
         throw err
       }
       return {
@@ -164,8 +159,7 @@ export function createPullThrough (opts: PullThroughOptions): PullThroughHandler
           await sendStream(reader, out)
         },
       }
-    })
-    return !gone
+    }, () => { handle.release() })
   }
 
   /**

@@ -7,6 +7,7 @@
  * ones): a digest that is grammatical but of another algorithm cannot be checked, so it is refused
  * (hosted) or never cached (pull-through).
  */
+import { createHash } from 'node:crypto'
 import { OciError } from '../errors.js'
 
 /** Algorithms we hash with (node crypto names), and their lowercase-hex lengths. */
@@ -44,3 +45,9 @@ export function tryParseDigest (value: string): Digest | undefined {
   return m[2].length === DIGEST_ALGORITHMS[algorithm] ? { algorithm, hex: m[2], value } : undefined
 }
 
+
+/** The digest of `bytes` under `algorithm` (what a pushed manifest is named by when pushed by tag). */
+export function digestOfBytes (algorithm: DigestAlgorithm, bytes: Buffer): Digest {
+  const hex = createHash(algorithm).update(bytes).digest('hex')
+  return { algorithm, hex, value: `${algorithm}:${hex}` }
+}

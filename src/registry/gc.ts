@@ -14,6 +14,7 @@
 import type { Logger } from '../log.js'
 import { parseManifest } from './manifest-validation.js'
 import type { RegistryBackend, RegistryStorage } from './storage/stores.js'
+import type { Digest } from '../oci/digest.js'
 
 export interface GcOptions {
   /** The hosted storage (REGISTRY_STORAGE_DIR), opened by the caller. */
@@ -33,19 +34,21 @@ export interface GcOptions {
 }
 
 interface ManifestLinks {
+  /** The revision itself, as the store listed it (what `delete` takes). */
+  digest: Digest
   blobs: string[]
   children: string[]
   subject?: string
 }
 
-async function linksOf (storage: RegistryStorage, name: string, digest: string): Promise<ManifestLinks> {
+async function linksOf (storage: RegistryStorage, name: string, digest: Digest): Promise<ManifestLinks> {
   const m = await storage.manifests.get(name, digest)
-  if (m === undefined) return { blobs: [], children: [] }
+  if (m === undefined) return { digest, blobs: [], children: [] }
   try {
     const parsed = parseManifest(m.body, m.descriptor.mediaType)
-    return { blobs: parsed.blobs.map(d => d.digest), children: parsed.manifests.map(d => d.digest), subject: parsed.subject?.digest }
+    return { digest, blobs: parsed.blobs.map(d => d.digest), children: parsed.manifests.map(d => d.digest), subject: parsed.subject?.digest }
   } catch {
-    return { blobs: [], children: [], subject: m.subject }
+    return { digest, blobs: [], children: [], subject: m.subject }
   }
 }
 
@@ -55,7 +58,7 @@ async function survivors (storage: RegistryStorage, name: string, revisions: Map
   const reachable = new Set<string>(recent)
   for (const tag of await storage.tags.list(name) ?? []) {
     const d = await storage.tags.resolve(name, tag)
-    if (d !== undefined) reachable.add(d)
+    if (d !== undefined) reachable.add(d.value)
   }
   for (let grew = true; grew;) {
     grew = false
@@ -80,13 +83,13 @@ export async function runGc (opts: GcOptions): Promise<{ removed: number, bytes:
     const revisions = new Map<string, ManifestLinks>()
     const recent = new Set<string>()
     for (const r of await storage.manifests.list(name)) {
-      revisions.set(r.digest, await linksOf(storage, name, r.digest))
-      if (r.modifiedAt >= cutoff) recent.add(r.digest)
+      revisions.set(r.digest.value, await linksOf(storage, name, r.digest))
+      if (r.modifiedAt >= cutoff) recent.add(r.digest.value)
     }
     const keep = await survivors(storage, name, revisions, recent, opts.deleteUntagged)
     for (const [digest, links] of revisions) {
       if (!keep.has(digest)) {
-        if (!opts.dryRun) await storage.manifests.delete(name, digest)
+        if (!opts.dryRun) await storage.manifests.delete(name, links.digest)
         opts.out(`${verb} untagged manifest ${name}@${digest}`)
         continue
       }
@@ -100,12 +103,12 @@ export async function runGc (opts: GcOptions): Promise<{ removed: number, bytes:
   let bytes = 0
   let young = 0
   for await (const blob of storage.blobs.list()) {
-    if (marked.has(blob.digest)) continue
+    if (marked.has(blob.digest.value)) continue
     if (blob.modifiedAt >= cutoff) { young++; continue }
     if (opts.dryRun || await storage.blobs.remove(blob.digest, cutoff)) {
       removed++
       bytes += blob.size
-      opts.out(`${verb} blob ${blob.digest} (${blob.size} bytes)`)
+      opts.out(`${verb} blob ${blob.digest.value} (${blob.size} bytes)`)
     }
   }
   if (!opts.dryRun) {

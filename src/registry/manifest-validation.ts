@@ -5,7 +5,7 @@
  * already be in the repository. Pure: no storage here; the handler checks existence.
  */
 import { OciError } from '../errors.js'
-import { parseDigest } from '../oci/digest.js'
+import { parseDigest, type Digest } from '../oci/digest.js'
 import { MEDIA_TYPES, mediaTypeOf } from '../oci/media-types.js'
 import type { Descriptor } from './storage/stores.js'
 
@@ -19,13 +19,16 @@ const INDEX_TYPES = new Set<string>([MEDIA_TYPES.ociIndex, MEDIA_TYPES.dockerMan
 // they carry `urls` and are fetched from there.
 const FOREIGN_LAYER = /(foreign|nondistributable)/
 
+/** A descriptor as pushed, with its digest parsed once here (`target`) for the stores. */
+export type ParsedDescriptor = Descriptor & { target: Digest }
+
 export interface ParsedManifest {
   mediaType: string
   /** Config and layers: must exist as blobs in the repository. */
-  blobs: Descriptor[]
+  blobs: ParsedDescriptor[]
   /** An index's entries: must exist as manifests in the repository. */
-  manifests: Descriptor[]
-  subject?: Descriptor
+  manifests: ParsedDescriptor[]
+  subject?: ParsedDescriptor
   /** What the referrers API lists this manifest as (spec: artifactType, else config.mediaType). */
   artifactType?: string
   annotations?: Record<string, string>
@@ -73,17 +76,18 @@ export function parseManifest (body: Buffer, contentType: string | undefined): P
   return { mediaType, blobs: [], manifests, subject, artifactType: json.artifactType, annotations }
 }
 
-function descriptor (value: any, where: string): Descriptor & { urls?: unknown } {
+function descriptor (value: any, where: string): ParsedDescriptor & { urls?: unknown } {
   if (value === null || typeof value !== 'object' || Array.isArray(value)) throw invalid(`${where} must be a descriptor`)
   if (typeof value.mediaType !== 'string' || value.mediaType === '') throw invalid(`${where}.mediaType must be a string`)
   if (typeof value.digest !== 'string') throw invalid(`${where}.digest must be a string`)
+  let target: Digest
   try {
-    parseDigest(value.digest)
+    target = parseDigest(value.digest)
   } catch {
     throw invalid(`${where}.digest is not a valid digest`, { digest: String(value.digest).slice(0, 200) })
   }
   if (!Number.isSafeInteger(value.size) || value.size < 0) throw invalid(`${where}.size must be a non-negative integer`)
-  return { mediaType: value.mediaType, digest: value.digest, size: value.size, ...(value.urls !== undefined ? { urls: value.urls } : {}) }
+  return { mediaType: value.mediaType, digest: value.digest, target, size: value.size, ...(value.urls !== undefined ? { urls: value.urls } : {}) }
 }
 
 function stringMap (value: unknown, where: string): Record<string, string> | undefined {

@@ -96,8 +96,18 @@ export function cacheStoreContract (t: Test, factory: ContractFactory<CacheStore
     const fills = sources.map(x => x.kind === 'fill' ? x.fill : undefined)
     t.ok(fills.every(f => f !== undefined && f === fills[0]), 'every caller has the same fill')
     t.equal(sources.filter(x => x.kind === 'fill' && x.leader).length, 1, 'one leader')
+    t.ok(sources.every(x => x.kind === 'fill' && x.handle !== undefined), 'each caller holds a share of it')
+    for (const x of sources) if (x.kind === 'fill') x.handle.release()
     await fills[0]!.done
-    t.same(await s.blobs.openOrFill(d, fetch), { kind: 'cached' }, 'then it is cached')
+    const cached = await s.blobs.openOrFill(d, fetch)
+    t.equal(cached.kind, 'cached', 'then it is cached, handed back opened')
+    if (cached.kind === 'cached') {
+      t.equal(cached.blob.size, data.length)
+      const head = Buffer.alloc(16)
+      await cached.fh.read(head, 0, 16, 0)
+      t.ok(head.equals(data.subarray(0, 16)), 'the handle reads the blob\'s bytes')
+      await cached.fh.close()
+    }
     t.equal(fetches, 1)
     const answered = await s.blobs.openOrFill(digestOf(Buffer.from('404')), async () => ({ answer: 'upstream 404' }))
     t.same(answered, { kind: 'answer', answer: 'upstream 404' }, 'an uncacheable answer goes back to the asker')

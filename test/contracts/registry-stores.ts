@@ -2,13 +2,14 @@
  * The contract suite of the hosted registry's storage (src/registry/storage/stores.ts): what every
  * backend must answer, checked only through the interface. Each case opens a fresh store.
  */
-import { createHash, randomBytes } from 'node:crypto'
+import { randomBytes } from 'node:crypto'
 import { PassThrough, Readable, Writable } from 'node:stream'
 import type { Test } from 'tap'
 import type { RegistryBackend } from '../../src/registry/storage/stores.js'
+import { digestOfBytes, type Digest } from '../../src/oci/digest.js'
 import type { ContractFactory } from './factory.js'
 
-const sha256 = (data: Buffer): string => `sha256:${createHash('sha256').update(data).digest('hex')}`
+const sha256 = (data: Buffer): Digest => digestOfBytes('sha256', data)
 
 /** A sink that keeps what it is sent, as a response would. */
 function sink (): Writable & { bytes: () => Buffer } {
@@ -18,7 +19,7 @@ function sink (): Writable & { bytes: () => Buffer } {
 }
 
 /** Pushes `data` into `name` through an upload session, as the upload handlers do. */
-async function upload (s: RegistryBackend, name: string, data: Buffer): Promise<string> {
+async function upload (s: RegistryBackend, name: string, data: Buffer): Promise<Digest> {
   const digest = sha256(data)
   const session = await s.uploads.create(name, { algorithm: 'sha256' })
   const cut = Math.min(10, data.length)
@@ -61,7 +62,7 @@ export function registryStorageContract (t: Test, factory: ContractFactory<Regis
   test('an upload becomes a blob, visible whole and only in its repository until linked', async (t, s) => {
     const data = randomBytes(100_000)
     const digest = await upload(s, 'team/app', data)
-    t.same(await s.blobs.stat('team/app', digest), { digest, size: data.length })
+    t.same(await s.blobs.stat('team/app', digest), { digest: digest.value, size: data.length })
     t.equal(await s.blobs.stat('team/other', digest), undefined, 'another repository does not see it')
     const out = sink()
     let readyBeforeBytes: boolean | undefined
@@ -71,14 +72,14 @@ export function registryStorageContract (t: Test, factory: ContractFactory<Regis
     const part = sink()
     t.ok(await s.blobs.send(digest, part, { range: { start: 10, end: 19 } }))
     t.ok(part.bytes().equals(data.subarray(10, 20)), 'an inclusive range')
-    t.same(await s.blobs.link('team/other', digest), { digest, size: data.length }, 'mount')
-    t.same(await s.blobs.link('team/other', digest), { digest, size: data.length }, 'link is idempotent')
+    t.same(await s.blobs.link('team/other', digest), { digest: digest.value, size: data.length }, 'mount')
+    t.same(await s.blobs.link('team/other', digest), { digest: digest.value, size: data.length }, 'link is idempotent')
     t.ok(await s.blobs.unlink('team/app', digest))
     t.equal(await s.blobs.stat('team/app', digest), undefined, 'unlinked')
-    t.same(await s.blobs.stat('team/other', digest), { digest, size: data.length }, 'content stays for the other link')
+    t.same(await s.blobs.stat('team/other', digest), { digest: digest.value, size: data.length }, 'content stays for the other link')
     const listed = []
     for await (const b of s.blobs.list()) listed.push(b)
-    t.ok(listed.some(b => b.digest === digest && b.size === data.length && typeof b.modifiedAt === 'number'), 'list has it')
+    t.ok(listed.some(b => b.digest.value === digest.value && b.size === data.length && typeof b.modifiedAt === 'number'), 'list has it')
   })
 
   test('a digest mismatch makes nothing visible and discards the session', async (t, s) => {
@@ -120,18 +121,18 @@ export function registryStorageContract (t: Test, factory: ContractFactory<Regis
     await s.manifests.put('r/one', { digest, mediaType, body })
     const got = await s.manifests.get('r/one', digest)
     t.ok(got?.body.equals(body), 'bytes')
-    t.same(got?.descriptor, { mediaType, digest, size: body.length })
-    t.same(await s.manifests.stat('r/one', digest), { mediaType, digest, size: body.length })
+    t.same(got?.descriptor, { mediaType, digest: digest.value, size: body.length })
+    t.same(await s.manifests.stat('r/one', digest), { mediaType, digest: digest.value, size: body.length })
     t.equal(await s.manifests.get('r/two', digest), undefined, 'another repository does not have it')
-    t.same((await s.manifests.list('r/one')).map(m => m.digest), [digest])
+    t.same((await s.manifests.list('r/one')).map(m => m.digest.value), [digest.value])
     t.ok((await s.manifests.repositories()).includes('r/one'))
 
-    const referrer = Buffer.from(JSON.stringify({ schemaVersion: 2, subject: { digest } }))
+    const referrer = Buffer.from(JSON.stringify({ schemaVersion: 2, subject: { digest: digest.value } }))
     const rd = sha256(referrer)
-    const descriptor = { mediaType, digest: rd, size: referrer.length, artifactType: 'application/x-signature' }
+    const descriptor = { mediaType, digest: rd.value, size: referrer.length, artifactType: 'application/x-signature' }
     await s.manifests.put('r/one', { digest: rd, mediaType, body: referrer, subject: digest, referrer: descriptor })
     t.same(await s.manifests.referrers('r/one', digest), [descriptor])
-    t.equal((await s.manifests.get('r/one', rd))?.subject, digest)
+    t.equal((await s.manifests.get('r/one', rd))?.subject, digest.value)
     t.ok(await s.manifests.delete('r/one', rd))
     t.same(await s.manifests.referrers('r/one', digest), [], 'the referrer entry goes with it')
     t.ok(await s.manifests.delete('r/one', digest))
@@ -143,11 +144,11 @@ export function registryStorageContract (t: Test, factory: ContractFactory<Regis
     const [a, b] = [sha256(Buffer.from('a')), sha256(Buffer.from('b'))]
     await s.tags.set('r/t', 'v2', a)
     await s.tags.set('r/t', 'v1', a)
-    t.equal(await s.tags.resolve('r/t', 'v1'), a)
+    t.equal((await s.tags.resolve('r/t', 'v1'))?.value, a.value)
     await s.tags.set('r/t', 'v1', b)
-    t.equal(await s.tags.resolve('r/t', 'v1'), b, 'moved')
+    t.equal((await s.tags.resolve('r/t', 'v1'))?.value, b.value, 'moved')
     await Promise.all([s.tags.set('r/t', 'race', a), s.tags.set('r/t', 'race', b)])
-    t.ok([a, b].includes((await s.tags.resolve('r/t', 'race'))!), 'concurrent sets: one of them, whole')
+    t.ok([a.value, b.value].includes((await s.tags.resolve('r/t', 'race'))?.value ?? ''), 'concurrent sets: one of them, whole')
     t.same(await s.tags.list('r/t'), ['race', 'v1', 'v2'])
     t.ok(await s.tags.delete('r/t', 'v2'))
     t.equal(await s.tags.delete('r/t', 'v2'), false)
@@ -182,9 +183,9 @@ export function registryStorageContract (t: Test, factory: ContractFactory<Regis
       await s.manifests.put('d/u', { digest: sha256(body), mediaType: 'application/vnd.oci.image.manifest.v1+json', body })
       await s.tags.set('d/u', 'v1', sha256(body))
       s = await reopen(s)
-      t.same(await s.blobs.stat('d/u', digest), { digest, size: data.length })
+      t.same(await s.blobs.stat('d/u', digest), { digest: digest.value, size: data.length })
       t.ok((await s.manifests.get('d/u', sha256(body)))?.body.equals(body))
-      t.equal(await s.tags.resolve('d/u', 'v1'), sha256(body))
+      t.equal((await s.tags.resolve('d/u', 'v1'))?.value, sha256(body).value)
     })
   }
 }

@@ -7,7 +7,7 @@ import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { Writable } from 'node:stream'
 import { createLogger } from '../../src/log.js'
-import { createApp, type App } from '../../src/app.js'
+import { createApp, type App, type AppTestOptions } from '../../src/app.js'
 import { loadConfig, type Config } from '../../src/config/index.js'
 import { TEST_CA_FILE } from './fake-upstream.js'
 
@@ -24,7 +24,7 @@ export interface StartedApp {
   stop: () => Promise<void>
 }
 
-export async function startApp (env: Record<string, string> = {}, opts: { dir?: string, keepDir?: boolean } = {}): Promise<StartedApp> {
+export async function startApp (env: Record<string, string> = {}, opts: { dir?: string, keepDir?: boolean, test?: AppTestOptions } = {}): Promise<StartedApp> {
   const dir = opts.dir ?? await mkdtemp(join(tmpdir(), 'crossdock-test-'))
   const config = loadConfig({
     PROXY_PORT: '0',
@@ -49,7 +49,7 @@ export async function startApp (env: Record<string, string> = {}, opts: { dir?: 
   })
   // The production logger (its redaction included), writing into `logs`.
   const log = createLogger({ level: config.logLevel, destination: sink })
-  const app = await createApp({ config, log })
+  const app = await createApp({ config, log, test: opts.test })
   await app.start()
   const { proxy, registry } = app.addresses()
   const proxyPort = Number(proxy.split(':').pop())

@@ -40,7 +40,7 @@ export const listTags: Handler = async ({ req, res, name, query, storage, basePa
 
 // spec: end-12a, end-12b. Always an image index: empty for a digest nothing refers to.
 export const listReferrers: Handler = async ({ req, res, name, params, query, storage }) => {
-  const subject = parseDigest(params.digest).value
+  const subject = parseDigest(params.digest)
   const artifactType = query.get('artifactType')
   let manifests = await storage.manifests.referrers(name, subject)
   const headers: Record<string, string> = { 'content-type': MEDIA_TYPES.ociIndex }

@@ -8,17 +8,17 @@
  * `Docker-Content-Digest: sha512:…` (spec, main branch: the header MUST be there on GET and HEAD,
  * and is the pushed digest, not a re-hash as sha256).
  */
-import { createHash } from 'node:crypto'
 import { OciError } from '../../errors.js'
 import type { Handler, RequestContext } from '../context.js'
 import { pathOf, readLimitedBody, sendEmpty } from '../http.js'
 import { MANIFEST_MAX_BYTES, parseManifest, type ParsedManifest } from '../manifest-validation.js'
 import { parseReference, parseTag, type Reference } from '../../oci/names.js'
 import type { Descriptor } from '../storage/stores.js'
+import { digestOfBytes, type Digest } from '../../oci/digest.js'
 
-async function resolve (ctx: RequestContext): Promise<string> {
+async function resolve (ctx: RequestContext): Promise<Digest> {
   const ref = parseReference(ctx.params.reference)
-  const digest = ref.kind === 'digest' ? ref.digest.value : await ctx.storage.tags.resolve(ctx.name, ref.tag)
+  const digest = ref.kind === 'digest' ? ref.digest : await ctx.storage.tags.resolve(ctx.name, ref.tag)
   if (digest === undefined) throw new OciError('MANIFEST_UNKNOWN', undefined, { detail: { reference: ctx.params.reference } })
   return digest
 }
@@ -31,8 +31,8 @@ export const getManifest: Handler = async (ctx) => {
   ctx.res.writeHead(200, {
     'content-type': m.descriptor.mediaType,
     'content-length': m.body.length,
-    'docker-content-digest': digest,
-    etag: `"${digest}"`,
+    'docker-content-digest': digest.value,
+    etag: `"${digest.value}"`,
   })
   ctx.res.end(ctx.req.method === 'HEAD' ? undefined : m.body)
 }
@@ -43,12 +43,12 @@ async function checkReferences (ctx: RequestContext, parsed: ParsedManifest): Pr
   await Promise.all([
     ...parsed.blobs.map(async d => {
       // retain: a gc running now must not take a blob this manifest is about to reference.
-      const info = await ctx.storage.blobs.stat(ctx.name, d.digest, { retain: true })
+      const info = await ctx.storage.blobs.stat(ctx.name, d.target, { retain: true })
       if (info === undefined) throw missing(d)
       if (info.size !== d.size) throw new OciError('MANIFEST_INVALID', 'descriptor size does not match the blob', { detail: { digest: d.digest, size: d.size, actual: info.size } })
     }),
     ...parsed.manifests.map(async d => {
-      if (await ctx.storage.manifests.stat(ctx.name, d.digest, { retain: true }) === undefined) throw missing(d)
+      if (await ctx.storage.manifests.stat(ctx.name, d.target, { retain: true }) === undefined) throw missing(d)
     }),
   ])
 }
@@ -75,9 +75,9 @@ export const putManifest: Handler = async (ctx) => {
   const { ref, tags } = pushTargets(ctx)
   const body = await readLimitedBody(ctx.req, MANIFEST_MAX_BYTES)
   const algorithm = ref.kind === 'digest' ? ref.digest.algorithm : 'sha256'
-  const digest = `${algorithm}:${createHash(algorithm).update(body).digest('hex')}`
-  if (ref.kind === 'digest' && ref.digest.value !== digest) {
-    throw new OciError('DIGEST_INVALID', undefined, { detail: { expected: ref.digest.value, actual: digest } })
+  const digest = digestOfBytes(algorithm, body)
+  if (ref.kind === 'digest' && ref.digest.value !== digest.value) {
+    throw new OciError('DIGEST_INVALID', undefined, { detail: { expected: ref.digest.value, actual: digest.value } })
   }
   const parsed = parseManifest(body, ctx.req.headers['content-type'])
   await checkReferences(ctx, parsed)
@@ -86,17 +86,17 @@ export const putManifest: Handler = async (ctx) => {
     ? undefined
     : {
         mediaType: parsed.mediaType,
-        digest,
+        digest: digest.value,
         size: body.length,
         ...(parsed.artifactType !== undefined ? { artifactType: parsed.artifactType } : {}),
         ...(parsed.annotations !== undefined ? { annotations: parsed.annotations } : {}),
       }
-  await ctx.storage.manifests.put(ctx.name, { digest, mediaType: parsed.mediaType, body, subject: parsed.subject?.digest, referrer })
+  await ctx.storage.manifests.put(ctx.name, { digest, mediaType: parsed.mediaType, body, subject: parsed.subject?.target, referrer })
   for (const tag of tags) await ctx.storage.tags.set(ctx.name, tag, digest)
 
   const headers: Record<string, string | string[]> = {
-    location: pathOf(ctx.basePath, `/v2/${ctx.name}/manifests/${digest}`),
-    'docker-content-digest': digest,
+    location: pathOf(ctx.basePath, `/v2/${ctx.name}/manifests/${digest.value}`),
+    'docker-content-digest': digest.value,
   }
   // spec: a manifest with a subject is answered with OCI-Subject, telling the client we index referrers.
   if (parsed.subject !== undefined) headers['oci-subject'] = parsed.subject.digest
@@ -113,10 +113,10 @@ export const deleteManifest: Handler = async (ctx) => {
     sendEmpty(ctx.res, 202, {})
     return
   }
-  const digest = ref.digest.value
-  if (!await ctx.storage.manifests.delete(ctx.name, digest)) throw new OciError('MANIFEST_UNKNOWN', undefined, { detail: { digest } })
+  const digest = ref.digest
+  if (!await ctx.storage.manifests.delete(ctx.name, digest)) throw new OciError('MANIFEST_UNKNOWN', undefined, { detail: { digest: digest.value } })
   for (const tag of await ctx.storage.tags.list(ctx.name) ?? []) {
-    if (await ctx.storage.tags.resolve(ctx.name, tag) === digest) await ctx.storage.tags.delete(ctx.name, tag)
+    if ((await ctx.storage.tags.resolve(ctx.name, tag))?.value === digest.value) await ctx.storage.tags.delete(ctx.name, tag)
   }
   sendEmpty(ctx.res, 202, {})
 }

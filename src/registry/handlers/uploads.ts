@@ -100,7 +100,7 @@ export const postMonolithic: Handler = async (ctx) => {
 async function uploadWhole (ctx: RequestContext, digest: Digest, body: Readable): Promise<void> {
   const s = await ctx.storage.uploads.create(ctx.name, { algorithm: digest.algorithm })
   try {
-    await ctx.storage.uploads.complete(ctx.name, s.id, digest.value, body)
+    await ctx.storage.uploads.complete(ctx.name, s.id, digest, body)
   } catch (err) {
     await ctx.storage.uploads.cancel(ctx.name, s.id)
     throw err
@@ -115,7 +115,7 @@ export const mountBlob: Handler = async (ctx) => {
   if (from !== null) {
     assertName(from)
     await ctx.authorize({ action: 'pull', name: from })
-    if (await ctx.storage.blobs.stat(from, digest.value) !== undefined && await ctx.storage.blobs.link(ctx.name, digest.value) !== undefined) {
+    if (await ctx.storage.blobs.stat(from, digest) !== undefined && await ctx.storage.blobs.link(ctx.name, digest) !== undefined) {
       sendCreated(ctx, digest.value)
       return
     }
@@ -135,7 +135,7 @@ export const mountBlob: Handler = async (ctx) => {
 async function mountFromSource (ctx: RequestContext, from: string, digest: Digest): Promise<boolean> {
   const source = await ctx.mountSource?.(from, digest)
   if (source === undefined) return false
-  if (await ctx.storage.blobs.link(ctx.name, digest.value) !== undefined) return true
+  if (await ctx.storage.blobs.link(ctx.name, digest) !== undefined) return true
   const body = await source.open()
   if (body === undefined) return false
   try {
@@ -158,12 +158,12 @@ export const patchUpload: Handler = async (ctx) => {
 export const putUpload: Handler = async (ctx) => {
   const raw = ctx.query.get('digest')
   if (raw === null) throw new OciError('DIGEST_INVALID', 'the digest query parameter is required')
-  const digest = parseDigest(raw).value
+  const digest = parseDigest(raw)
   const body = hasBody(ctx.req) ? ctx.req : undefined
   const chunk = body !== undefined ? chunkStart(ctx) : {}
   if (body === undefined) ctx.req.resume()
   await onSession(ctx, chunk, async () => await ctx.storage.uploads.complete(ctx.name, ctx.params.id, digest, body, { start: chunk.start }))
-  sendCreated(ctx, digest)
+  sendCreated(ctx, digest.value)
 }
 
 // spec: end-13. Where the session is: 204, Range 0-<last byte>, Location to continue.

@@ -8,21 +8,21 @@ import { promises as fsp } from 'node:fs'
 import { join } from 'node:path'
 import type { Writable } from 'node:stream'
 import type { ByteRange } from '../../oci/range.js'
-import type { BlobInfo, BlobStore } from './stores.js'
+import type { BlobInfo, BlobStore, StoredBlob } from './stores.js'
 import { sendFile } from '../../util/file-sender.js'
 import type { StoragePaths } from './paths.js'
-import { DIGEST_ALGORITHMS } from '../../oci/digest.js'
+import { DIGEST_ALGORITHMS, tryParseDigest, type Digest } from '../../oci/digest.js'
 import { isNotFound, readdirIfExists, renameInto, statIfExists, unlinkIfExists, writeFileAtomic } from './fs-files.js'
 
 export class FsBlobStore implements BlobStore {
   constructor (private readonly paths: StoragePaths) {}
 
-  async stat (name: string, digest: string, opts: { retain?: boolean } = {}): Promise<BlobInfo | undefined> {
+  async stat (name: string, digest: Digest, opts: { retain?: boolean } = {}): Promise<BlobInfo | undefined> {
     if (await statIfExists(this.paths.layerLink(name, digest)) === undefined) return undefined
     return opts.retain === true ? await this.retainContent(digest) : await this.contentInfo(digest)
   }
 
-  async send (digest: string, out: Writable, opts: { range?: ByteRange, ready?: () => void } = {}): Promise<boolean> {
+  async send (digest: Digest, out: Writable, opts: { range?: ByteRange, ready?: () => void } = {}): Promise<boolean> {
     let handle
     try {
       handle = await fsp.open(this.paths.blob(digest), 'r') // held: gc unlinking the path cannot cut us short
@@ -39,15 +39,15 @@ export class FsBlobStore implements BlobStore {
     }
   }
 
-  async link (name: string, digest: string): Promise<BlobInfo | undefined> {
+  async link (name: string, digest: Digest): Promise<BlobInfo | undefined> {
     const info = await this.retainContent(digest)
     if (info === undefined) return undefined
     const link = this.paths.layerLink(name, digest)
-    if (await statIfExists(link) === undefined) await writeFileAtomic(this.paths, link, digest)
+    if (await statIfExists(link) === undefined) await writeFileAtomic(this.paths, link, digest.value)
     return info
   }
 
-  async unlink (name: string, digest: string): Promise<boolean> {
+  async unlink (name: string, digest: Digest): Promise<boolean> {
     return await unlinkIfExists(this.paths.layerLink(name, digest))
   }
 
@@ -56,7 +56,7 @@ export class FsBlobStore implements BlobStore {
    * commit). If the content already exists (a concurrent push of the same blob), ours is dropped
    * and theirs is kept: same bytes either way. Either way the content's mtime is now.
    */
-  async adopt (file: string, digest: string): Promise<BlobInfo> {
+  async adopt (file: string, digest: Digest): Promise<BlobInfo> {
     const existing = await this.retainContent(digest)
     if (existing !== undefined) {
       await unlinkIfExists(file)
@@ -66,31 +66,30 @@ export class FsBlobStore implements BlobStore {
     await fsp.utimes(file, now, now)
     await renameInto(file, this.paths.blob(digest))
     const st = await fsp.stat(this.paths.blob(digest))
-    return { digest, size: st.size }
+    return { digest: digest.value, size: st.size }
   }
 
   /** Writes small content (a manifest's bytes) once per digest; touches it when already there. */
-  async putBytes (digest: string, bytes: Buffer): Promise<void> {
+  async putBytes (digest: Digest, bytes: Buffer): Promise<void> {
     if (await this.retainContent(digest) !== undefined) return
     await writeFileAtomic(this.paths, this.paths.blob(digest), bytes)
   }
 
-  async * list (): AsyncIterable<BlobInfo & { modifiedAt: number }> {
+  async * list (): AsyncIterable<StoredBlob> {
     for (const algorithm of Object.keys(DIGEST_ALGORITHMS)) {
       const algDir = this.paths.blobAlgorithmDir(algorithm)
       for (const prefix of (await readdirIfExists(algDir)).sort()) {
         for (const hex of (await readdirIfExists(join(algDir, prefix))).sort()) {
-          const digest = `${algorithm}:${hex}`
-          let path: string
-          try { path = this.paths.blob(digest) } catch { continue } // not ours (stray file): never touched
-          const st = await statIfExists(path)
+          const digest = tryParseDigest(`${algorithm}:${hex}`)
+          if (digest === undefined) continue // not ours (stray file): never touched
+          const st = await statIfExists(this.paths.blob(digest))
           if (st?.isFile() === true) yield { digest, size: st.size, modifiedAt: st.mtimeMs }
         }
       }
     }
   }
 
-  async remove (digest: string, keepIfModifiedSince: number): Promise<boolean> {
+  async remove (digest: Digest, keepIfModifiedSince: number): Promise<boolean> {
     const path = this.paths.blob(digest)
     const parked = this.paths.tmpFile('gc')
     try {
@@ -112,12 +111,12 @@ export class FsBlobStore implements BlobStore {
     return true
   }
 
-  private async contentInfo (digest: string): Promise<BlobInfo | undefined> {
+  private async contentInfo (digest: Digest): Promise<BlobInfo | undefined> {
     const st = await statIfExists(this.paths.blob(digest))
-    return st === undefined ? undefined : { digest, size: st.size }
+    return st === undefined ? undefined : { digest: digest.value, size: st.size }
   }
 
-  private async retainContent (digest: string): Promise<BlobInfo | undefined> {
+  private async retainContent (digest: Digest): Promise<BlobInfo | undefined> {
     const path = this.paths.blob(digest)
     const now = new Date()
     try {

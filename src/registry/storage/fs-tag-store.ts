@@ -3,17 +3,22 @@ import type { TagStore } from './stores.js'
 import type { StoragePaths } from './paths.js'
 import { readIfExists, readdirIfExists, statIfExists, unlinkIfExists, writeFileAtomic } from './fs-files.js'
 import { isValidTag } from '../../oci/names.js'
+import { tryParseDigest, type Digest } from '../../oci/digest.js'
 
 export class FsTagStore implements TagStore {
   constructor (private readonly paths: StoragePaths) {}
 
-  async resolve (name: string, tag: string): Promise<string | undefined> {
-    const raw = await readIfExists(this.paths.tagLink(name, tag))
-    return raw?.toString('utf8').trim()
+  async resolve (name: string, tag: string): Promise<Digest | undefined> {
+    const path = this.paths.tagLink(name, tag)
+    const raw = await readIfExists(path)
+    if (raw === undefined) return undefined
+    const digest = tryParseDigest(raw.toString('utf8').trim())
+    if (digest === undefined) throw new Error(`tag link ${path} holds no valid digest`)
+    return digest
   }
 
-  async set (name: string, tag: string, digest: string): Promise<void> {
-    await writeFileAtomic(this.paths, this.paths.tagLink(name, tag), digest)
+  async set (name: string, tag: string, digest: Digest): Promise<void> {
+    await writeFileAtomic(this.paths, this.paths.tagLink(name, tag), digest.value)
   }
 
   async delete (name: string, tag: string): Promise<boolean> {

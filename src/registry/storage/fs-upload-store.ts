@@ -18,7 +18,7 @@ import type { Readable } from 'node:stream'
 import { pipeline } from 'node:stream/promises'
 import { OciError, isStorageFull } from '../../errors.js'
 import { KeyedMutex } from '../../util/keyed-mutex.js'
-import { parseDigest, type DigestAlgorithm } from '../../oci/digest.js'
+import type { Digest, DigestAlgorithm } from '../../oci/digest.js'
 import { isUploadId } from '../../oci/names.js'
 import { uploadRangeHeader } from '../../oci/range.js'
 import type { BlobInfo, UploadSession, UploadStore } from './stores.js'
@@ -77,8 +77,7 @@ export class FsUploadStore implements UploadStore {
     return await this.mutex.run(id, async () => await this.appendLocked(name, id, body, opts.start))
   }
 
-  async complete (name: string, id: string, digest: string, body?: Readable, opts: { start?: number } = {}): Promise<BlobInfo> {
-    const d = parseDigest(digest)
+  async complete (name: string, id: string, digest: Digest, body?: Readable, opts: { start?: number } = {}): Promise<BlobInfo> {
     if (!isUploadId(id)) return unknown(body)
     return await this.mutex.run(id, async () => {
       const size = body !== undefined ? await this.appendLocked(name, id, body, opts.start) : (await this.read(name, id))?.offset
@@ -86,12 +85,12 @@ export class FsUploadStore implements UploadStore {
       const data = this.paths.uploadData(id)
       const running = this.hashes.get(id)
       this.hashes.delete(id)
-      const hex = running !== undefined && running.offset === size && running.algorithm === d.algorithm
+      const hex = running !== undefined && running.offset === size && running.algorithm === digest.algorithm
         ? running.hash.digest('hex')
-        : await hashFile(data, d.algorithm)
-      if (hex !== d.hex) {
+        : await hashFile(data, digest.algorithm)
+      if (hex !== digest.hex) {
         await this.remove(id)
-        throw new OciError('DIGEST_INVALID', undefined, { detail: { expected: digest, actual: `${d.algorithm}:${hex}` } })
+        throw new OciError('DIGEST_INVALID', undefined, { detail: { expected: digest.value, actual: `${digest.algorithm}:${hex}` } })
       }
       // Durable before visible: after a power loss the blob is either whole or absent.
       const fh = await fsp.open(data, 'r+')

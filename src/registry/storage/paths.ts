@@ -1,7 +1,8 @@
 /**
  * Every path of the hosted registry's storage is built here, and only here. Each builder validates
- * its inputs (repository name grammar, digest grammar and algorithm, tag grammar, upload ids we
- * minted) before joining anything, so no request can name a file outside the tree.
+ * its inputs (repository name grammar, tag grammar, upload ids we minted) before joining anything,
+ * so no request can name a file outside the tree. Digests come as `Digest`, which only
+ * oci/digest.ts makes, after checking algorithm and hex: they are used as they are.
  *
  *   <root>/                                          REGISTRY_STORAGE_DIR
  *   ├── blobs/                                       content, one copy per digest, all repositories
@@ -32,7 +33,7 @@
 import { join } from 'node:path'
 import { randomBytes } from 'node:crypto'
 import { OciError } from '../../errors.js'
-import { DIGEST_ALGORITHMS, parseDigest, type Digest } from '../../oci/digest.js'
+import { DIGEST_ALGORITHMS, type Digest } from '../../oci/digest.js'
 import { assertName, isValidTag, isUploadId } from '../../oci/names.js'
 
 export class StoragePaths {
@@ -48,8 +49,7 @@ export class StoragePaths {
   get tmpDir (): string { return join(this.root, 'tmp') }
 
   /** The bytes of a blob. */
-  blob (digest: string): string {
-    const d = digestOf(digest)
+  blob (d: Digest): string {
     return join(this.root, 'blobs', d.algorithm, d.hex.slice(0, 2), d.hex)
   }
 
@@ -63,8 +63,7 @@ export class StoragePaths {
     return join(this.root, 'repositories', ...assertName(name).split('/'))
   }
 
-  layerLink (name: string, digest: string): string {
-    const d = digestOf(digest)
+  layerLink (name: string, d: Digest): string {
     return join(this.repository(name), '_layers', d.algorithm, d.hex)
   }
 
@@ -76,8 +75,7 @@ export class StoragePaths {
     return join(this.manifestsDir(name), 'revisions')
   }
 
-  revisionLink (name: string, digest: string): string {
-    const d = digestOf(digest)
+  revisionLink (name: string, d: Digest): string {
     return join(this.revisionsDir(name), d.algorithm, d.hex)
   }
 
@@ -90,13 +88,11 @@ export class StoragePaths {
     return join(this.tagsDir(name), tag)
   }
 
-  referrersDir (name: string, subject: string): string {
-    const d = digestOf(subject)
+  referrersDir (name: string, d: Digest): string {
     return join(this.repository(name), '_referrers', d.algorithm, d.hex)
   }
 
-  referrerLink (name: string, subject: string, referrer: string): string {
-    const r = digestOf(referrer)
+  referrerLink (name: string, subject: Digest, r: Digest): string {
     return join(this.referrersDir(name, subject), `${r.algorithm}-${r.hex}`)
   }
 
@@ -116,8 +112,4 @@ export class StoragePaths {
     if (!/^[a-z0-9-]{1,32}$/.test(label)) throw new Error(`paths: invalid tmp label ${JSON.stringify(label.slice(0, 40))}`)
     return join(this.root, 'tmp', `${label}-${process.pid}-${randomBytes(8).toString('hex')}`)
   }
-}
-
-function digestOf (digest: string): Digest {
-  return parseDigest(digest)
 }

@@ -2,7 +2,7 @@
  * Every object key of the hosted registry in the bucket is built here, and only here. It is the
  * directory layout of registry/storage/paths.ts carried over to keys, plus what an upload session
  * needs when its requests land on different replicas. Each builder validates its inputs (name,
- * digest, tag, upload id grammars) before building anything, so no request can name a key outside
+ * tag, upload id grammars; a digest comes parsed, as `Digest`) before building anything, so no request can name a key outside
  * the layout.
  *
  *   <S3_PREFIX>/                                        optional; several installations per bucket
@@ -31,7 +31,7 @@
  */
 import { OciError } from '../../errors.js'
 import { assertName, isUploadId, isValidTag } from '../../oci/names.js'
-import { parseDigest } from '../../oci/digest.js'
+import { tryParseDigest, type Digest } from '../../oci/digest.js'
 
 /** Offsets are zero-padded so that lexical order (ListObjectsV2's) is numeric order. */
 const OFFSET_WIDTH = 16
@@ -44,31 +44,27 @@ export class S3Keys {
     this.root = prefix === '' ? '' : `${prefix}/`
   }
 
-  blob (digest: string): string {
-    const d = parseDigest(digest)
+  blob (d: Digest): string {
     return `${this.root}blobs/${d.algorithm}/${d.hex.slice(0, 2)}/${d.hex}`
   }
 
   get blobsPrefix (): string { return `${this.root}blobs/` }
 
   /** The digest of a key under blobsPrefix, or undefined for a key that is not ours. */
-  digestOfBlobKey (key: string): string | undefined {
+  digestOfBlobKey (key: string): Digest | undefined {
     const m = /^blobs\/([a-z0-9]+)\/[0-9a-f]{2}\/([0-9a-f]+)$/.exec(key.slice(this.root.length))
-    if (m === null) return undefined
-    try { return `${parseDigest(`${m[1]}:${m[2]}`).algorithm}:${m[2]}` } catch { return undefined }
+    return m === null ? undefined : tryParseDigest(`${m[1]}:${m[2]}`)
   }
 
   get retainedPrefix (): string { return `${this.root}retained/` }
 
   /** The digest of a key under retainedPrefix, or undefined for a key that is not ours. */
-  digestOfRetainedKey (key: string): string | undefined {
+  digestOfRetainedKey (key: string): Digest | undefined {
     const m = /^retained\/([a-z0-9]+)\/([0-9a-f]+)$/.exec(key.slice(this.root.length))
-    if (m === null) return undefined
-    try { return `${parseDigest(`${m[1]}:${m[2]}`).algorithm}:${m[2]}` } catch { return undefined }
+    return m === null ? undefined : tryParseDigest(`${m[1]}:${m[2]}`)
   }
 
-  retained (digest: string): string {
-    const d = parseDigest(digest)
+  retained (d: Digest): string {
     return `${this.root}retained/${d.algorithm}/${d.hex}`
   }
 
@@ -78,8 +74,7 @@ export class S3Keys {
 
   get repositoriesPrefix (): string { return `${this.root}repositories/` }
 
-  layerLink (name: string, digest: string): string {
-    const d = parseDigest(digest)
+  layerLink (name: string, d: Digest): string {
     return `${this.repository(name)}_layers/${d.algorithm}/${d.hex}`
   }
 
@@ -87,8 +82,7 @@ export class S3Keys {
     return `${this.repository(name)}_manifests/revisions/`
   }
 
-  revisionLink (name: string, digest: string): string {
-    const d = parseDigest(digest)
+  revisionLink (name: string, d: Digest): string {
     return `${this.revisionsPrefix(name)}${d.algorithm}/${d.hex}`
   }
 
@@ -101,13 +95,11 @@ export class S3Keys {
     return `${this.tagsPrefix(name)}${tag}`
   }
 
-  referrersPrefix (name: string, subject: string): string {
-    const d = parseDigest(subject)
+  referrersPrefix (name: string, d: Digest): string {
     return `${this.repository(name)}_referrers/${d.algorithm}/${d.hex}/`
   }
 
-  referrerLink (name: string, subject: string, referrer: string): string {
-    const r = parseDigest(referrer)
+  referrerLink (name: string, subject: Digest, r: Digest): string {
     return `${this.referrersPrefix(name, subject)}${r.algorithm}-${r.hex}`
   }
 

@@ -1,18 +1,24 @@
 /** Tags in the bucket: one small object per tag holding the digest; a PutObject replaces it whole. */
 import type { TagStore } from '../../registry/storage/stores.js'
 import { isValidTag } from '../../oci/names.js'
+import { tryParseDigest, type Digest } from '../../oci/digest.js'
 import type { S3Bucket } from './s3-bucket.js'
 import type { S3Keys } from './s3-keys.js'
 
 export class S3TagStore implements TagStore {
   constructor (private readonly bucket: S3Bucket, private readonly keys: S3Keys) {}
 
-  async resolve (name: string, tag: string): Promise<string | undefined> {
-    return (await this.bucket.getBytes(this.keys.tagLink(name, tag)))?.toString('utf8').trim()
+  async resolve (name: string, tag: string): Promise<Digest | undefined> {
+    const key = this.keys.tagLink(name, tag)
+    const raw = await this.bucket.getBytes(key)
+    if (raw === undefined) return undefined
+    const digest = tryParseDigest(raw.toString('utf8').trim())
+    if (digest === undefined) throw new Error(`tag object ${key} holds no valid digest`)
+    return digest
   }
 
-  async set (name: string, tag: string, digest: string): Promise<void> {
-    await this.bucket.put(this.keys.tagLink(name, tag), digest)
+  async set (name: string, tag: string, digest: Digest): Promise<void> {
+    await this.bucket.put(this.keys.tagLink(name, tag), digest.value)
   }
 
   async delete (name: string, tag: string): Promise<boolean> {

@@ -27,7 +27,7 @@ import type { Readable } from 'node:stream'
 import { OciError } from '../../errors.js'
 import { KeyedMutex } from '../../util/keyed-mutex.js'
 import { isUploadId } from '../../oci/names.js'
-import { parseDigest, type DigestAlgorithm } from '../../oci/digest.js'
+import type { Digest, DigestAlgorithm } from '../../oci/digest.js'
 import { uploadRangeHeader } from '../../oci/range.js'
 import type { BlobInfo, UploadSession, UploadStore } from '../../registry/storage/stores.js'
 import type { S3Bucket } from './s3-bucket.js'
@@ -68,8 +68,7 @@ export class S3UploadStore implements UploadStore {
     return await this.mutex.run(id, async () => await this.appendLocked(name, id, body, opts.start))
   }
 
-  async complete (name: string, id: string, digest: string, body?: Readable, opts: { start?: number } = {}): Promise<BlobInfo> {
-    const d = parseDigest(digest)
+  async complete (name: string, id: string, digest: Digest, body?: Readable, opts: { start?: number } = {}): Promise<BlobInfo> {
     if (!isUploadId(id)) return unknown(body)
     return await this.mutex.run(id, async () => {
       if (body !== undefined) await this.appendLocked(name, id, body, opts.start)
@@ -80,16 +79,16 @@ export class S3UploadStore implements UploadStore {
       // Same bytes already stored (a concurrent push): verify ours, keep theirs.
       const exists = await this.bucket.head(target) !== undefined
       const hex = exists || copyable(parts)
-        ? await this.readParts(parts, d.algorithm)
-        : await this.publishRewritten(parts, d.algorithm, d.hex, target)
-      if (hex !== d.hex) {
+        ? await this.readParts(parts, digest.algorithm)
+        : await this.publishRewritten(parts, digest.algorithm, digest.hex, target)
+      if (hex !== digest.hex) {
         await this.remove(id)
-        throw new OciError('DIGEST_INVALID', undefined, { detail: { expected: digest, actual: `${d.algorithm}:${hex}` } })
+        throw new OciError('DIGEST_INVALID', undefined, { detail: { expected: digest.value, actual: `${digest.algorithm}:${hex}` } })
       }
       if (!exists && copyable(parts)) await this.publishCopied(parts, target)
       const info = await this.blobs.link(name, digest)
       await this.remove(id)
-      return info ?? { digest, size }
+      return info ?? { digest: digest.value, size }
     })
   }
 

@@ -1,7 +1,7 @@
 /**
- * The proxy door with the pull-through cache plugged in, composed as app.ts composes it (config →
- * CA → leaf minter → dialer → upstream client → cache → pull-through → mirror router → proxy door),
- * so these tests run through a real CONNECT + TLS client until app.ts wires the cache itself.
+ * The real app (createApp, through startApp) on loopback with its cache reached through the app's
+ * test-only options (AppTestOptions): the cache and prefetch queue it built, a fill hook, a count of
+ * requests reaching the pull-through. Tests run through a real CONNECT + TLS client on the proxy door.
  * Also: a streaming proxied client (the shared one buffers whole bodies).
  */
 import http from 'node:http'
@@ -9,25 +9,13 @@ import tls from 'node:tls'
 import { mkdtemp, rm } from 'node:fs/promises'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
-import { Writable } from 'node:stream'
-import type { AddressInfo } from 'node:net'
-import { pino } from 'pino'
 import type { Test } from 'tap'
-import { loadConfig, type Config } from '../../../src/config/index.js'
-import { loadOrCreateCa } from '../../../src/tls/ca.js'
-import { LeafCertMinter } from '../../../src/tls/leaf-certs.js'
-import { Dialer } from '../../../src/upstream/dialer.js'
-import { UpstreamClient } from '../../../src/upstream/upstream-client.js'
-import { MirrorRouter, type PullThroughHandler } from '../../../src/mirror/mirror-router.js'
-import { createProxyServer } from '../../../src/proxy/proxy-server.js'
-import { createDirector } from '../../../src/proxy/director.js'
-import { formatAuthority } from '../../../src/proxy/connect-authority.js'
-import { openCacheStore, type CacheStore } from '../../../src/cache/cache-store.js'
+import type { Config } from '../../../src/config/index.js'
+import type { CacheStore } from '../../../src/cache/cache-store.js'
 import type { FillHook } from '../../../src/cache/blob-fill.js'
-import { createPullThrough } from '../../../src/mirror/pull-through.js'
-import { Prefetcher, type PrefetcherOptions } from '../../../src/mirror/prefetch.js'
-import type { AccessPolicy } from '../../../src/mirror/access-policy.js'
-import { FakeUpstream, TEST_CA_FILE } from '../../helpers/fake-upstream.js'
+import type { Prefetcher } from '../../../src/mirror/prefetch.js'
+import { startApp } from '../../helpers/start-app.js'
+import { FakeUpstream } from '../../helpers/fake-upstream.js'
 import { connectThrough } from '../../helpers/proxy-client.js'
 import { readAll, type ReadResponse } from '../../helpers/read-all.js'
 
@@ -38,7 +26,8 @@ export interface Harness {
   caPem: string
   dir: string
   logs: Array<Record<string, any>>
-  prefetch?: Prefetcher
+  /** The app's prefetch queue; on only when PREFETCH_CONCURRENCY is set in `env` (startApp: 0). */
+  prefetch: Prefetcher
   /** Requests that reached the pull-through handler so far. */
   handled: () => number
   /** Resolves once `n` requests reached the pull-through handler. */
@@ -50,80 +39,38 @@ export interface HarnessOptions {
   dir?: string
   /** Awaited at each step of every blob fill (the interleaving tests pause fills with it). */
   fillHook?: FillHook
-  /** Prefetch on (prefetch.ts): its concurrency and budget come from PREFETCH_* in `env`. */
-  prefetch?: Pick<PrefetcherOptions, 'beforeTask'> | true
-  /** The access policy the pull-through asks (default: everyone). */
-  access?: AccessPolicy
 }
 
 export async function startHarness (t: Test, env: Record<string, string>, opts: HarnessOptions = {}): Promise<Harness> {
   const dir = opts.dir ?? await mkdtemp(join(tmpdir(), 'crossdock-cache-it-'))
   if (opts.dir === undefined) t.teardown(async () => { await rm(dir, { recursive: true, force: true }) })
-  const config = loadConfig({
-    PROXY_PORT: '0', LISTEN_HOST: '127.0.0.1', CA_DIR: join(dir, 'ca'), CACHE_DIR: join(dir, 'cache'),
-    UPSTREAM_CA_FILE: TEST_CA_FILE, LOG_LEVEL: 'debug', CACHE_MIN_FREE: '0', ...env,
-  }, dir)
-  const logs: Array<Record<string, any>> = []
-  const log = pino({ level: 'debug' }, new Writable({
-    write (chunk: Buffer, _e, cb) {
-      for (const line of chunk.toString('utf8').split('\n')) if (line.trim() !== '') logs.push(JSON.parse(line))
-      cb()
-    },
-  }))
-  const ca = await loadOrCreateCa({ caDir: config.caDir, log })
-  const minter = new LeafCertMinter(ca)
-  await minter.init()
-  const dialer = new Dialer({ connectTo: config.upstreamConnectTo, disableIpv6: false, connectTimeoutMs: config.timeouts.connectMs })
-  const upstream = new UpstreamClient({ dialer, verifySsl: true, upstreamCaFile: config.upstreamCaFile, connectTimeoutMs: config.timeouts.connectMs, readTimeoutMs: config.timeouts.readMs })
-  const cache = await openCacheStore({ dir: config.cacheDir, maxSize: config.cache.maxSize, inactiveMs: config.cache.inactiveMs, minFree: config.cache.minFree, idleTimeoutMs: config.timeouts.readMs, log, fillHook: opts.fillHook })
-  const prefetch = opts.prefetch === undefined
-    ? undefined
-    : new Prefetcher({ cache: cache.blobs, log, concurrency: config.prefetch.concurrency, imageBudget: config.prefetch.imageBudget, ...(opts.prefetch === true ? {} : opts.prefetch) })
-  const pull = createPullThrough({ manifestTiers: config.cache, log, cache, upstream, prefetch, access: opts.access })
   let handled = 0
   const waiters: Array<() => void> = []
-  const counting: PullThroughHandler = {
-    handle: async (req, res, ctx) => {
-      handled++
-      for (const w of waiters.splice(0)) w()
-      await pull.handle(req, res, ctx)
+  let parts: { cache: CacheStore, prefetch: Prefetcher } | undefined
+  const started = await startApp({ CACHE_MIN_FREE: '0', ...env }, {
+    dir,
+    test: {
+      fillHook: opts.fillHook,
+      onPullThrough: () => { handled++; for (const w of waiters.splice(0)) w() },
+      expose: p => { parts = p },
     },
-  }
-  const mirror = new MirrorRouter(upstream, counting)
-  const intercepted = new Set(config.registries)
-  const proxy = createProxyServer({
-    log,
-    dialer,
-    secureContextFor: async host => await minter.secureContextFor(host),
-    shouldIntercept: a => intercepted.has(a.host),
-    allowedPorts: new Set(config.connectAllowedPorts),
-    clientHeaderTimeoutMs: config.timeouts.clientHeaderMs,
-    keepAliveTimeoutMs: config.timeouts.keepAliveMs,
-    onIntercepted: async (req, res, target) => {
-      const host = target.port === 443 ? target.host : formatAuthority(target)
-      await mirror.handle(req, res, { host, door: 'proxy', path: req.url ?? '/', allowPush: false })
-    },
-    director: createDirector({ caCertPem: () => ca.certPem, proxyPort: 0, extraRoutes: {} }),
   })
-  await new Promise<void>(resolve => proxy.server.listen(0, '127.0.0.1', resolve))
+  if (parts === undefined) throw new Error('createApp did not expose its cache')
   let stopped = false
   const stop = async (): Promise<void> => {
     if (stopped) return
     stopped = true
-    await proxy.close()
-    await prefetch?.idle()
-    await upstream.close()
-    await cache.close()
+    await started.stop()
   }
   t.teardown(stop)
   return {
-    config,
-    cache,
-    prefetch,
-    proxyPort: (proxy.server.address() as AddressInfo).port,
-    caPem: ca.certPem,
+    config: started.config,
+    cache: parts.cache,
+    prefetch: parts.prefetch,
+    proxyPort: started.proxyPort,
+    caPem: started.caPem,
     dir,
-    logs,
+    logs: started.logs,
     handled: () => handled,
     handledAtLeast: async n => { while (handled < n) await new Promise<void>(resolve => waiters.push(resolve)) },
     stop,

@@ -10,6 +10,7 @@ import { createHash } from 'node:crypto'
 import { Readable, Writable } from 'node:stream'
 import type { Test } from 'tap'
 import type { BlobStore, RegistryStorage } from '../../../src/registry/storage/stores.js'
+import { parseDigest } from '../../../src/oci/digest.js'
 
 export interface OpenedStorage {
   storage: RegistryStorage
@@ -37,7 +38,7 @@ export async function sendAll (storage: { blobs: BlobStore }, digest: string, ra
   let readyFirst = true
   // A copy of each chunk: send may recycle its buffers once written (BlobStore.send).
   const out = new Writable({ write (c: Buffer, _e, cb) { if (!ready) readyFirst = false; chunks.push(Buffer.from(c)); cb() } })
-  const found = await storage.blobs.send(digest, out, { range, ready: () => { ready = true } })
+  const found = await storage.blobs.send(parseDigest(digest), out, { range, ready: () => { ready = true } })
   return { found, bytes: Buffer.concat(chunks), readyFirst }
 }
 
@@ -48,7 +49,7 @@ export async function pushChunked (storage: RegistryStorage, name: string, data:
   for (let at = 0; at < data.length; at += step) {
     await storage.uploads.append(name, session.id, Readable.from([data.subarray(at, at + step)]), { start: at })
   }
-  return await storage.uploads.complete(name, session.id, digestOf(data))
+  return await storage.uploads.complete(name, session.id, parseDigest(digestOf(data)))
 }
 
 export function hostedStoreBehaviours (t: Test, label: string, make: MakeStorage): void {
@@ -64,8 +65,8 @@ export function hostedStoreBehaviours (t: Test, label: string, make: MakeStorage
     const data = patterned(3 * 1024 * 1024 + 17)
     const info = await pushChunked(s, 'team/app', data, 3)
     t.same(info, { digest: digestOf(data), size: data.length })
-    t.same(await s.blobs.stat('team/app', info.digest), { digest: info.digest, size: data.length })
-    t.equal(await s.blobs.stat('team/other', info.digest), undefined, 'not linked into another repository')
+    t.same(await s.blobs.stat('team/app', parseDigest(info.digest)), { digest: info.digest, size: data.length })
+    t.equal(await s.blobs.stat('team/other', parseDigest(info.digest)), undefined, 'not linked into another repository')
     const got = await sendAll(s, info.digest)
     t.ok(got.found)
     t.ok(got.readyFirst, 'ready before the first byte')
@@ -88,11 +89,11 @@ export function hostedStoreBehaviours (t: Test, label: string, make: MakeStorage
     const data = patterned(70_000, 3)
     const session = await s.uploads.create('x')
     await s.uploads.append('x', session.id, Readable.from([data.subarray(0, 30_000)]))
-    const info = await s.uploads.complete('x', session.id, digestOf(data), Readable.from([data.subarray(30_000)]), { start: 30_000 })
+    const info = await s.uploads.complete('x', session.id, parseDigest(digestOf(data)), Readable.from([data.subarray(30_000)]), { start: 30_000 })
     t.equal(info.size, data.length)
     t.equal(digestOf((await sendAll(s, info.digest)).bytes), digestOf(data))
     const empty = await s.uploads.create('x')
-    const e = await s.uploads.complete('x', empty.id, digestOf(''))
+    const e = await s.uploads.complete('x', empty.id, parseDigest(digestOf('')))
     t.same(e, { digest: digestOf(''), size: 0 })
     t.same((await sendAll(s, e.digest)).bytes, Buffer.alloc(0))
   })
@@ -100,12 +101,12 @@ export function hostedStoreBehaviours (t: Test, label: string, make: MakeStorage
   withStorage('mount links existing content; unlink removes only the link', async (t, s) => {
     const data = patterned(10_000, 5)
     const { digest } = await pushChunked(s, 'src', data, 1)
-    t.same(await s.blobs.link('dst', digest), { digest, size: data.length })
-    t.ok(await s.blobs.stat('dst', digest))
-    t.equal(await s.blobs.link('dst', digestOf('absent')), undefined)
-    t.equal(await s.blobs.unlink('src', digest), true)
-    t.equal(await s.blobs.unlink('src', digest), false)
-    t.equal(await s.blobs.stat('src', digest), undefined)
+    t.same(await s.blobs.link('dst', parseDigest(digest)), { digest, size: data.length })
+    t.ok(await s.blobs.stat('dst', parseDigest(digest)))
+    t.equal(await s.blobs.link('dst', parseDigest(digestOf('absent'))), undefined)
+    t.equal(await s.blobs.unlink('src', parseDigest(digest)), true)
+    t.equal(await s.blobs.unlink('src', parseDigest(digest)), false)
+    t.equal(await s.blobs.stat('src', parseDigest(digest)), undefined)
     t.ok((await sendAll(s, digest)).found, 'content stays until gc')
   })
 
@@ -113,9 +114,9 @@ export function hostedStoreBehaviours (t: Test, label: string, make: MakeStorage
     const { digest } = await pushChunked(s, 'g', patterned(1000, 9), 1)
     const listed = []
     for await (const b of s.blobs.list()) listed.push(b)
-    t.same(listed.map(b => [b.digest, b.size]), [[digest, 1000]])
-    t.equal(await s.blobs.remove(digest, listed[0].modifiedAt), false, 'written at the cut-off: kept')
-    t.equal(await s.blobs.remove(digest, Date.now() + 60_000), true)
+    t.same(listed.map(b => [b.digest.value, b.size]), [[digest, 1000]])
+    t.equal(await s.blobs.remove(parseDigest(digest), listed[0].modifiedAt), false, 'written at the cut-off: kept')
+    t.equal(await s.blobs.remove(parseDigest(digest), Date.now() + 60_000), true)
     t.equal((await sendAll(s, digest)).found, false)
   })
 }

@@ -1,4 +1,4 @@
-import t from 'tap'
+import t, { type Test } from 'tap'
 import cacache from 'cacache'
 import { mkdir, readdir, writeFile, stat } from 'node:fs/promises'
 import { join } from 'node:path'
@@ -7,7 +7,8 @@ import type { BlobFill } from '../../../src/cache/blob-fill.js'
 import { TailReader } from '../../../src/cache/tail-reader.js'
 import { contentPath, } from '../../../src/cache/cache-paths.js'
 import { tempDir, store, blob, collect, controlledBody, writtenAtLeast, sha256 } from './helpers.js'
-import { parseDigest } from '../../../src/oci/digest.js'
+import { parseDigest, type Digest } from '../../../src/oci/digest.js'
+import type { CacheStore } from '../../../src/cache/cache-store.js'
 
 function fillOf (r: { fill: BlobFill } | { bypass: string }): BlobFill {
   if (!('fill' in r)) throw new Error(`unexpected bypass: ${r.bypass}`)
@@ -198,4 +199,47 @@ t.test('readers hold back the last byte until the digest is verified', async t =
   body.end()
   await ended
   t.equal(got, b.data.length)
+})
+
+/** A store holding one committed blob, the fill that committed it (settled, descriptor closed), and the store's open/inflight to stub. */
+async function settledFill (t: Test, size: number): Promise<{ s: CacheStore, b: { data: Buffer, digest: string }, d: Digest, fill: BlobFill, blobs: Record<'open' | 'inflight', (x: Digest) => unknown> }> {
+  const s = await store(t, await tempDir(t))
+  const b = blob(size)
+  const d = parseDigest(b.digest)
+  const fill = fillOf(s.blobs.beginFill(d, Readable.from([b.data]), { expectedSize: b.data.length }))
+  await fill.done
+  t.equal(await fill.acquire(), undefined, 'settled, every reader gone: its descriptor is closed')
+  return { s, b, d, fill, blobs: s.blobs as unknown as Record<'open' | 'inflight', (x: Digest) => unknown> }
+}
+
+t.test('openOrFill looks again when the fill it found settled before a share was taken', async t => {
+  const { s, b, d, fill, blobs } = await settledFill(t, 100_000)
+  // The race, made to happen: the first look misses the committed blob (as if evicted, then put
+  // back) and finds the settled fill still in flight. Instance stubs, each answering once.
+  const realOpen = blobs.open.bind(s.blobs)
+  const realInflight = blobs.inflight.bind(s.blobs)
+  let opens = 0
+  blobs.open = async (x) => ++opens === 1 ? undefined : await realOpen(x)
+  blobs.inflight = (x) => { blobs.inflight = realInflight; return fill }
+  let fetches = 0
+  const source = await s.blobs.openOrFill(d, async () => { fetches++; return { answer: 'upstream' } })
+  t.equal(source.kind, 'cached', 'the second look finds the committed blob, opened')
+  t.equal(opens, 2, 'looked twice')
+  t.equal(fetches, 0, 'nothing fetched')
+  if (source.kind === 'cached') {
+    const head = Buffer.alloc(32)
+    await source.fh.read(head, 0, 32, 0)
+    await source.fh.close()
+    t.ok(head.equals(b.data.subarray(0, 32)), 'its bytes')
+  }
+})
+
+t.test('openOrFill gives up after a bounded number of looks at an item that keeps moving', async t => {
+  const { s, d, fill, blobs } = await settledFill(t, 10_000)
+  let looks = 0
+  blobs.open = async () => { looks++; return undefined }
+  blobs.inflight = () => fill
+  const source = await s.blobs.openOrFill(d, async () => { throw new Error('not fetched: a fill is in flight') })
+  t.same(source, { kind: 'moving' })
+  t.equal(looks, 4, 'four looks, then the caller goes upstream')
 })
