@@ -152,8 +152,12 @@ async function createCa (caDir: string, crtPath: string, keyPath: string): Promi
 }
 
 async function loadCaFiles (crtPath: string, keyPath: string, origin: CertificateAuthority['origin'], passphrase: string | undefined): Promise<CertificateAuthority> {
-  const [crt, key] = await Promise.all([readOrThrow(crtPath, 'certificate'), readOrThrow(keyPath, 'private key')])
-  return caFrom(crt, key, crtPath, keyPath, origin, passphrase)
+  // Both read at once, but the certificate's problem is the one reported when both fail (Promise.all
+  // would report whichever failed first: a different line from run to run).
+  const [crt, key] = await Promise.allSettled([readOrThrow(crtPath, 'certificate'), readOrThrow(keyPath, 'private key')])
+  if (crt.status === 'rejected') throw crt.reason
+  if (key.status === 'rejected') throw key.reason
+  return caFrom(crt.value, key.value, crtPath, keyPath, origin, passphrase)
 }
 
 /** Parses and checks a CA pair; every failure names the file and what is wrong with it. */
