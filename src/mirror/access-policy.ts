@@ -128,9 +128,8 @@ export class UpstreamAccessPolicy implements AccessPolicy {
     // what those credentials can read. Refusing cached copies would only cost upstream requests.
     if (this.opts.credentials.configured(ctx.host, ctx.repository)) return { allowed: true }
     const repo = repoKey(ctx)
-    const digest = ctx.reference.includes(':') ? ctx.reference : undefined
-    const known = digest !== undefined ? this.members.get(digest) : undefined
-    const elsewhere = known !== undefined && !known.has(repo)
+    const digest = digestOf(ctx)
+    const elsewhere = this.knownElsewhere(ctx)
     if (!elsewhere && (this.publicUntil.get(repo) ?? 0) > this.now()) return { allowed: true }
     const key = `${credentialKey(ctx.authorization)}|${repo}${elsewhere ? `|${digest ?? ''}` : ''}`
     const cached = this.verdicts.get(key)
@@ -141,7 +140,7 @@ export class UpstreamAccessPolicy implements AccessPolicy {
   recordFetch (ctx: AccessContext & { status: number }): void {
     if (ctx.status !== 200 || this.opts.credentials.configured(ctx.host, ctx.repository)) return
     const repo = repoKey(ctx)
-    const digest = ctx.reference.includes(':') ? ctx.reference : undefined
+    const digest = digestOf(ctx)
     if (ctx.authorization === undefined) {
       this.publicUntil.set(repo, this.now() + (this.opts.publicTtlMs ?? 3_600_000))
       this.notePublic(ctx)
@@ -174,11 +173,17 @@ export class UpstreamAccessPolicy implements AccessPolicy {
    * repository not known public) — whatever repository names it, fail closed.
    */
   private servedWhenUnverifiable (ctx: AccessContext): boolean {
-    const digest = ctx.reference.includes(':') ? ctx.reference : undefined
+    const digest = digestOf(ctx)
     if (digest !== undefined && this.everRestricted?.has(digest) === true) return false
-    const known = digest !== undefined ? this.members.get(digest) : undefined
-    if (known !== undefined && !known.has(repoKey(ctx))) return false
+    if (this.knownElsewhere(ctx)) return false
     return this.everPublic?.has(repoKey(ctx)) === true
+  }
+
+  /** The item is a digest known to be held by other repositories only (restricted to them so far). */
+  private knownElsewhere (ctx: AccessContext): boolean {
+    const digest = digestOf(ctx)
+    const known = digest !== undefined ? this.members.get(digest) : undefined
+    return known !== undefined && !known.has(repoKey(ctx))
   }
 
   /** One upstream HEAD of the item, as the client (or anonymously); the verdict is cached. */
@@ -207,7 +212,8 @@ export class UpstreamAccessPolicy implements AccessPolicy {
         this.publicUntil.set(repo, this.now() + (this.opts.publicTtlMs ?? 3_600_000))
         this.notePublic(ctx)
       }
-      if (ctx.reference.includes(':')) this.members.get(ctx.reference)?.add(repo)
+      const digest = digestOf(ctx)
+      if (digest !== undefined) this.members.get(digest)?.add(repo)
     } else if (answer.status === 401 || answer.status === 403 || answer.status === 404) {
       const challenge = headerValue(answer.headers, 'www-authenticate')
       decision = refusal(answer.status, challenge !== undefined ? { 'www-authenticate': challenge } : {}, `upstream ${ctx.host} refuses ${ctx.authorization === undefined ? 'anonymous' : 'these'} credentials for ${ctx.repository}`)
@@ -245,6 +251,11 @@ export async function admit (policy: AccessPolicy, req: IncomingMessage, res: Se
 
 function refusal (status: number, headers: Record<string, string>, reason: string): AccessDecision {
   return { allowed: false, status, headers, reason }
+}
+
+/** The reference when it is a digest (a tag is not one). */
+function digestOf (ctx: { reference: string }): string | undefined {
+  return ctx.reference.includes(':') ? ctx.reference : undefined
 }
 
 function repoKey (ctx: { host: string, repository: string }): string {
