@@ -3,7 +3,7 @@
 // back through others. Prints every offending edge and cycle; exits 1 if there is any.
 //
 //   cli → commands → app → warm → bundle → {doors, client} → {proxy, mirror, registry} → {cache, upstream, storage}
-//       → {tls, auth, observability} → oci → util;   config, errors, log, version: leaves for all.
+//       → {tls, auth, observability, cluster, objects} → oci → util;   config, errors, log, version: leaves for all.
 // oci/ is the vocabulary every side speaks (auth's Authorizer included), so it sits below its peers.
 // client/ is an HTTP client of a registry door (the CLI's warm/export/import, and warm-up's own);
 // warm/ and bundle/ serve the registry door's own API (POST /warm, /import/cache/…), injected there.
@@ -14,7 +14,7 @@ import { dirname, join, relative, resolve } from 'node:path'
 
 const LAYERS = [
   ['cli'], ['commands'], ['app'], ['warm'], ['bundle'], ['doors', 'client'], ['proxy', 'mirror', 'registry'],
-  ['cache', 'upstream', 'storage'], ['tls', 'auth', 'observability'], ['oci'], ['util'],
+  ['cache', 'upstream', 'storage'], ['tls', 'auth', 'observability', 'cluster', 'objects'], ['oci'], ['util'],
 ]
 const LEAVES = new Set(['config', 'errors', 'log', 'log-pretty', 'version'])
 

@@ -12,7 +12,7 @@ import type { ByteRange } from '../../oci/range.js'
 import type { BlobInfo, BlobStore, StoredBlob } from '../../registry/storage/stores.js'
 import type { Digest } from '../../oci/digest.js'
 import { sendStream } from '../../util/send-stream.js'
-import type { S3Bucket, ObjectInfo } from './s3-bucket.js'
+import type { S3Bucket, ObjectInfo } from '../../objects/s3-bucket.js'
 import type { S3Keys } from './s3-keys.js'
 
 export class S3BlobStore implements BlobStore {

@@ -6,7 +6,7 @@
 import type { Descriptor, ManifestPut, ManifestStore, StoredManifest } from '../../registry/storage/stores.js'
 import { isValidName } from '../../oci/names.js'
 import { tryParseDigest, type Digest } from '../../oci/digest.js'
-import type { S3Bucket } from './s3-bucket.js'
+import type { S3Bucket } from '../../objects/s3-bucket.js'
 import type { S3Keys } from './s3-keys.js'
 import type { S3BlobStore } from './s3-blob-store.js'
 

@@ -6,7 +6,7 @@
 import type { S3Config } from '../../config/index.js'
 import { ConfigError } from '../../errors.js'
 import type { RegistryBackend } from '../../registry/storage/stores.js'
-import { S3Bucket, type S3BucketOptions } from './s3-bucket.js'
+import { S3Bucket, type S3BucketOptions } from '../../objects/s3-bucket.js'
 import { S3Keys } from './s3-keys.js'
 import { S3BlobStore } from './s3-blob-store.js'
 import { S3ManifestStore } from './s3-manifest-store.js'

@@ -2,7 +2,7 @@
 import type { TagStore } from '../../registry/storage/stores.js'
 import { isValidTag } from '../../oci/names.js'
 import { tryParseDigest, type Digest } from '../../oci/digest.js'
-import type { S3Bucket } from './s3-bucket.js'
+import type { S3Bucket } from '../../objects/s3-bucket.js'
 import type { S3Keys } from './s3-keys.js'
 
 export class S3TagStore implements TagStore {

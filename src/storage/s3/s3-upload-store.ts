@@ -30,7 +30,7 @@ import { isUploadId } from '../../oci/names.js'
 import type { Digest, DigestAlgorithm } from '../../oci/digest.js'
 import { uploadRangeHeader } from '../../oci/range.js'
 import type { BlobInfo, UploadSession, UploadStore } from '../../registry/storage/stores.js'
-import type { S3Bucket } from './s3-bucket.js'
+import type { S3Bucket } from '../../objects/s3-bucket.js'
 import type { S3Keys } from './s3-keys.js'
 import type { S3BlobStore } from './s3-blob-store.js'
 

@@ -16,7 +16,7 @@ import { FIXTURE } from './pki.js'
 import type { Scope } from './scope.js'
 
 export interface DistributionOptions {
-  /** Loopback address to bind, e.g. 127.0.0.12 (the fixture cert covers 127.0.0.10–40). */
+  /** Loopback address to bind, e.g. 127.0.0.12 (the fixture cert covers 127.0.0.10–60). */
   host: string
   /** 0 (default): the kernel picks one at first start; restarts reuse it. */
   port?: number

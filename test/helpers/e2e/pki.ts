@@ -17,7 +17,7 @@ const FIXTURES = join(REPO_ROOT, 'test/fixtures')
 export const FIXTURE = {
   /** Root CA that signed `upstreamCert` (the fake upstream registries). */
   testCa: join(FIXTURES, 'test-ca.crt'),
-  /** Leaf for Docker Hub's, ghcr.io's … hosts, `*.test` and IPs 127.0.0.10–40. */
+  /** Leaf for Docker Hub's, ghcr.io's … hosts, `*.test` and IPs 127.0.0.10–60. */
   upstreamCert: join(FIXTURES, 'upstream.crt'),
   upstreamKey: join(FIXTURES, 'upstream.key'),
   /** An unrelated CA and a leaf it signed (same SANs), for "someone else's certificate" tests. */

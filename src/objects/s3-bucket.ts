@@ -16,8 +16,8 @@ import {
   ListObjectsV2Command, CreateMultipartUploadCommand, UploadPartCommand, CompleteMultipartUploadCommand,
   AbortMultipartUploadCommand, UploadPartCopyCommand, S3ServiceException,
 } from '@aws-sdk/client-s3'
-import type { S3Config } from '../../config/index.js'
-import { OciError } from '../../errors.js'
+import type { S3Config } from '../config/index.js'
+import { OciError } from '../errors.js'
 
 // The SDK prints a 9-line NodeVersionSupportWarning on Node 20 at the first client: that *later*
 // SDK releases will need Node 22. Ours is pinned (engines: node >=20), and a multi-line stderr
