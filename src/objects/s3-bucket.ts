@@ -151,6 +151,25 @@ export class S3Bucket {
     } while (token !== undefined)
   }
 
+  /** The names one level under `prefix` (which ends with '/'), as ListObjectsV2 with Delimiter '/' gives them. */
+  async childPrefixes (prefix: string): Promise<string[]> {
+    const out: string[] = []
+    let token: string | undefined
+    do {
+      let r
+      try {
+        r = await this.client.send(new ListObjectsV2Command({ Bucket: this.name, Prefix: prefix, Delimiter: '/', ContinuationToken: token }))
+      } catch (err) {
+        throw this.unavailable(err)
+      }
+      for (const p of r.CommonPrefixes ?? []) {
+        if (p.Prefix !== undefined) out.push(p.Prefix.slice(prefix.length, -1))
+      }
+      token = r.IsTruncated === true ? r.NextContinuationToken : undefined
+    } while (token !== undefined)
+    return out
+  }
+
   /** Whether anything exists under `prefix`. */
   async any (prefix: string): Promise<boolean> {
     try {

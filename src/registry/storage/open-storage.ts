@@ -1,12 +1,12 @@
 /**
  * The hosted registry's backend as STORAGE chose it: the directory (fs-storage.ts) or the bucket
- * (storage/s3). Opened once by the composition root; a bucket that does not answer is a
+ * (s3-storage.ts). Opened once by the composition root; a bucket that does not answer is a
  * ConfigError before anything listens.
  */
 import type { StorageConfig } from '../../config/index.js'
 import type { RegistryBackend } from './stores.js'
 import { createFsStorage } from './fs-storage.js'
-import { openS3Storage } from '../../storage/s3/s3-storage.js'
+import { openS3Storage } from './s3-storage.js'
 
 export interface HostedStorage extends RegistryBackend {
   kind: 'fs' | 's3'

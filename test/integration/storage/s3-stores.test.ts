@@ -9,12 +9,10 @@ import { S3Client, CreateBucketCommand, ListMultipartUploadsCommand, ListObjects
 import { requirePrivateNetns, createScope } from '../../helpers/e2e/index.js'
 import { startRgw, type Rgw } from '../../helpers/rgw.js'
 import { loadConfig, type S3Config } from '../../../src/config/index.js'
-import { createS3Storage, type S3Storage } from '../../../src/storage/s3/s3-storage.js'
+import { createS3Storage, type S3Storage } from '../../../src/registry/storage/s3-storage.js'
 import { S3Bucket } from '../../../src/objects/s3-bucket.js'
-import { S3Keys } from '../../../src/storage/s3/s3-keys.js'
 import { parseDigest } from '../../../src/oci/digest.js'
-import { S3BlobStore } from '../../../src/storage/s3/s3-blob-store.js'
-import { S3UploadStore, PART_SIZE } from '../../../src/storage/s3/s3-upload-store.js'
+import { PART_SIZE } from '../../../src/registry/storage/s3-upload-bytes.js'
 import { registryStorageContract } from '../../contracts/registry-stores.js'
 import { hostedStoreBehaviours, digestOf, patterned, sendAll } from './hosted-store-behaviours.js'
 
@@ -126,9 +124,7 @@ if (requirePrivateNetns(t)) {
       }
     }
     const bucket = new FailingBucket(config)
-    const keys = new S3Keys(prefix)
-    const blobs = new S3BlobStore(bucket, keys)
-    const uploads = new S3UploadStore(bucket, keys, blobs)
+    const { blobs, uploads } = createS3Storage(config, {}, bucket)
     t.teardown(() => bucket.destroy())
     // Big PATCHes: parts of PART_SIZE, published by UploadPartCopy. Small ones (< 5 MiB each, as
     // some clients chunk): rewritten into PART_SIZE parts. Part 2 of the publish fails in both.

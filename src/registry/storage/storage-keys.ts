@@ -1,33 +1,41 @@
 /**
- * Every object key of the hosted registry in the bucket is built here, and only here. It is the
- * directory layout of registry/storage/paths.ts carried over to keys, plus what an upload session
- * needs when its requests land on different replicas. Each builder validates its inputs (name,
- * tag, upload id grammars; a digest comes parsed, as `Digest`) before building anything, so no request can name a key outside
- * the layout.
+ * Every key of the hosted registry's storage is built here, and only here, for both backends: the
+ * directory (REGISTRY_STORAGE_DIR, where a key is a file path under the root: paths.ts) and the
+ * bucket (under S3_PREFIX). Each builder validates its inputs (name, tag, upload id grammars; a
+ * digest comes parsed, as `Digest`) before building anything, so no request can name a key
+ * outside the layout.
  *
- *   <S3_PREFIX>/                                        optional; several installations per bucket
- *   ├── blobs/<alg>/<hex[0:2]>/<hex>                    content, one copy per digest (layers, configs,
- *   │                                                   manifests); written only by
- *   │                                                   CompleteMultipartUpload after the digest and
- *   │                                                   length matched, or one PutObject (manifests)
- *   ├── retained/<alg>/<hex>                            empty; its LastModified is when a push last
- *   │                                                   referenced the blob (gc keeps it: S3 cannot
- *   │                                                   touch an object's time without copying it)
- *   ├── repositories/<name>/                            one level per name component (a/b/c)
- *   │   ├── _layers/<alg>/<hex>                         link: body is the digest
- *   │   ├── _manifests/revisions/<alg>/<hex>            JSON {mediaType, size, subject?}
- *   │   ├── _manifests/tags/<tag>                       body is the digest the tag points at
- *   │   └── _referrers/<alg>/<hex>/<alg>-<hex>          descriptor JSON of a referrer of <alg>:<hex>
- *   └── uploads/<uuid>/
- *       ├── info.json                                   {name, startedAt, algorithm}; the session
- *       │                                               exists iff this exists
- *       └── parts/<start, 16 digits>                    the bytes [start, start + size): one object
- *                                                       per PATCH slice of ≤ PART_SIZE, written with
- *                                                       If-None-Match: * so two replicas appending at
- *                                                       the same offset cannot both win
+ *   <root>/                                 REGISTRY_STORAGE_DIR, or S3_PREFIX (several
+ *   │                                       installations per bucket); '' for the bucket's root
+ *   ├── blobs/<alg>/<hex[0:2]>/<hex>        content, one copy per digest, all repositories (layers,
+ *   │                                       configs, manifests); appears whole only once the digest
+ *   │                                       and length matched (rename; CompleteMultipartUpload) or
+ *   │                                       as one write (a manifest's bytes)
+ *   ├── repositories/<name>/                one level per name component (a/b/c)
+ *   │   ├── _layers/<alg>/<hex>             link (body: the digest): the blob belongs to this
+ *   │   │                                   repository (upload, mount, a manifest's own bytes)
+ *   │   ├── _manifests/revisions/<alg>/<hex>  JSON {mediaType, size, subject?}
+ *   │   ├── _manifests/tags/<tag>           body is the digest the tag points at
+ *   │   └── _referrers/<alg>/<hex>/<alg>-<hex>  descriptor JSON of a manifest whose subject is
+ *   │                                       <alg>:<hex> (spec: referrers API)
+ *   ├── uploads/<uuid>/
+ *   │   ├── info.json                       {name, startedAt, algorithm}; the session exists iff
+ *   │   │                                   this exists (survives a restart)
+ *   │   ├── data                            directory: the bytes received so far (append only);
+ *   │   │                                   its size is the session offset
+ *   │   └── parts/<start, 16 digits>        bucket: the bytes [start, start + size), one object per
+ *   │                                       PATCH slice of ≤ PART_SIZE, written "if absent" so two
+ *   │                                       replicas appending at one offset cannot both win; the
+ *   │                                       offset is the end of the contiguous parts
+ *   ├── retained/<alg>/<hex>                bucket: empty; its LastModified is when a push last
+ *   │                                       referenced the blob (S3 cannot touch an object's time
+ *   │                                       without copying it; the directory touches the blob's mtime)
+ *   └── tmp/                                directory: small files are written here, then renamed into
+ *                                           place; gc parks a blob here while it decides
  *
- * The session's offset is the end of its contiguous parts, so any replica can answer a PATCH or
- * PUT: the state is in the bucket, never in one process's memory.
+ * Name components cannot begin with `_` (grammar), so `_layers`, `_manifests` and `_referrers`
+ * never collide with a nested repository. Bytes live only in blobs/, so a blob pushed to many
+ * repositories is stored once.
  */
 import { OciError } from '../../errors.js'
 import { assertName, isUploadId, isValidTag } from '../../oci/names.js'
@@ -36,7 +44,7 @@ import { tryParseDigest, type Digest } from '../../oci/digest.js'
 /** Offsets are zero-padded so that lexical order (ListObjectsV2's) is numeric order. */
 const OFFSET_WIDTH = 16
 
-export class S3Keys {
+export class StorageKeys {
   /** '' or 'some/prefix/' */
   private readonly root: string
 
@@ -111,10 +119,11 @@ export class S3Keys {
   }
 
   uploadInfo (id: string): string { return `${this.upload(id)}info.json` }
+  uploadData (id: string): string { return `${this.upload(id)}data` }
   uploadPartsPrefix (id: string): string { return `${this.upload(id)}parts/` }
 
   uploadPart (id: string, start: number): string {
-    if (!Number.isSafeInteger(start) || start < 0) throw new Error(`s3-keys: invalid part offset ${start}`)
+    if (!Number.isSafeInteger(start) || start < 0) throw new Error(`storage-keys: invalid part offset ${start}`)
     return `${this.uploadPartsPrefix(id)}${String(start).padStart(OFFSET_WIDTH, '0')}`
   }
 

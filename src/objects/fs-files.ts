@@ -1,11 +1,10 @@
 /**
- * The few filesystem moves every Fs* store uses: read a small file or learn it is missing, write a
- * small file atomically (tmp/ then rename), and rename a finished file into place. Rename within
- * one filesystem is atomic on POSIX, which is what makes every write all-or-nothing.
+ * The few filesystem moves the directory backend uses: read a small file or learn it is missing,
+ * write a small file atomically (a tmp file then rename), and rename a finished file into place.
+ * Rename within one filesystem is atomic on POSIX, which is what makes every write all-or-nothing.
  */
 import { promises as fsp } from 'node:fs'
 import { dirname } from 'node:path'
-import type { StoragePaths } from './paths.js'
 
 export function isNotFound (err: unknown): boolean {
   const code = (err as NodeJS.ErrnoException)?.code
@@ -69,9 +68,8 @@ export async function renameInto (from: string, to: string): Promise<void> {
   }
 }
 
-/** Writes `data` to `target` all-or-nothing: to a tmp/ file first, then renamed over the target. */
-export async function writeFileAtomic (paths: StoragePaths, target: string, data: string | Buffer): Promise<void> {
-  const tmp = paths.tmpFile()
+/** Writes `data` to `target` all-or-nothing: to `tmp` (same filesystem) first, then renamed over the target. */
+export async function writeFileAtomic (tmp: string, target: string, data: string | Buffer): Promise<void> {
   await fsp.writeFile(tmp, data)
   try {
     await renameInto(tmp, target)
