@@ -14,7 +14,7 @@ import { Readable } from 'node:stream'
 import {
   S3Client, HeadBucketCommand, HeadObjectCommand, GetObjectCommand, PutObjectCommand, DeleteObjectCommand,
   ListObjectsV2Command, CreateMultipartUploadCommand, UploadPartCommand, CompleteMultipartUploadCommand,
-  AbortMultipartUploadCommand, UploadPartCopyCommand, S3ServiceException,
+  AbortMultipartUploadCommand, UploadPartCopyCommand, S3ServiceException, type ListObjectsV2CommandOutput,
 } from '@aws-sdk/client-s3'
 import type { S3Config } from '../config/index.js'
 import { OciError } from '../errors.js'
@@ -136,38 +136,36 @@ export class S3Bucket {
 
   /** Every object under `prefix`, in key order, page by page (1000 a request). */
   async * list (prefix: string): AsyncIterable<ObjectInfo> {
-    let token: string | undefined
-    do {
-      let r
-      try {
-        r = await this.client.send(new ListObjectsV2Command({ Bucket: this.name, Prefix: prefix, ContinuationToken: token }))
-      } catch (err) {
-        throw this.unavailable(err)
-      }
-      for (const o of r.Contents ?? []) {
+    for await (const page of this.pages(prefix)) {
+      for (const o of page.Contents ?? []) {
         if (o.Key !== undefined) yield { key: o.Key, size: o.Size ?? 0, lastModified: toSeconds(o.LastModified) }
       }
-      token = r.IsTruncated === true ? r.NextContinuationToken : undefined
-    } while (token !== undefined)
+    }
   }
 
   /** The names one level under `prefix` (which ends with '/'), as ListObjectsV2 with Delimiter '/' gives them. */
   async childPrefixes (prefix: string): Promise<string[]> {
     const out: string[] = []
+    for await (const page of this.pages(prefix, '/')) {
+      for (const p of page.CommonPrefixes ?? []) {
+        if (p.Prefix !== undefined) out.push(p.Prefix.slice(prefix.length, -1))
+      }
+    }
+    return out
+  }
+
+  private async * pages (prefix: string, delimiter?: string): AsyncIterable<ListObjectsV2CommandOutput> {
     let token: string | undefined
     do {
       let r
       try {
-        r = await this.client.send(new ListObjectsV2Command({ Bucket: this.name, Prefix: prefix, Delimiter: '/', ContinuationToken: token }))
+        r = await this.client.send(new ListObjectsV2Command({ Bucket: this.name, Prefix: prefix, Delimiter: delimiter, ContinuationToken: token }))
       } catch (err) {
         throw this.unavailable(err)
       }
-      for (const p of r.CommonPrefixes ?? []) {
-        if (p.Prefix !== undefined) out.push(p.Prefix.slice(prefix.length, -1))
-      }
+      yield r
       token = r.IsTruncated === true ? r.NextContinuationToken : undefined
     } while (token !== undefined)
-    return out
   }
 
   /** Whether anything exists under `prefix`. */
