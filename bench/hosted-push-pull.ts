@@ -10,7 +10,7 @@
  *   (two other after-runs: pull ratio 1.10 and 0.75, crossdock pull CPU 0.49 and 0.61 s/GiB)
  *
  * Pull: a ReadStream's fresh 1 MiB buffer per read drove V8 into mark-compacts for external memory
- * (~40/GiB in some processes); recycled buffers (FsBlobStore.send) fixed it. distribution pulls by
+ * (~40/GiB in some processes); recycled buffers (FsObjects.send, util/file-sender.ts) fixed it. distribution pulls by
  * sendfile(2), which Node cannot do for HTTP: its remaining CPU edge. Push: PUT is crossdock's
  * fdatasync of the whole blob (~0.5 s/GiB), which distribution does not do. RSS "before" is the
  * idle process (~107 MiB: the whole service, CA, metrics); a 1 GiB push or pull adds < 15 MiB.

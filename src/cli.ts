@@ -12,7 +12,7 @@ import { loadConfig, describeConfig } from './config/index.js'
 import { ConfigError } from './errors.js'
 import { createSilentLogger } from './log.js'
 import { runGc } from './registry/gc.js'
-import { createFsStorage } from './registry/storage/fs-storage.js'
+import { openRegistryStorage } from './registry/storage/open-storage.js'
 import { unimplementedVariables } from './config/unimplemented.js'
 import { UsageError, parseOptions, durationOption, type Command } from './commands/command.js'
 import { preflightProblems } from './commands/preflight.js'
@@ -53,22 +53,27 @@ export const COMMANDS: Record<string, Command> = {
   import: importCommand,
   gc: {
     summary: 'Remove hosted-registry blobs no manifest references.',
-    help: 'Usage: crossdock gc [--dry-run] [--delete-untagged] [--grace=<duration>]\n\nMark and sweep of REGISTRY_STORAGE_DIR, safe while the registry serves. --dry-run changes nothing;\n--delete-untagged also deletes manifests no tag reaches; --grace (default 1h) spares blobs written more\nrecently, whose manifest may still be on its way. Prints each removal and the bytes reclaimed.\n',
+    help: 'Usage: crossdock gc [--dry-run] [--delete-untagged] [--grace=<duration>]\n\nMark and sweep of the hosted storage (REGISTRY_STORAGE_DIR, or the bucket with STORAGE=s3), safe while the\nregistry serves, on every replica. --dry-run changes nothing;\n--delete-untagged also deletes manifests no tag reaches; --grace (default 1h) spares blobs written more\nrecently, whose manifest may still be on its way. Prints each removal and the bytes reclaimed.\n',
     run: async (args) => {
       const opts = parseOptions(args, { 'dry-run': { type: 'boolean' }, 'delete-untagged': { type: 'boolean' }, grace: { type: 'string', default: '1h' } })
       const config = loadConfig()
-      // Not on a bucket yet: S3 has no compare-and-delete, so a blob retained by a concurrent push could
-      // go (S3BlobStore.remove); that needs the cluster-wide lock of issue 17 first.
-      if (config.storage.kind === 's3') throw new ConfigError('STORAGE=s3: crossdock gc does not collect a bucket yet; expected STORAGE=fs')
-      await runGc({
-        storage: await createFsStorage(config.registryStorageDir),
-        uploadMaxAgeMs: config.uploadMaxAgeMs,
-        log: createSilentLogger(),
-        dryRun: opts['dry-run'] === true,
-        deleteUntagged: opts['delete-untagged'] === true,
-        graceMs: durationOption('--grace', opts.grace),
-        out: line => { process.stdout.write(`${line}\n`) },
-      })
+      const graceMs = durationOption('--grace', opts.grace)
+      // Short S3 request timeouts: a blob's deletion must land well within the time a push waits
+      // for gc's verdict (s3-content-clock.ts).
+      const storage = await openRegistryStorage(config.storage, config.registryStorageDir, { requestTimeoutMs: 10_000 })
+      try {
+        await runGc({
+          storage,
+          uploadMaxAgeMs: config.uploadMaxAgeMs,
+          log: createSilentLogger(),
+          dryRun: opts['dry-run'] === true,
+          deleteUntagged: opts['delete-untagged'] === true,
+          graceMs,
+          out: line => { process.stdout.write(`${line}\n`) },
+        })
+      } finally {
+        storage.close()
+      }
       return 0
     },
   },

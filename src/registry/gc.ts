@@ -6,10 +6,13 @@
  *          the config, layers and entries each one references
  *   sweep: every blob not marked and not written or retained since `cutoff` is removed
  *
- * Concurrency: a push commits its blobs and retains every blob its manifest references (both set
- * the blob's mtime to now), so anything uploaded or referenced after the run started is newer than
- * the cutoff and kept; `BlobStore.remove` re-checks atomically against a retain racing the sweep.
- * `graceMs` moves the cutoff back, sparing blobs pushed shortly before whose manifest is not in yet.
+ * Concurrency, on one process or many replicas: a push commits its blobs and retains every blob its
+ * manifest references (both make the blob's "last written or retained" time now: the file's mtime,
+ * or the bucket's retained/ marker), so anything uploaded or referenced after the run started is
+ * newer than the cutoff and kept; `BlobStore.remove` re-checks atomically against a retain racing
+ * the sweep (a rename on disk, a handshake in the bucket). Upload sessions are not blobs: one in
+ * progress is untouched, only sessions idle for UPLOAD_MAX_AGE are purged. `graceMs` moves the
+ * cutoff back, sparing blobs pushed shortly before whose manifest is not in yet.
  */
 import type { Logger } from '../log.js'
 import { parseManifest } from './manifest-validation.js'
@@ -17,7 +20,7 @@ import type { RegistryBackend, RegistryStorage } from './storage/stores.js'
 import type { Digest } from '../oci/digest.js'
 
 export interface GcOptions {
-  /** The hosted storage (REGISTRY_STORAGE_DIR), opened by the caller. */
+  /** The hosted storage (REGISTRY_STORAGE_DIR or the bucket), opened by the caller. */
   storage: RegistryBackend
   /** UPLOAD_MAX_AGE: sessions untouched this long are purged after the sweep. */
   uploadMaxAgeMs: number

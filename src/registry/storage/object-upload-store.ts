@@ -88,9 +88,13 @@ export class ObjectUploadStore implements UploadStore {
         await this.remove(id)
         throw new OciError('DIGEST_INVALID', undefined, { detail: { expected: digest.value, actual: `${digest.algorithm}:${hex}` } })
       }
-      const info = await this.blobs.link(name, digest)
+      let info = await this.blobs.link(name, digest)
+      // The content was there already, so `publish` kept it, and gc took it just now (it was
+      // unreferenced and old): the session still holds the bytes, publish ours.
+      if (info === undefined && await this.bytes.publish(id, digest, digest.hex) === digest.hex) info = await this.blobs.link(name, digest)
+      if (info === undefined) throw new OciError('BLOB_UPLOAD_UNKNOWN', 'the blob was removed while the upload completed; retry the upload')
       await this.remove(id)
-      return info ?? { digest: digest.value, size }
+      return info
     })
   }
 

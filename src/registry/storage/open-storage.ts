@@ -7,6 +7,7 @@ import type { StorageConfig } from '../../config/index.js'
 import type { RegistryBackend } from './stores.js'
 import { createFsStorage } from './fs-storage.js'
 import { openS3Storage } from './s3-storage.js'
+import type { S3BucketOptions } from '../../objects/s3-bucket.js'
 
 export interface HostedStorage extends RegistryBackend {
   kind: 'fs' | 's3'
@@ -15,8 +16,8 @@ export interface HostedStorage extends RegistryBackend {
   close: () => void
 }
 
-export async function openRegistryStorage (storage: StorageConfig, registryStorageDir: string): Promise<HostedStorage> {
-  if (storage.kind === 's3') return { kind: 's3', ...await openS3Storage(storage) }
+export async function openRegistryStorage (storage: StorageConfig, registryStorageDir: string, bucket: S3BucketOptions = {}): Promise<HostedStorage> {
+  if (storage.kind === 's3') return { kind: 's3', ...await openS3Storage(storage, bucket) }
   const fs = await createFsStorage(registryStorageDir)
   return { kind: 'fs', ...fs, check: async () => undefined, close: () => {} }
 }

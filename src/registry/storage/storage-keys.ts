@@ -30,6 +30,9 @@
  *   ├── retained/<alg>/<hex>                bucket: empty; its LastModified is when a push last
  *   │                                       referenced the blob (S3 cannot touch an object's time
  *   │                                       without copying it; the directory touches the blob's mtime)
+ *   ├── sweeping/<alg>/<hex>                bucket: empty; gc is deciding whether to delete the blob
+ *   │                                       (written before its last look, deleted after the delete:
+ *   │                                       a push that retains the blob meanwhile waits for the verdict)
  *   └── tmp/                                directory: small files are written here, then renamed into
  *                                           place; gc parks a blob here while it decides
  *
@@ -74,6 +77,11 @@ export class StorageKeys {
 
   retained (d: Digest): string {
     return `${this.root}retained/${d.algorithm}/${d.hex}`
+  }
+
+  /** gc's intent to delete a blob (s3-content-clock.ts says how pushes and gc use it). */
+  sweeping (d: Digest): string {
+    return `${this.root}sweeping/${d.algorithm}/${d.hex}`
   }
 
   repository (name: string): string {

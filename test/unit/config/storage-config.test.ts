@@ -45,12 +45,14 @@ t.test('config check shows the secret key redacted', async t => {
   t.same(row, { name: 'S3_SECRET_ACCESS_KEY', value: '[redacted]', source: 'env' })
 })
 
-t.test('crossdock gc refuses a bucket with one line (not collected safely yet)', async t => {
+t.test('crossdock gc on a bucket that does not answer: one line before anything is touched', async t => {
   const { ensureBuilt, runCli } = await import('../../integration/ops/built-cli.js')
   await ensureBuilt()
-  const r = await runCli(['gc', '--dry-run'], { ...S3, CA_DIR: '/nonexistent/ca' }, { timeoutMs: 30_000 })
-  t.equal(r.code, 2, 'a configuration error, before anything is touched')
+  // Nothing listens there (127.0.0.45 is this test address): connection refused at once.
+  const r = await runCli(['gc', '--dry-run'], { ...S3, S3_ENDPOINT: 'http://127.0.0.45:9', CA_DIR: '/nonexistent/ca' }, { timeoutMs: 30_000 })
+  t.equal(r.code, 2, 'a configuration error')
   t.equal(r.stdout, '')
-  t.match(r.stderr, /STORAGE=s3: crossdock gc does not collect a bucket yet; expected STORAGE=fs/)
+  t.match(r.stderr, /STORAGE=s3: cannot use S3_BUCKET="images" at http:\/\/127\.0\.0\.45:9: bucket images: ECONNREFUSED/)
+  t.equal(r.stderr.trim().split('\n').length, 1, 'one line')
   t.notMatch(r.stderr, /s3cr3t/, 'no secret in the line')
 })
