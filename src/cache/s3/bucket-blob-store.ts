@@ -9,6 +9,7 @@
  *       blobs/<d> exists ─► body: GET of it ─────────────────► local fill    { fill, leader: false }
  *       else lock.elect('blob:<d>')
  *         follower ─► body: the leader's parts (bucket-fill-follower.ts) ─► local fill  { fill, leader: false }
+ *                     (the leader gone before its meta.json: elect again, up to ELECTIONS times)
  *         leader ───► fetch() upstream ─► local fill ─► BucketFillWriter    { fill, leader: true }
  *                                         (parts, verify, publish blobs/<d>)
  *       the bucket does not answer ─► fetch() upstream, this replica only (nothing shared; logged)
@@ -28,7 +29,7 @@ import { OciError } from '../../errors.js'
 import type { S3Bucket } from '../../objects/s3-bucket.js'
 import type { FillLease, FillLock } from '../../cluster/fill-lock.js'
 import type { Digest } from '../../oci/digest.js'
-import type { BlobFill } from '../blob-fill.js'
+import { BlobFillError, type BlobFill } from '../blob-fill.js'
 import type { BeginFillResult, BlobSource, CacheBlobStore, CachedBlob, CacheOrigin, FetchedBlob, FillOptions } from '../stores.js'
 import type { CacheKeys } from './cache-keys.js'
 import type { ReadTimes } from './read-times.js'
@@ -47,6 +48,9 @@ export interface BucketBlobStoreOptions {
   /** Test hook: awaited at each step of every copy into the bucket. */
   writerHook?: BucketFillHook
 }
+
+/** Elections one local miss takes part in at most: each one after the first follows a leader that left without writing. */
+const ELECTIONS = 3
 
 /** The answer of a fill fed from the bucket: there was no upstream answer. */
 const FROM_BUCKET: unique symbol = Symbol('from the bucket')
@@ -151,17 +155,27 @@ export class BucketBlobStore implements CacheBlobStore {
     const published = await this.published(digest)
     if (published !== undefined) return published
     const key = `blob:${digest.value}`
-    const election = await lock.elect(key)
-    if (election.role === 'leader') return { lease: election.lease }
-    const target: FollowTarget = { bucket, keys, lock, key, digest, token: election.token, opts: this.opts.follow }
-    const meta = await awaitFillMeta(target)
-    if (meta === 'published') {
-      const now = await this.published(digest)
-      if (now === undefined) throw new OciError('UNAVAILABLE', `blob ${digest.value}: published to the bucket and gone again`)
-      return now
+    for (let round = 1; ; round++) {
+      const election = await lock.elect(key)
+      if (election.role === 'leader') return { lease: election.lease }
+      const target: FollowTarget = { bucket, keys, lock, key, digest, token: election.token, opts: this.opts.follow }
+      let meta
+      try {
+        meta = await awaitFillMeta(target)
+      } catch (err) {
+        // A leader gone before it wrote anything (its upstream did not answer 200, the blob did not
+        // fit its local tier, it died): nobody is filling, so elect again rather than fail.
+        if (round < ELECTIONS && err instanceof BlobFillError && err.code === 'ERR_FILL_LEADER_GONE') continue
+        throw err
+      }
+      if (meta === 'published') {
+        const now = await this.published(digest)
+        if (now === undefined) throw new OciError('UNAVAILABLE', `blob ${digest.value}: published to the bucket and gone again`)
+        return now
+      }
+      this.opts.log.debug({ digest: digest.value, leader: election.token }, 'blob followed from the bucket while another replica fills it')
+      return { body: followFill(target, meta), expectedSize: meta.size, mediaType: meta.mediaType, origin: meta.origin }
     }
-    this.opts.log.debug({ digest: digest.value, leader: election.token }, 'blob followed from the bucket while another replica fills it')
-    return { body: followFill(target, meta), expectedSize: meta.size, mediaType: meta.mediaType, origin: meta.origin }
   }
 
   private async published (digest: Digest): Promise<({ body: Readable } & FillOptions) | undefined> {

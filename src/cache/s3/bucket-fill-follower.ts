@@ -32,7 +32,11 @@ export interface FollowOptions {
   now?: () => number
 }
 
-export const DEFAULT_FOLLOW: FollowOptions = { leaderGoneMs: 10_000, stallMs: 900_000 }
+/**
+ * leaderGoneMs is a grace period only: the lock already said the leader is gone, and a leader that
+ * finished has published (checked first at every poll).
+ */
+export const DEFAULT_FOLLOW: FollowOptions = { leaderGoneMs: 3_000, stallMs: 900_000 }
 
 const FIRST_POLL_MS = 50
 const MAX_POLL_MS = 1_000

@@ -143,32 +143,46 @@ if (requirePrivateNetns(t)) {
     }
   }
 
-  t.test('a follower streams the leader\'s parts before anything is published; one upstream GET', async t => {
+  /**
+   * Replica a leads `token`, b follows it; a's upstream body stops after 10 MiB until `open()`.
+   * Resolves once b's client has received a's first part (8 MiB) — while a is still filling.
+   */
+  const followedMidFill = async (t: Test, size: number, seed: number, token: string, follow: { leaderGoneMs?: number } = {}) => {
     const prefix = freshPrefix()
-    const blob = patterned(20 * MIB + 12345, 1)
+    const blob = patterned(size, seed)
     const digest = upstream.addBlob(blob)
     const [lockA, lockB] = [new ScriptedLock(), new ScriptedLock()]
-    lockA.elections.push(lockA.lead('token-a'))
-    lockB.elections.push({ role: 'follower', token: 'token-a' })
-    lockB.holderIs = 'token-a'
+    lockA.elections.push(lockA.lead(token))
+    lockB.elections.push({ role: 'follower', token })
+    lockB.holderIs = token
     const a = await replica(t, prefix, { lock: lockA })
-    const b = await replica(t, prefix, { lock: lockB })
+    const b = await replica(t, prefix, { lock: lockB, ...follow })
     let open!: () => void
     gated(digest, blob, 10 * MIB, new Promise(resolve => { open = resolve }))
+    t.teardown(() => open())
     const firstPart = a.steps.next('part-written', digest)
-    const onA = fetch(a.url(`/blobs/${digest}`)).then(async r => ({ status: r.status, ...await drain(r) }))
+    const onA = fetch(a.url(`/blobs/${digest}`)).then(async r => await drain(r))
     await firstPart
+    const askedAt = Date.now()
     const resB = await fetch(b.url(`/blobs/${digest}`))
-    t.equal(resB.status, 200)
-    t.equal(resB.headers.get('x-cache-status'), 'JOINED', 'B follows: no upstream answer of its own')
     let sawPart!: () => void
     const partSeen = new Promise<void>(resolve => { sawPart = resolve })
     const onB = drain(resB, n => { if (n >= 8 * MIB) sawPart() })
     await partSeen
+    return { prefix, blob, digest, a, b, lockB, open, onA, onB, resB, partMs: Date.now() - askedAt }
+  }
+
+  t.test('a follower streams the leader\'s parts before anything is published; one upstream GET', async t => {
+    const { prefix, blob, digest, a, b, open, onA, onB, resB, partMs } = await followedMidFill(t, 20 * MIB + 12345, 1, 'token-a')
+    t.equal(resB.status, 200)
+    t.equal(resB.headers.get('x-cache-status'), 'JOINED', 'B follows: no upstream answer of its own')
     t.same((await keysUnder(prefix)).filter(k => k.startsWith('cache/blobs/')), [], 'B has 8 MiB while A\'s upstream body is half sent and nothing is published')
+    t.comment(`B's client had A's first 8 MiB part ${partMs} ms after asking`)
     const published = a.steps.next('published', digest)
+    const releasedAt = Date.now()
     open()
     const [gotA, gotB] = await Promise.all([onA, onB])
+    t.comment(`the remaining ${((blob.length - 10 * MIB) / MIB).toFixed(1)} MiB reached B's client ${Date.now() - releasedAt} ms after A's upstream sent them`)
     t.ok(gotA.clean && sha256(gotA.bytes) === digest, 'A\'s client: the exact bytes')
     t.ok(gotB.clean && sha256(gotB.bytes) === digest, 'B\'s client: the exact bytes')
     await published
@@ -182,34 +196,17 @@ if (requirePrivateNetns(t)) {
 
     // A fresh replica (empty CACHE_DIR) is served from the bucket.
     const c = await replica(t, prefix)
+    const hitAt = Date.now()
     const fromBucket = await fetch(c.url(`/blobs/${digest}`))
     t.equal(fromBucket.status, 200)
     t.equal(sha256(Buffer.from(await fromBucket.arrayBuffer())), digest, 'a fresh replica serves the bytes')
+    t.comment(`a fresh replica served ${(blob.length / MIB).toFixed(1)} MiB from the bucket in ${Date.now() - hitAt} ms`)
     t.equal(blobGets(digest), 1, 'and asks the upstream for no GET')
     t.equal(upstream.count('HEAD', `/blobs/${digest}`) > 0, true, 'it checked access upstream (HEAD) before serving')
   })
 
   t.test('the leader dies mid-fill: its follower\'s client is aborted, nothing is published, the next request fills', async t => {
-    const prefix = freshPrefix()
-    const blob = patterned(20 * MIB + 777, 2)
-    const digest = upstream.addBlob(blob)
-    const [lockA, lockB] = [new ScriptedLock(), new ScriptedLock()]
-    lockA.elections.push(lockA.lead('token-dies'))
-    lockB.elections.push({ role: 'follower', token: 'token-dies' })
-    lockB.holderIs = 'token-dies'
-    const a = await replica(t, prefix, { lock: lockA })
-    const b = await replica(t, prefix, { lock: lockB, leaderGoneMs: 300 })
-    let open!: () => void
-    gated(digest, blob, 10 * MIB, new Promise(resolve => { open = resolve }))
-    t.teardown(() => open())
-    const firstPart = a.steps.next('part-written', digest)
-    const onA = fetch(a.url(`/blobs/${digest}`)).then(async r => await drain(r))
-    await firstPart
-    const resB = await fetch(b.url(`/blobs/${digest}`))
-    let sawPart!: () => void
-    const partSeen = new Promise<void>(resolve => { sawPart = resolve })
-    const onB = drain(resB, n => { if (n >= 8 * MIB) sawPart() })
-    await partSeen
+    const { prefix, blob, digest, a, b, lockB, onA, onB } = await followedMidFill(t, 20 * MIB + 777, 2, 'token-dies', { leaderGoneMs: 300 })
     const aFailed = a.steps.next('failed', digest)
     a.cache.blobs.inflight(parseDigest(digest))!.abort(new Error('replica A killed'))
     lockB.holderIs = null
@@ -228,6 +225,21 @@ if (requirePrivateNetns(t)) {
     t.equal(blobGets(digest), 2)
     await b.cache.blobs.fillsSettled()
     t.equal(sha256(await objectBytes(blobKey(prefix, digest))), digest, 'B published it')
+  })
+
+  t.test('a leader gone before it wrote anything: its follower elects again and fetches itself', async t => {
+    const prefix = freshPrefix()
+    const blob = randomBytes(MIB)
+    const digest = upstream.addBlob(blob)
+    const lock = new ScriptedLock()
+    lock.elections.push({ role: 'follower', token: 'token-never-wrote' })
+    lock.holderIs = null
+    const b = await replica(t, prefix, { lock, leaderGoneMs: 300 })
+    const res = await fetch(b.url(`/blobs/${digest}`))
+    t.equal(res.status, 200)
+    t.equal(res.headers.get('x-cache-status'), 'MISS', 'the second election made it the leader')
+    t.equal(sha256(Buffer.from(await res.arrayBuffer())), digest)
+    t.equal(blobGets(digest), 1)
   })
 
   t.test('a corrupt upstream body: the client is aborted, nothing under blobs/', async t => {
