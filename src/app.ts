@@ -26,6 +26,10 @@ import { createDirector } from './proxy/director.js'
 import { createProxyServer, type ProxyServer } from './proxy/proxy-server.js'
 import { openCacheStore, type CacheStore } from './cache/cache-store.js'
 import type { FillHook } from './cache/blob-fill.js'
+import { openBucketCache } from './cache/s3/open-bucket-cache.js'
+import type { FollowOptions } from './cache/s3/bucket-fill-follower.js'
+import type { BucketFillHook } from './cache/s3/bucket-fill-writer.js'
+import { LocalFillLock, type FillLock } from './cluster/fill-lock.js'
 import { PersistentSet } from './mirror/persistent-set.js'
 import { createPullThrough } from './mirror/pull-through.js'
 import { Prefetcher } from './mirror/prefetch.js'
@@ -68,6 +72,12 @@ export interface AppTestOptions {
   fillHook?: FillHook
   /** Called as each request reaches a pull-through handler (either door), before it is handled. */
   onPullThrough?: () => void
+  /** STORAGE=s3: elects who fills a blob instead of LocalFillLock (tests script leaders and followers). */
+  fillLock?: FillLock
+  /** STORAGE=s3: how long a follower waits on a silent leader (bucket-fill-follower.ts). */
+  follow?: Partial<FollowOptions>
+  /** STORAGE=s3: awaited at each step of every blob's copy into the bucket. */
+  bucketFillHook?: BucketFillHook
   /** Hands over the cache and the prefetch queue once built. */
   expose?: (parts: { cache: CacheStore, prefetch: Prefetcher }) => void
 }
@@ -111,7 +121,7 @@ export async function createApp ({ config, log, test }: { config: Config, log: L
     http2: config.upstreamHttp2,
     onResponse: r => { metrics.observeUpstream(r); traffic.upstream(r); prefetch.noteUpstream(r) },
   })
-  const cache = await openCacheStore({
+  const cacheOptions = {
     dir: config.cacheDir,
     maxSize: config.cache.maxSize,
     inactiveMs: config.cache.inactiveMs,
@@ -119,7 +129,14 @@ export async function createApp ({ config, log, test }: { config: Config, log: L
     idleTimeoutMs: config.timeouts.readMs,
     log: log.child({ module: 'cache' }),
     fillHook: test?.fillHook,
-  })
+  }
+  // Who fills a blob cluster-wide (STORAGE=s3): without coordination every replica leads.
+  // REDIS_URL → RedisFillLock goes here (issue 17).
+  const fillLock: FillLock = test?.fillLock ?? new LocalFillLock()
+  // STORAGE=s3: the cache's shared tier is the bucket; CACHE_DIR is this replica's bounded local tier.
+  const cache = config.storage.kind === 's3'
+    ? await openBucketCache({ ...cacheOptions, maxSize: config.cache.localMaxSize, s3: config.storage, fillLock, follow: test?.follow, writerHook: test?.bucketFillHook })
+    : await openCacheStore(cacheOptions)
   const helpers = new CredentialHelpers({ ...config.credentialHelpers, log })
   const credentials = new UpstreamCredentials(config.authRegistries, helpers)
   if (config.authRegistries.length > 0) log.info({ hosts: credentials.describe().map(c => c.repository !== undefined ? `${c.host}/${c.repository}` : c.host) }, 'upstream credentials configured (AUTH_REGISTRIES)')
@@ -261,6 +278,7 @@ export async function createApp ({ config, log, test }: { config: Config, log: L
       await hosted.close()
       hostedStorage.close()
       await cache.close()
+      await fillLock.close()
       if (!await settlesWithin(upstream.close(), deadline - Date.now())) await upstream.destroy()
     },
     addresses: () => ({ proxy: proxyAddress, registry: registryAddress }),

@@ -17,6 +17,10 @@ export class CacacheTagStore implements CacheTagStore {
     return this.entries.bound.get(tagKey(ref))?.record
   }
 
+  async lookup (ref: TagRef): Promise<TagRecord | undefined> {
+    return this.get(ref)
+  }
+
   async put (ref: TagRef, record: TagRecord): Promise<void> {
     const { entries } = this
     const d = tryParseDigest(record.digest)

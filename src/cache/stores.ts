@@ -118,8 +118,14 @@ export interface CacheManifestStore {
 }
 
 export interface CacheTagStore {
-  /** The last known resolution of a tag (marking it read), or undefined. */
+  /** The last known resolution of a tag (marking it read), or undefined. This replica's own records only. */
   get: (ref: TagRef) => TagRecord | undefined
+  /**
+   * As `get`, but also asks the tiers a synchronous call cannot (the bucket shared by replicas,
+   * STORAGE=s3) when this replica has no record; what it finds is then visible to `get`. Never
+   * rejects: a tier that does not answer is a miss.
+   */
+  lookup: (ref: TagRef) => Promise<TagRecord | undefined>
   /**
    * Remembers a tag resolution, replacing the previous one whole; visible to `get` at once (before
    * the returned promise settles, which is when it is durable). A record whose digest cannot be

@@ -7,15 +7,16 @@
  */
 import { MANIFEST_ACCEPT } from '../oci/media-types.js'
 import type { TagRecord, TagRef } from './tag-key.js'
+import type { CacheTagStore } from './stores.js'
 
 /** Every manifest media type: what warm-up and import key their tag records by. */
 export const WARM_ACCEPT = MANIFEST_ACCEPT
 
 /** The client's own record, else the warm-up/import record when the client accepts its media type. */
-export function findTag (tags: { get: (ref: TagRef) => TagRecord | undefined }, ref: TagRef): TagRecord | undefined {
-  const own = tags.get(ref)
+export async function findTag (tags: CacheTagStore, ref: TagRef): Promise<TagRecord | undefined> {
+  const own = await tags.lookup(ref)
   if (own !== undefined) return own
-  const shared = tags.get({ ...ref, accept: WARM_ACCEPT })
+  const shared = await tags.lookup({ ...ref, accept: WARM_ACCEPT })
   if (shared === undefined) return undefined
   return accepts(ref.accept, shared.mediaType) ? shared : undefined
 }

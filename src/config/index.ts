@@ -37,6 +37,7 @@ export const VARIABLES: readonly VariableSpec[] = [
   { name: 'PULL_DENY', default: '', describe: 'Upstream repositories (host/repository globs) that may not be pulled; deny wins over PULL_ALLOW. Hosted repositories are not affected.' },
   { name: 'CACHE_MAX_SIZE', default: '32g', describe: 'Upper bound of the pull-through cache on disk (nginx size syntax); least recently read goes first.' },
   { name: 'CACHE_INACTIVE', default: '60d', describe: 'Cache entries not read for this long are dropped.' },
+  { name: 'LOCAL_CACHE_MAX_SIZE', default: '4g', describe: 'With STORAGE=s3: upper bound of each replica\'s local disk tier in CACHE_DIR (nginx size syntax), in front of the bucket; hot layers are served from it without reading S3.' },
   { name: 'CACHE_MIN_FREE', default: '1g', describe: 'Free disk space below which /readyz reports not ready and misses stream through uncached.' },
   { name: 'PREFETCH_CONCURRENCY', default: '8', describe: 'When an image manifest passes to a client, fetch its config and layers that are not cached yet, this many at once, before the client asks (0 turns prefetching off).' },
   { name: 'PREFETCH_IMAGE_BUDGET', default: '2g', describe: 'Bytes prefetched per image manifest at most (nginx size syntax); the rest is fetched when a client asks for it.' },
@@ -128,7 +129,7 @@ export interface Config {
   caKeyPassphrase?: string
   cacheDir: string
   registryStorageDir: string
-  /** STORAGE and S3_*: the hosted registry's backend (the cache stays in CACHE_DIR). */
+  /** STORAGE and S3_*: the hosted registry's backend and, with s3, the pull-through cache's shared tier. */
   storage: StorageConfig
   registryTlsCert?: string
   registryTlsKey?: string
@@ -149,6 +150,8 @@ export interface Config {
   }
   cache: {
     maxSize: number
+    /** LOCAL_CACHE_MAX_SIZE: the local tier's bound when the cache lives in the bucket (STORAGE=s3). */
+    localMaxSize: number
     inactiveMs: number
     minFree: number
     enableManifestCache: boolean
@@ -273,6 +276,7 @@ function readConfig (env: Env, cwd: string): Config {
     },
     cache: {
       maxSize: parseSize('CACHE_MAX_SIZE', raw('CACHE_MAX_SIZE')),
+      localMaxSize: parseSize('LOCAL_CACHE_MAX_SIZE', raw('LOCAL_CACHE_MAX_SIZE')),
       inactiveMs: parseDuration('CACHE_INACTIVE', raw('CACHE_INACTIVE')),
       minFree: parseSize('CACHE_MIN_FREE', raw('CACHE_MIN_FREE')),
       enableManifestCache: parseBool('ENABLE_MANIFEST_CACHE', raw('ENABLE_MANIFEST_CACHE')),

@@ -96,7 +96,7 @@ export function createManifestHandler (opts: PullThroughOptions & { onPassed?: M
 
   async function byTag (req: IncomingMessage, res: ServerResponse, ctx: PullThroughContext): Promise<void> {
     const ref: TagRef = { host: ctx.host, repository: ctx.repository, tag: ctx.reference, accept: req.headers.accept }
-    const known = findTag(cache.tags, ref)
+    const known = await findTag(cache.tags, ref)
     const { ttlMs } = manifestTier(manifestTiers, ctx.reference)
     if (known !== undefined && ttlMs > 0 && Date.now() - known.fetchedAt < ttlMs) {
       const m = await manifestOf(known)

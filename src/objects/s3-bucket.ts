@@ -29,6 +29,9 @@ export interface ObjectInfo {
   key: string
   size: number
   lastModified: number
+  /** HEAD only: what the object was written with. */
+  contentType?: string
+  metadata?: Record<string, string>
 }
 
 export interface S3BucketOptions {
@@ -69,7 +72,7 @@ export class S3Bucket {
   async head (key: string): Promise<ObjectInfo | undefined> {
     try {
       const r = await this.client.send(new HeadObjectCommand({ Bucket: this.name, Key: key }))
-      return { key, size: r.ContentLength ?? 0, lastModified: toSeconds(r.LastModified) }
+      return { key, size: r.ContentLength ?? 0, lastModified: toSeconds(r.LastModified), contentType: r.ContentType, metadata: r.Metadata }
     } catch (err) {
       if (isNotFound(err)) return undefined
       throw this.unavailable(err)
@@ -77,6 +80,11 @@ export class S3Bucket {
   }
 
   async getBytes (key: string): Promise<Buffer | undefined> {
+    return (await this.getObject(key))?.bytes
+  }
+
+  /** A small object read whole, with the Content-Type it was written with. */
+  async getObject (key: string): Promise<{ bytes: Buffer, contentType?: string } | undefined> {
     const body = await this.getStream(key)
     if (body === undefined) return undefined
     const chunks: Buffer[] = []
@@ -85,11 +93,11 @@ export class S3Bucket {
     } catch (err) {
       throw this.unavailable(err)
     }
-    return Buffer.concat(chunks)
+    return { bytes: Buffer.concat(chunks), contentType: body.contentType }
   }
 
   /** The object's bytes (or the inclusive range) as a stream the caller must consume or destroy. */
-  async getStream (key: string, range?: { start: number, end: number }): Promise<{ stream: Readable, size: number } | undefined> {
+  async getStream (key: string, range?: { start: number, end: number }): Promise<{ stream: Readable, size: number, contentType?: string } | undefined> {
     try {
       const r = await this.client.send(new GetObjectCommand({
         Bucket: this.name,
@@ -97,7 +105,7 @@ export class S3Bucket {
         ...(range !== undefined ? { Range: `bytes=${range.start}-${range.end}` } : {}),
       }))
       if (!(r.Body instanceof Readable)) throw new Error('GetObject returned no Node stream')
-      return { stream: r.Body, size: r.ContentLength ?? 0 }
+      return { stream: r.Body, size: r.ContentLength ?? 0, contentType: r.ContentType }
     } catch (err) {
       if (isNotFound(err)) return undefined
       throw this.unavailable(err)
@@ -108,7 +116,7 @@ export class S3Bucket {
    * Writes a whole object (S3 makes it visible atomically). With `ifNoneMatch`, only when the key
    * does not exist yet: returns false, writing nothing, when it does (412).
    */
-  async put (key: string, body: Buffer | string, opts: { ifNoneMatch?: boolean, contentType?: string } = {}): Promise<boolean> {
+  async put (key: string, body: Buffer | string, opts: { ifNoneMatch?: boolean, contentType?: string, metadata?: Record<string, string> } = {}): Promise<boolean> {
     try {
       await this.client.send(new PutObjectCommand({
         Bucket: this.name,
@@ -117,6 +125,7 @@ export class S3Bucket {
         ContentLength: Buffer.byteLength(body),
         ...(opts.ifNoneMatch === true ? { IfNoneMatch: '*' } : {}),
         ...(opts.contentType !== undefined ? { ContentType: opts.contentType } : {}),
+        ...(opts.metadata !== undefined ? { Metadata: opts.metadata } : {}),
       }))
       return true
     } catch (err) {
@@ -179,9 +188,14 @@ export class S3Bucket {
   }
 
   /** Starts a multipart upload to `key`; nothing is visible there until `completeMultipart`. */
-  async createMultipart (key: string): Promise<string> {
+  async createMultipart (key: string, opts: { contentType?: string, metadata?: Record<string, string> } = {}): Promise<string> {
     try {
-      const r = await this.client.send(new CreateMultipartUploadCommand({ Bucket: this.name, Key: key }))
+      const r = await this.client.send(new CreateMultipartUploadCommand({
+        Bucket: this.name,
+        Key: key,
+        ...(opts.contentType !== undefined ? { ContentType: opts.contentType } : {}),
+        ...(opts.metadata !== undefined ? { Metadata: opts.metadata } : {}),
+      }))
       if (r.UploadId === undefined) throw new Error('CreateMultipartUpload returned no UploadId')
       return r.UploadId
     } catch (err) {

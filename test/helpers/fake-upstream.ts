@@ -52,15 +52,19 @@ export class FakeUpstream {
   /** TLS connections accepted so far (connection reuse shows here). */
   connections = 0
   private server?: https.Server
+  /** The loopback address it listens on (start's argument). */
+  host = '127.0.0.1'
 
-  async start (): Promise<number> {
+  /** Listens on port 0 of `host` (a test file's own loopback address, test/e2e/README.md). */
+  async start (host = '127.0.0.1'): Promise<number> {
+    this.host = host
     this.server = https.createServer({
       cert: readFileSync(`${FIXTURES}upstream.crt`),
       key: readFileSync(`${FIXTURES}upstream.key`),
       requestTimeout: 0,
     }, (req, res) => { this.handle(req, res).catch(() => res.destroy()) })
     this.server.on('secureConnection', () => { this.connections++ })
-    await new Promise<void>(resolve => this.server!.listen(0, '127.0.0.1', resolve))
+    await new Promise<void>(resolve => this.server!.listen(0, host, resolve))
     return this.port
   }
 
@@ -70,7 +74,7 @@ export class FakeUpstream {
 
   /** UPSTREAM_CONNECT_TO entries sending `hosts` (port 443) to this server. */
   connectTo (hosts: string[]): string {
-    return hosts.map(h => `${h}:443:127.0.0.1:${this.port}`).join(',')
+    return hosts.map(h => `${h}:443:${this.host}:${this.port}`).join(',')
   }
 
   async stop (): Promise<void> {
