@@ -47,6 +47,9 @@ import { createStatus } from './observability/status.js'
 import { text } from './proxy/director.js'
 import { VERSION } from './version.js'
 import { createTransferRoutes } from './warm/transfer-routes.js'
+import { LocalFillLock, type FillLock } from './cluster/fill-lock.js'
+import { RedisFillLock } from './cluster/redis-fill-lock.js'
+import { createReplicaId } from './cluster/replica-id.js'
 
 export interface App {
   start: () => Promise<void>
@@ -111,6 +114,16 @@ export async function createApp ({ config, log, test }: { config: Config, log: L
     http2: config.upstreamHttp2,
     onResponse: r => { metrics.observeUpstream(r); traffic.upstream(r); prefetch.noteUpstream(r) },
   })
+  // Who fills a blob cluster-wide (design §10). Issue 17: the bucket cache's opener takes it as its
+  // `fillLock` option; joined at merge with that opener — until then only /readyz, the status page
+  // and metrics read it.
+  const replicaId = createReplicaId()
+  const fillLock: FillLock = config.cluster.redisUrl !== undefined
+    ? new RedisFillLock({ url: config.cluster.redisUrl, replicaId, ttlMs: config.cluster.lockTtlMs, log: log.child({ module: 'cluster' }), observer: metrics.cluster })
+    : new LocalFillLock()
+  const coordination = (): string => config.cluster.redisUrl === undefined
+    ? 'off: no REDIS_URL, this replica fills on its own'
+    : fillLock.coordinated() ? 'redis: one fill per blob across replicas' : 'redis unreachable: this replica fills on its own until it returns'
   const cache = await openCacheStore({
     dir: config.cacheDir,
     maxSize: config.cache.maxSize,
@@ -167,7 +180,7 @@ export async function createApp ({ config, log, test }: { config: Config, log: L
     hostedStorageBytes: async () => { let n = 0; for await (const b of hostedStorage.blobs.list()) n += b.size; return n },
   })
   let stopping = false
-  const health = createHealth({ caNotAfter: () => ca.notAfter, cacheDir: config.cacheDir, registryDir: hostedStorage.kind === 'fs' ? config.registryStorageDir : undefined, storage: hostedStorage.check, minFree: config.cache.minFree, stopping: () => stopping })
+  const health = createHealth({ caNotAfter: () => ca.notAfter, cacheDir: config.cacheDir, registryDir: hostedStorage.kind === 'fs' ? config.registryStorageDir : undefined, storage: hostedStorage.check, minFree: config.cache.minFree, stopping: () => stopping, coordination })
   const ops = createOpsRoutes({ metrics, health })
   const status = createStatus({
     version: VERSION,
@@ -177,6 +190,7 @@ export async function createApp ({ config, log, test }: { config: Config, log: L
     hostedHostnames: config.hostedHostnames,
     cache: { stats: () => cache.stats(), fillsInFlight: () => cache.blobs.fillsInFlight() },
     traffic,
+    cluster: () => ({ replica: replicaId, mode: config.cluster.redisUrl === undefined ? 'local' : 'redis', coordinated: fillLock.coordinated() }),
     authorized: clientAuth === undefined ? undefined : async req => (await clientAuth.checkBasic(req.headers.authorization, req.socket.remoteAddress)).ok,
   })
   const registryRoot = status.page(async (_req, res) => { text(res, 200, `crossdock ${VERSION}: the registry door is working (hosted names under /v2/, upstreams under /v2/<registry>/)\n`) })
@@ -261,6 +275,7 @@ export async function createApp ({ config, log, test }: { config: Config, log: L
       await hosted.close()
       hostedStorage.close()
       await cache.close()
+      await fillLock.close()
       if (!await settlesWithin(upstream.close(), deadline - Date.now())) await upstream.destroy()
     },
     addresses: () => ({ proxy: proxyAddress, registry: registryAddress }),
