@@ -51,6 +51,8 @@ import { createStatus } from './observability/status.js'
 import { text } from './proxy/director.js'
 import { VERSION } from './version.js'
 import { createTransferRoutes } from './warm/transfer-routes.js'
+import { RedisFillLock } from './cluster/redis-fill-lock.js'
+import { createReplicaId } from './cluster/replica-id.js'
 
 export interface App {
   start: () => Promise<void>
@@ -130,9 +132,15 @@ export async function createApp ({ config, log, test }: { config: Config, log: L
     log: log.child({ module: 'cache' }),
     fillHook: test?.fillHook,
   }
-  // Who fills a blob cluster-wide (STORAGE=s3): without coordination every replica leads.
-  // REDIS_URL → RedisFillLock goes here (issue 17).
-  const fillLock: FillLock = test?.fillLock ?? new LocalFillLock()
+  // Who fills a blob cluster-wide (design §10; STORAGE=s3): a Redis lock with REDIS_URL, otherwise
+  // (and whenever Redis is unreachable) every replica leads.
+  const replicaId = createReplicaId()
+  const fillLock: FillLock = test?.fillLock ?? (config.cluster.redisUrl !== undefined
+    ? new RedisFillLock({ url: config.cluster.redisUrl, replicaId, ttlMs: config.cluster.lockTtlMs, log: log.child({ module: 'cluster' }), observer: metrics.cluster })
+    : new LocalFillLock())
+  const coordination = (): string => config.cluster.redisUrl === undefined
+    ? 'off: no REDIS_URL, this replica fills on its own'
+    : fillLock.coordinated() ? 'redis: one fill per blob across replicas' : 'redis unreachable: this replica fills on its own until it returns'
   // STORAGE=s3: the cache's shared tier is the bucket; CACHE_DIR is this replica's bounded local tier.
   const cache = config.storage.kind === 's3'
     ? await openBucketCache({ ...cacheOptions, maxSize: config.cache.localMaxSize, s3: config.storage, fillLock, follow: test?.follow, writerHook: test?.bucketFillHook })
@@ -184,7 +192,7 @@ export async function createApp ({ config, log, test }: { config: Config, log: L
     hostedStorageBytes: async () => { let n = 0; for await (const b of hostedStorage.blobs.list()) n += b.size; return n },
   })
   let stopping = false
-  const health = createHealth({ caNotAfter: () => ca.notAfter, cacheDir: config.cacheDir, registryDir: hostedStorage.kind === 'fs' ? config.registryStorageDir : undefined, storage: hostedStorage.check, minFree: config.cache.minFree, stopping: () => stopping })
+  const health = createHealth({ caNotAfter: () => ca.notAfter, cacheDir: config.cacheDir, registryDir: hostedStorage.kind === 'fs' ? config.registryStorageDir : undefined, storage: hostedStorage.check, minFree: config.cache.minFree, stopping: () => stopping, coordination })
   const ops = createOpsRoutes({ metrics, health })
   const status = createStatus({
     version: VERSION,
@@ -194,6 +202,7 @@ export async function createApp ({ config, log, test }: { config: Config, log: L
     hostedHostnames: config.hostedHostnames,
     cache: { stats: () => cache.stats(), fillsInFlight: () => cache.blobs.fillsInFlight() },
     traffic,
+    cluster: () => ({ replica: replicaId, mode: config.cluster.redisUrl === undefined ? 'local' : 'redis', coordinated: fillLock.coordinated() }),
     authorized: clientAuth === undefined ? undefined : async req => (await clientAuth.checkBasic(req.headers.authorization, req.socket.remoteAddress)).ok,
   })
   const registryRoot = status.page(async (_req, res) => { text(res, 200, `crossdock ${VERSION}: the registry door is working (hosted names under /v2/, upstreams under /v2/<registry>/)\n`) })

@@ -14,8 +14,9 @@ import { ConfigError } from '../errors.js'
 import { parsePullPatterns, type PullPattern } from './pull-patterns.js'
 import { parseCredentialHelpers, type CredentialHelperEntry } from './credential-helper-entries.js'
 import { parseStorage, type StorageConfig, type S3Config } from './storage.js'
+import { parseCluster, type ClusterConfig } from './cluster.js'
 
-export type { ConnectTo, RegistryCredential, DestinationRule, PullPattern, CredentialHelperEntry, StorageConfig, S3Config }
+export type { ConnectTo, RegistryCredential, DestinationRule, PullPattern, CredentialHelperEntry, StorageConfig, S3Config, ClusterConfig }
 
 export interface VariableSpec {
   name: string
@@ -81,6 +82,8 @@ export const VARIABLES: readonly VariableSpec[] = [
   { name: 'S3_ACCESS_KEY_ID', default: '', describe: 'With STORAGE=s3: access key; with S3_SECRET_ACCESS_KEY. Empty: the AWS SDK\'s usual credential chain.' },
   { name: 'S3_SECRET_ACCESS_KEY', default: '', secret: true, describe: 'With STORAGE=s3: secret key; with S3_ACCESS_KEY_ID.' },
   { name: 'S3_PREFIX', default: '', describe: 'With STORAGE=s3: key prefix inside the bucket (e.g. crossdock/prod), so several installations can share one.' },
+  { name: 'REDIS_URL', default: '', secret: true, describe: 'Redis that coordinates replicas (redis://[:password@]host:6379[/db], rediss:// for TLS): one upstream fetch per blob cluster-wide. Empty: each replica fetches on its own. Losing Redis costs only duplicate fetches.' },
+  { name: 'CLUSTER_LOCK_TTL', default: '30s', describe: 'With REDIS_URL: how long a replica that died mid-fill keeps the blob\'s fill lock before another replica takes over (renewed every third of it while the fill runs).' },
   { name: 'UPLOAD_MAX_AGE', default: '24h', describe: 'Hosted upload sessions untouched for this long are purged.' },
   { name: 'HTPASSWD_FILE', default: '', describe: 'bcrypt htpasswd file; turns on client authentication on both doors.' },
   { name: 'AUTH_ANONYMOUS_PULL', default: 'false', describe: 'With HTPASSWD_FILE, still allow pulls without credentials.' },
@@ -131,6 +134,8 @@ export interface Config {
   registryStorageDir: string
   /** STORAGE and S3_*: the hosted registry's backend and, with s3, the pull-through cache's shared tier. */
   storage: StorageConfig
+  /** REDIS_URL and CLUSTER_LOCK_TTL: coordination between replicas. */
+  cluster: ClusterConfig
   registryTlsCert?: string
   registryTlsKey?: string
   htpasswdFile?: string
@@ -258,6 +263,7 @@ function readConfig (env: Env, cwd: string): Config {
     cacheDir: resolve(cwd, raw('CACHE_DIR')),
     registryStorageDir: resolve(cwd, raw('REGISTRY_STORAGE_DIR')),
     storage: parseStorage(raw),
+    cluster: parseCluster(raw),
     registryTlsCert,
     registryTlsKey,
     htpasswdFile: optionalPath('HTPASSWD_FILE'),
@@ -306,7 +312,7 @@ export function describeConfig (env: Env = process.env): Array<{ name: string, v
 }
 
 function redactSecret (name: string, value: string): string {
-  if (name === 'UPSTREAM_PROXY') {
+  if (name === 'UPSTREAM_PROXY' || name === 'REDIS_URL') {
     // Up to the *last* @: a password may itself contain @ or /, and a malformed URL may lack `//`.
     const at = value.lastIndexOf('@')
     if (at < 0) return value

@@ -8,6 +8,9 @@
  *   read-only mounts and full disks all show up, which `access(W_OK)` would not catch), and the
  *   cache's file system has at least CACHE_MIN_FREE available (below it misses stream through
  *   uncached, so the instance works but no longer caches). 200, or 503 with the first reason.
+ *   Coordination between replicas (REDIS_URL) is reported beside the checks, never one of them:
+ *   without Redis a replica still serves everything, it only fetches what another replica is
+ *   fetching too — taking it out of the load balancer would cost far more than that.
  */
 import { randomBytes } from 'node:crypto'
 import { rm, statfs, writeFile } from 'node:fs/promises'
@@ -25,6 +28,8 @@ export interface ReadinessOptions {
   minFree: number
   /** True once shutdown began: not ready, so load balancers stop sending new work. */
   stopping?: () => boolean
+  /** How fills are elected across replicas right now, for people (never a reason to be unready). */
+  coordination?: () => string
 }
 
 export interface Readiness {
@@ -33,6 +38,7 @@ export interface Readiness {
   reason?: string
   checks: Record<'ca' | 'cacheDir' | 'registryDir' | 'storage' | 'freeDisk', string>
   freeBytes?: number
+  coordination?: string
 }
 
 export interface Health {
@@ -56,7 +62,7 @@ export function createHealth (opts: ReadinessOptions): Health {
       else if (free < opts.minFree) checks.freeDisk = `${free} bytes free under ${opts.cacheDir}, below CACHE_MIN_FREE (${opts.minFree})`
       const failed = Object.values(checks).find(c => c !== 'ok')
       const reason = opts.stopping?.() === true ? 'shutting down' : failed
-      return { ready: reason === undefined, reason, checks, freeBytes: typeof free === 'number' ? free : undefined }
+      return { ready: reason === undefined, reason, checks, freeBytes: typeof free === 'number' ? free : undefined, coordination: opts.coordination?.() }
     },
   }
 }

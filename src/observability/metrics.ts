@@ -11,6 +11,7 @@
  *   hosted wrapper ──observeHosted(…)──────► hosted pushes and pulls
  *   destination policy ─observeRefusal(r)──► destinations refused, by reason and purpose
  *   pull policy ────observePullDenied(r)───► pulls refused by PULL_ALLOW/PULL_DENY, by registry and rule
+ *   RedisFillLock ──cluster.…──────────────► fill elections, local fallbacks, leases lost, Redis up
  *   scrape time ────collect()──────────────► cache size/entries/evictions (cache.stats()),
  *                                            certificates minted, hosted storage bytes, tunnels open
  *
@@ -23,6 +24,7 @@
 import type { IncomingMessage, ServerResponse } from 'node:http'
 import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics } from 'prom-client'
 import type { RequestLogFields, RequestLogLine, RequestObserver } from './request-log.js'
+import { registerClusterMetrics, type ClusterObserver } from './cluster-metrics.js'
 
 export type RequestKind = 'blob' | 'manifest' | 'tag' | 'upload' | 'other'
 
@@ -64,6 +66,8 @@ export interface Metrics {
   /** A pull PULL_ALLOW/PULL_DENY refused (pull-policy.ts): by registry and the rule, never the repository. */
   observePullDenied: (r: { host: string, rule: string }) => void
   tunnels: TunnelObserver
+  /** Fill elections across replicas (cluster-metrics.ts), for the RedisFillLock. */
+  cluster: ClusterObserver
   /** Plugs in what scrape-time gauges read (called once the cache, minter… exist). */
   collectFrom: (sources: MetricSources) => void
   /** The exposition text and its content type. */
@@ -348,6 +352,7 @@ export function createMetrics (opts: MetricsOptions = {}): Metrics {
   return {
     registry,
     observeRequest,
+    cluster: registerClusterMetrics(registry),
     tunnels: {
       failed: outcome => tunnels.inc({ outcome }),
       opened: () => { tunnels.inc({ outcome: 'opened' }); tunnelsOpen.inc() },

@@ -23,8 +23,8 @@ export function createOpsRoutes (opts: { metrics: Metrics, health: Health }): Re
     '/readyz': async (req, res) => {
       const r = await opts.health.readiness()
       const body = r.ready
-        ? { status: 'ready', checks: r.checks, freeBytes: r.freeBytes }
-        : { status: 'not ready', reason: r.reason, checks: r.checks, freeBytes: r.freeBytes }
+        ? { status: 'ready', checks: r.checks, freeBytes: r.freeBytes, coordination: r.coordination }
+        : { status: 'not ready', reason: r.reason, checks: r.checks, freeBytes: r.freeBytes, coordination: r.coordination }
       send(req, res, r.ready ? 200 : 503, 'application/json', `${JSON.stringify(body)}\n`)
     },
   }

@@ -75,6 +75,7 @@ export const STATUS_PAGE = `<!doctype html>
   </section>
   <section aria-labelledby="h-fills">
     <h2 id="h-fills">Downloads in flight</h2>
+    <p>Replica <span id="cluster-replica">–</span>: <span id="cluster-state">–</span></p>
     <p id="fills-none" class="muted">None right now.</p>
     <div class="scroll"><table id="fills"><caption class="muted">Blobs being written into the cache</caption><thead></thead><tbody></tbody></table></div>
   </section>
@@ -135,6 +136,8 @@ function render(s) {
     const td = cell(tr, left, "rateLimitRemaining", true);
     if (u.rateLimitRemaining !== undefined && u.rateLimitLimit && u.rateLimitRemaining < u.rateLimitLimit * 0.1) td.className = "n low";
   });
+  $("cluster-replica").textContent = s.cluster.replica;
+  $("cluster-state").textContent = s.cluster.mode === "local" ? "fills this replica alone (no REDIS_URL)" : s.cluster.coordinated ? "one fill per blob across replicas (Redis)" : "Redis unreachable: fills on its own until it returns";
   $("fills-none").hidden = s.fills.length > 0; $("fills").hidden = s.fills.length === 0;
   table("fills", ["Digest", "Bytes so far", "Of", "Clients"], s.fills, f => f.digest, (tr, f) => {
     cell(tr, f.digest.slice(0, 19) + "…").title = f.digest; setBytes(cell(tr, "", "bytes", true), f.bytes);

@@ -27,6 +27,8 @@ export interface StatusReport {
   setup: { caUrl: string, command: string }
   cache: { usedBytes: number, maxBytes: number, entries: number, evictions: number, expirations: number, fillsFailed: number }
   fills: Array<{ digest: string, bytes: number, expectedBytes: number | null, clients: number }>
+  /** How fills are elected across replicas: `redis` (REDIS_URL set) or `local`; coordinated right now or not. */
+  cluster: { replica: string, mode: 'redis' | 'local', coordinated: boolean }
   traffic: { sinceStart: TrafficView, lastHour: TrafficView }
   upstreams: UpstreamHostStats[]
   /** `top` is empty and `visible` false for clients that did not pass client auth. */
@@ -44,6 +46,7 @@ export interface StatusSources {
     fillsInFlight: () => Array<{ digest: string, written: number, expectedSize?: number, readers: number }>
   }
   traffic: TrafficStats
+  cluster: () => StatusReport['cluster']
   /** Client auth (HTPASSWD_FILE): whether `req` carries valid credentials. Absent: everyone may see names. */
   authorized?: (req: IncomingMessage) => Promise<boolean>
   now?: () => number
@@ -73,6 +76,7 @@ export function createStatus (src: StatusSources): { report: (req: IncomingMessa
       hostedHostnames: [...src.hostedHostnames],
       setup: { caUrl: `http://${proxy}/ca.crt`, command: `curl -fsS http://${proxy}/setup/systemd | bash` },
       cache: { usedBytes: s.usedBytes, maxBytes: s.maxSize, entries: s.entries, evictions: s.evictions, expirations: s.expirations, fillsFailed: s.fillsFailed },
+      cluster: src.cluster(),
       fills: src.cache.fillsInFlight().map(f => ({ digest: f.digest, bytes: f.written, expectedBytes: f.expectedSize ?? null, clients: f.readers })),
       traffic: { sinceStart: src.traffic.sinceStart(), lastHour: src.traffic.lastHour() },
       upstreams: src.traffic.upstreamHosts(),

@@ -9,7 +9,7 @@ import { join } from 'node:path'
 import { startDaemon, waitFor } from './e2e/daemon.js'
 
 export interface Redis {
-  /** redis://<address>:6379 */
+  /** redis://<address>:<port> */
   url: string
   pid: number
   stop: () => Promise<void>
@@ -17,20 +17,21 @@ export interface Redis {
 
 export const REDIS_PORT = 6379
 
-export async function startRedis (address: string, dir: string): Promise<Redis> {
+/** `port`: another than 6379 when two files share an address (each port owned by one file). */
+export async function startRedis (address: string, dir: string, port = REDIS_PORT): Promise<Redis> {
   const d = startDaemon('redis-server', 'redis-server', [
-    '--bind', address, '--port', String(REDIS_PORT), '--dir', dir,
+    '--bind', address, '--port', String(port), '--dir', dir,
     '--save', '', '--appendonly', 'no', '--daemonize', 'no', '--protected-mode', 'no',
   ], { logFile: join(dir, 'redis.out') })
   try {
-    await waitFor('redis-server to answer PING', async () => await ping(address, REDIS_PORT), {
+    await waitFor('redis-server to answer PING', async () => await ping(address, port), {
       timeoutMs: 20_000, intervalMs: 50, abort: () => d.hasExited() ? `redis-server exited: ${d.logTail(500)}` : undefined,
     })
   } catch (err) {
     await d.stop()
     throw err
   }
-  return { url: `redis://${address}:${REDIS_PORT}`, pid: d.pid, stop: async () => { await d.stop() } }
+  return { url: `redis://${address}:${port}`, pid: d.pid, stop: async () => { await d.stop() } }
 }
 
 /** True when the server answers `+PONG` to an inline PING. */
