@@ -190,7 +190,7 @@ try {
     const c = herd.find(h => h.name === r.name)!
     lines.push(`| ${r.name} | ${r.seconds.toFixed(2)} | ${[...r.gets.values()].join(', ')} | ${r.manifestRequests} | ${r.cpu.toFixed(1)} | ${c.pids().map(p => hwmMiB([p]).toFixed(0)).join(' / ')} |`)
   }
-  lines.push('', 'The issue\'s target for crossdock is 1 upstream GET per digest across the cluster (a Redis lock electing one replica to fill, the others streaming from it); until that lands each replica fills on its own, as distribution does.', '')
+  lines.push('', 'The issue\'s target for crossdock is 1 upstream GET per digest across the cluster (a Redis lock electing one replica to fill, the others streaming from it); until that lands each replica fills its own cache, so up to one GET per replica and blob. distribution\'s count is what its pull-through did here: it does not make concurrent misses of one blob share a fetch, in one process or across them.', '')
   const out = process.env.CLUSTER_OUT ?? join(ROOT, 'bench/results', `${date}-cluster`)
   mkdirSync(join(ROOT, 'bench/results'), { recursive: true })
   writeFileSync(`${out}.md`, lines.join('\n'))

@@ -19,7 +19,6 @@ import { request } from 'node:http'
 import { ListObjectsV2Command, GetObjectCommand } from '@aws-sdk/client-s3'
 import { requirePrivateNetns, createScope, startDockerd, startContainerd, waitFor, type Crossdock } from '../helpers/e2e/index.js'
 import { startCluster, type Cluster } from '../helpers/cluster.js'
-import { sample } from '../helpers/metrics-text.js'
 
 const ADDRESS = '127.0.0.46'
 const HOSTED = 'registry.internal'
@@ -86,7 +85,12 @@ if (requirePrivateNetns(t)) {
     const pushed = await chunkedPush('cluster/app', layer, cuts)
     t.equal(pushed.status, 201, 'PUT ?digest= → 201')
 
-    const seen = cluster.lb.requests().slice(before).map(r => ({ method: r.method, replica: cluster.replicaAt(r.upstream) }))
+    // nginx writes a request's log line after the response went out: wait for the last one.
+    const logged = await waitFor('nginx to log the upload\'s requests', () => {
+      const after = cluster.lb.requests().slice(before)
+      return after.length >= pushed.requests ? after : undefined
+    }, { timeoutMs: 5000 })
+    const seen = logged.map(r => ({ method: r.method, replica: cluster.replicaAt(r.upstream) }))
     t.equal(seen.length, pushed.requests, 'nginx passed on the POST, 4 PATCHes and the PUT')
     t.same(seen.map(r => r.method), ['POST', 'PATCH', 'PATCH', 'PATCH', 'PATCH', 'PUT'])
     t.equal(new Set(seen.map(r => r.replica)).size, 3, `nginx sent them to all three replicas: ${seen.map(r => `${r.method}→${r.replica + 1}`).join(' ')}`)
@@ -175,7 +179,7 @@ if (requirePrivateNetns(t)) {
     })
     patch.write(blob.subarray(0, sent))
     const victim = await waitFor('the replica receiving the PATCH', async () => {
-      const inFlight = await Promise.all(cluster.replicas.map(async c => sample(await (await fetch(`${c.proxyUrl}/metrics`)).text(), 'crossdock_http_requests_in_flight', { door: 'registry' }) ?? 0))
+      const inFlight = (await cluster.metricPerReplica('crossdock_http_requests_in_flight', { door: 'registry' })).map(n => n ?? 0)
       const i = inFlight.findIndex(n => n === 1)
       return i >= 0 && inFlight.filter(n => n > 0).length === 1 ? i : undefined
     }, { timeoutMs: 10_000 })

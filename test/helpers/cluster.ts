@@ -28,6 +28,7 @@ import { startCrossdock, runOk, freePort, type Crossdock, type LogLine, type Sco
 import { startRgw, type Rgw } from './rgw.js'
 import { startRedis, type Redis } from './redis.js'
 import { startNginxLb, type NginxLb } from './nginx-lb.js'
+import { sample } from './metrics-text.js'
 
 export interface ClusterOptions {
   /** The loopback address everything binds (one cluster per address: see the header). */
@@ -75,6 +76,12 @@ export interface Cluster {
   replicaAt: (registryAddress: string) => number
   /** Per replica, how many of its request log lines match. */
   requestsPerReplica: (match: (line: LogLine) => boolean) => number[]
+  /**
+   * Per replica, one sample of its /metrics (proxy door), e.g. `crossdock_http_requests_in_flight`
+   * `{ door: 'registry' }` (which replica is answering a request right now) or
+   * `crossdock_cache_fills_in_flight` (which one is filling); undefined for a replica that is down.
+   */
+  metricPerReplica: (name: string, labels?: Record<string, string>) => Promise<Array<number | undefined>>
   /** SIGKILL replica `i` (no shutdown code runs); resolves once it has exited. */
   killReplica: (i: number) => Promise<void>
   /** Starts replica `i` again on its ports and directories; resolves once it answers. */
@@ -152,6 +159,11 @@ export async function startCluster (scope: Scope, opts: ClusterOptions): Promise
     startTimes: { totalMs: Date.now() - started, rgwMs, redisMs, replicasMs, lbMs },
     replicaAt,
     requestsPerReplica: match => replicas.map(r => r.logs.filter(match).length),
+    metricPerReplica: async (name, labels = {}) => await Promise.all(replicas.map(async r => {
+      if (!r.running()) return undefined
+      const res = await fetch(`${r.proxyUrl}/metrics`).catch(() => undefined)
+      return res?.status === 200 ? sample(await res.text(), name, labels) ?? 0 : undefined
+    })),
     killReplica: async i => { await replicas[i]?.kill() },
     restartReplica: async i => { await replicas[i]?.start() },
     killRedis: async () => {
