@@ -160,8 +160,11 @@ if (requirePrivateNetns(t)) {
     }
     await ctd.ctrOk(['images', 'rm', viaLb, viaCtr])
     await ctd.ctrOk(['content', 'prune', 'references'])
+    const beforePull = cluster.lb.requests().length
     await ctd.ctrOk(['images', 'pull', '--plain-http', viaCtr], { timeoutMs: 60_000 })
     t.match(await ctd.ctrOk(['images', 'ls']), pushed, 'ctr pulled it back through nginx')
+    const blobGets = cluster.lb.requests().slice(beforePull).filter(r => r.method === 'GET' && r.uri.startsWith('/v2/team/ctr/blobs/') && r.status === 200)
+    t.ok(blobGets.length >= 3, `its config and layers came through nginx again (${blobGets.length} blob GETs, from ${new Set(blobGets.map(r => r.upstream)).size} replicas)`)
   })
 
   t.test('a replica SIGKILLed while it receives a PATCH: nothing visible; the session resumes through nginx and completes', async t => {

@@ -19,8 +19,9 @@
  * after the Redis coordination lands.
  *
  * Failure helpers for the cases the issue lists: `killReplica` (SIGKILL) / `restartReplica`,
- * `killRedis` / `startRedis`, `stopGateway` / `startGateway` (radosgw only: the memstore OSD keeps
- * the data while it runs).
+ * `killRedis` or `stopRedis` / `startRedis`, `stopGateway` / `startGateway` (radosgw only: the
+ * memstore OSD keeps the data while it runs). `metricPerReplica` tells which replica is doing
+ * something right now (answering a request, filling a blob), to kill that one.
  */
 import { mkdirSync } from 'node:fs'
 import { S3Client, CreateBucketCommand } from '@aws-sdk/client-s3'
@@ -88,6 +89,8 @@ export interface Cluster {
   restartReplica: (i: number) => Promise<void>
   /** SIGKILL redis-server (state lost, as in a crash); no-op without `redis: true`. */
   killRedis: () => Promise<void>
+  /** SIGTERM redis-server (a planned stop); no-op without `redis: true`. */
+  stopRedis: () => Promise<void>
   /** Starts a fresh (empty) redis-server on the same URL. */
   startRedis: () => Promise<void>
   stopGateway: () => Promise<void>
@@ -171,6 +174,7 @@ export async function startCluster (scope: Scope, opts: ClusterOptions): Promise
       process.kill(redis.pid, 'SIGKILL')
       await redis.stop() // already dead: waits for the exit and closes its log
     },
+    stopRedis: async () => { await redis?.stop() },
     startRedis: async () => {
       if (opts.redis !== true) throw new Error('cluster: started without redis')
       redis = await startRedis(opts.address, redisDir)
