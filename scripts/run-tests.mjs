@@ -2,7 +2,8 @@
 // `npm test`: the whole suite — unit, integration and end-to-end — on a fresh machine.
 //  1. installs the Debian packages the end-to-end tests drive (real dockerd, containerd, skopeo,
 //     distribution, busybox, prometheus, debootstrap, chromium for the status page, Ceph RGW and
-//     redis-server for the S3 backend) when they are missing and we are root, and
+//     redis-server for the S3 backend, nginx in front of the cluster tests' replicas) when they
+//     are missing and we are root, and
 //     makes the stand-in base image the image test builds on (scripts/make-image-base.sh; again when
 //     package-lock.json changes);
 //  2. builds dist/ (end-to-end tests run the built `crossdock` binary) and typechecks tests and benches;
@@ -14,7 +15,7 @@ import { spawnSync, spawn } from 'node:child_process'
 import { existsSync, readFileSync } from 'node:fs'
 import { createHash } from 'node:crypto'
 
-const DEBIAN_PACKAGES = { dockerd: 'docker.io', containerd: 'containerd', ctr: 'containerd', skopeo: 'skopeo', 'docker-registry': 'docker-registry', busybox: 'busybox-static', htpasswd: 'apache2-utils', prometheus: 'prometheus', debootstrap: 'debootstrap', chromium: 'chromium', 'ceph-mon': 'ceph-mon', 'ceph-osd': 'ceph-osd', radosgw: 'radosgw', 'redis-server': 'redis-server' }
+const DEBIAN_PACKAGES = { dockerd: 'docker.io', containerd: 'containerd', ctr: 'containerd', skopeo: 'skopeo', 'docker-registry': 'docker-registry', busybox: 'busybox-static', htpasswd: 'apache2-utils', prometheus: 'prometheus', debootstrap: 'debootstrap', chromium: 'chromium', 'ceph-mon': 'ceph-mon', 'ceph-osd': 'ceph-osd', radosgw: 'radosgw', 'redis-server': 'redis-server', nginx: 'nginx' }
 // The stand-in BASE_IMAGE test/e2e/image.test.ts builds the Dockerfile on (kept between runs).
 const IMAGE_BASE = process.env.CROSSDOCK_IMAGE_BASE ?? '/tmp/crossdock-image-base/base.tar'
 const args = process.argv.slice(2)

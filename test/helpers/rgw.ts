@@ -43,13 +43,18 @@ const MON_PORT = 3300
 const ACCESS_KEY_ID = 'CROSSDOCKTESTKEY0001'
 const SECRET_ACCESS_KEY = 'crossdock-test-secret-0001'
 
-export async function startRgw (address: string, dir: string): Promise<Rgw> {
+export interface RgwOptions {
+  /** RAM the memstore OSD may fill (default 4 GiB; a benchmark pushing GiB blobs needs more). */
+  memstoreBytes?: number
+}
+
+export async function startRgw (address: string, dir: string, opts: RgwOptions = {}): Promise<Rgw> {
   const started = Date.now()
   const conf = join(dir, 'ceph.conf')
   const keyring = join(dir, 'keyring')
   for (const sub of ['mon', 'osd', 'run', 'log', 'rgw']) mkdirSync(join(dir, sub), { recursive: true })
   const fsid = randomUUID()
-  writeFileSync(conf, cephConf(dir, address, fsid))
+  writeFileSync(conf, cephConf(dir, address, fsid, opts.memstoreBytes ?? 4 * 1024 ** 3))
   const ceph = (args: string[], timeoutMs = 60_000): Promise<string> => runOk(args[0], [...args.slice(1), '-c', conf], { timeoutMs })
 
   const keys: Array<[string, string[]]> = [
@@ -114,7 +119,7 @@ export async function startRgw (address: string, dir: string): Promise<Rgw> {
   }
 }
 
-function cephConf (dir: string, address: string, fsid: string): string {
+function cephConf (dir: string, address: string, fsid: string, memstoreBytes: number): string {
   return `[global]
 fsid = ${fsid}
 mon_host = v2:${address}:${MON_PORT}
@@ -129,7 +134,7 @@ mon_data = ${join(dir, 'mon')}
 osd_data = ${join(dir, 'osd')}
 # RAM only: a test cluster has nothing worth keeping, and memstore needs no block device.
 osd_objectstore = memstore
-memstore_device_bytes = 4294967296
+memstore_device_bytes = ${memstoreBytes}
 osd_memory_target = 939524096
 # One OSD: every pool has one copy and few placement groups (the default 32 each would pass
 # mon_max_pg_per_osd once radosgw has made its seven pools).
