@@ -26,7 +26,6 @@ import { createDirector } from './proxy/director.js'
 import { createProxyServer, type ProxyServer } from './proxy/proxy-server.js'
 import { openCacheStore, type CacheStore } from './cache/cache-store.js'
 import type { FillHook } from './cache/blob-fill.js'
-import { openBucketCache } from './cache/s3/open-bucket-cache.js'
 import type { FollowOptions } from './cache/s3/bucket-fill-follower.js'
 import type { BucketFillHook } from './cache/s3/bucket-fill-writer.js'
 import { LocalFillLock, type FillLock } from './cluster/fill-lock.js'
@@ -143,7 +142,8 @@ export async function createApp ({ config, log, test }: { config: Config, log: L
     : fillLock.coordinated() ? 'redis: one fill per blob across replicas' : 'redis unreachable: this replica fills on its own until it returns'
   // STORAGE=s3: the cache's shared tier is the bucket; CACHE_DIR is this replica's bounded local tier.
   const cache = config.storage.kind === 's3'
-    ? await openBucketCache({ ...cacheOptions, maxSize: config.cache.localMaxSize, s3: config.storage, fillLock, follow: test?.follow, writerHook: test?.bucketFillHook })
+    // Imported only then: the AWS SDK costs ~23 MiB of RSS (see open-storage.ts).
+    ? await (await import('./cache/s3/open-bucket-cache.js')).openBucketCache({ ...cacheOptions, maxSize: config.cache.localMaxSize, s3: config.storage, fillLock, follow: test?.follow, writerHook: test?.bucketFillHook })
     : await openCacheStore(cacheOptions)
   const helpers = new CredentialHelpers({ ...config.credentialHelpers, log })
   const credentials = new UpstreamCredentials(config.authRegistries, helpers)

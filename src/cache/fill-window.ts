@@ -2,7 +2,7 @@
  * The bytes of a fill that could not go to the staging file (the cache disk filled up mid-blob),
  * held in memory only until every reader has passed them.
  *
- *   upstream ─► Digester ─► FillWindow [start ……… end) ─► TailReader × N (read at their own pos)
+ *   upstream ─► FillSink ─► FillWindow [start ……… end) ─► TailReader × N (read at their own pos)
  *                               ▲ drop(min pos of readers)
  *                               └─ append() waits while the window is over its bound: that wait is
  *                                  what pauses the upstream (pipeline backpressure)

@@ -155,8 +155,10 @@ export function createPullThrough (opts: PullThroughOptions): PullThroughHandler
         send: async out => {
           // Written here, not left to the pipe: once a byte is out, a failure is an abort, and a
           // failure before it (no byte written) is still an error answer.
-          if (first !== null) out.write(first)
-          await sendStream(reader, out)
+          // Each chunk's memory goes back to the reader once written (tail-reader.ts: no garbage per read).
+          const written = (chunk: Buffer): void => { reader.recycle(chunk) }
+          if (first !== null) out.write(first, (err?: Error | null) => { if (err == null) written(first) })
+          await sendStream(reader, out, written)
         },
       }
     }, () => { handle.release() })

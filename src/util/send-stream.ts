@@ -23,14 +23,16 @@ export function isClientGone (err: unknown): boolean {
 /**
  * Resolves once `src` ended and everything was handed to `out`; rejects with `src`'s error, or a
  * ClientGoneError when `out` closes first (then `src` is destroyed). Backpressure: waits for
- * 'drain' whenever `out` asks.
+ * 'drain' whenever `out` asks. `written`, if given, gets each chunk once `out` has written it
+ * (its write callback without an error): nothing holds the chunk any more.
  */
-export async function sendStream (src: Readable, out: Writable): Promise<void> {
+export async function sendStream (src: Readable, out: Writable, written?: (chunk: Buffer) => void): Promise<void> {
   const onClose = (): void => { src.destroy(new ClientGoneError()) }
   out.once('close', onClose)
   try {
     for await (const chunk of src) {
-      if (out.write(chunk)) continue
+      const more = written === undefined ? out.write(chunk) : out.write(chunk, (err?: Error | null) => { if (err == null) written(chunk as Buffer) })
+      if (more) continue
       await new Promise<void>(resolve => {
         const done = (): void => { out.off('drain', done); out.off('close', done); resolve() }
         out.on('drain', done)

@@ -6,7 +6,6 @@
 import type { StorageConfig } from '../../config/index.js'
 import type { RegistryBackend } from './stores.js'
 import { createFsStorage } from './fs-storage.js'
-import { openS3Storage } from './s3-storage.js'
 import type { S3BucketOptions } from '../../objects/s3-bucket.js'
 
 export interface HostedStorage extends RegistryBackend {
@@ -17,7 +16,12 @@ export interface HostedStorage extends RegistryBackend {
 }
 
 export async function openRegistryStorage (storage: StorageConfig, registryStorageDir: string, bucket: S3BucketOptions = {}): Promise<HostedStorage> {
-  if (storage.kind === 's3') return { kind: 's3', ...await openS3Storage(storage, bucket) }
+  if (storage.kind === 's3') {
+    // Loaded only when chosen: the AWS SDK alone is ~23 MiB of RSS in every process (issue 20's
+    // 200 MiB peak), and most installations keep their registry in a directory.
+    const { openS3Storage } = await import('./s3-storage.js')
+    return { kind: 's3', ...await openS3Storage(storage, bucket) }
+  }
   const fs = await createFsStorage(registryStorageDir)
   return { kind: 'fs', ...fs, check: async () => undefined, close: () => {} }
 }

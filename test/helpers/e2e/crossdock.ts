@@ -30,6 +30,10 @@ export interface CrossdockOptions {
   env?: Record<string, string>
   /** Names the dir under the scope (default `crossdock`). */
   name?: string
+  /** The entry point to run (default CROSSDOCK_CLI): a bench compares builds A/B. */
+  cli?: string
+  /** Node flags before the entry point (e.g. `--cpu-prof`, which NODE_OPTIONS does not take). */
+  nodeArgs?: string[]
 }
 
 export type LogLine = Record<string, unknown> & { msg?: string }
@@ -69,7 +73,8 @@ export function connectToValue (pairs: Record<string, string>): string {
 }
 
 export async function startCrossdock (scope: Scope, opts: CrossdockOptions): Promise<Crossdock> {
-  if (!existsSync(CROSSDOCK_CLI)) throw new Error(`${CROSSDOCK_CLI} is missing: run \`npm run build\` (npm test does)`)
+  const cli = opts.cli ?? CROSSDOCK_CLI
+  if (!existsSync(cli)) throw new Error(`${cli} is missing: run \`npm run build\` (npm test does)`)
   const base = scope.path(opts.name ?? 'crossdock')
   const dirs = { ca: `${base}/ca`, cache: `${base}/cache`, storage: `${base}/registry` }
   for (const d of Object.values(dirs)) mkdirSync(d, { recursive: true })
@@ -92,7 +97,7 @@ export async function startCrossdock (scope: Scope, opts: CrossdockOptions): Pro
   const start = async (extraEnv: Record<string, string> = {}): Promise<void> => {
     if (daemon !== undefined && !daemon.hasExited()) throw new Error('crossdock: already running')
     Object.assign(env, extraEnv)
-    const d = startDaemon('crossdock', process.execPath, [CROSSDOCK_CLI, 'serve'], {
+    const d = startDaemon('crossdock', process.execPath, [...(opts.nodeArgs ?? []), cli, 'serve'], {
       env,
       cwd: base,
       logFile: `${base}/crossdock.log`,

@@ -1,0 +1,159 @@
+/**
+ * CPU per byte and peak RSS (issue 20): crossdock's own CPU time (/proc utime+stime) to move N MB
+ * of blobs cold (upstream → fill → client) and warm (cached file → client), through both doors,
+ * from CNCF distribution 2.8 on loopback (HTTPS, no delay).
+ *
+ *   bench client ──GET /v2/library/cpb/blobs/…?ns=docker.io──► crossdock registry door ─┐
+ *   bench client ──CONNECT + TLS (crossdock's CA) + GET────────► crossdock MITM door ────┴► distribution
+ *
+ * A round = one fresh crossdock (empty cache), one door: every blob once (cold), then again (warm),
+ * CPB_PARALLEL at a time. Figures: crossdock CPU ms per 100 MB (decimal) moved, and its VmHWM at
+ * the end of the round. CPB_BUILDS (comma list of paths to a build's cli.js, default dist/cli.js)
+ * compares code versions (or node flags) A/B: rounds interleave the builds, in alternating order per run, so the
+ * machine's load drifts over both alike. Figures are printed, never asserted.
+ * CPB_MIB (100), CPB_LAYERS (4), CPB_RUNS (5), CPB_PARALLEL (4), CPB_DOORS (registry,mitm) and
+ * CPB_CROSSDOCK_ENV (JSON) and CPB_NODE_ARGS (e.g. `--cpu-prof --cpu-prof-dir=/tmp/prof`) tune it.
+ * Needs root and the private namespace `npm run bench -- bench/cpu-per-byte.ts` enters.
+ */
+import http from 'node:http'
+import tls from 'node:tls'
+import { readFileSync, rmSync } from 'node:fs'
+import { join } from 'node:path'
+import {
+  createScope, startDistribution, seedImage, startCrossdock, freePort, CROSSDOCK_CLI,
+  type Scope, type Crossdock,
+} from '../test/helpers/e2e/index.js'
+import { hwmMiB } from './peers/procstat.js'
+import { median } from './peers/stats.js'
+import { ROOT } from './lib.js'
+
+const UP = '127.0.0.51' // distribution
+const CD = '127.0.0.52' // crossdock
+const HUB = 'registry-1.docker.io'
+const TOTAL_MIB = Number(process.env.CPB_MIB ?? 100)
+const LAYERS = Number(process.env.CPB_LAYERS ?? 4)
+const RUNS = Number(process.env.CPB_RUNS ?? 5)
+const PARALLEL = Number(process.env.CPB_PARALLEL ?? 4)
+const DOORS = (process.env.CPB_DOORS ?? 'registry,mitm').split(',') as Door[]
+// A build: the path of its cli.js, optionally followed by node flags (`dist/cli.js --max-semi-space-size=4`).
+const BUILDS = (process.env.CPB_BUILDS ?? CROSSDOCK_CLI).split(',').map(p => p.startsWith('/') ? p : join(ROOT, p))
+const EXTRA_ENV = process.env.CPB_CROSSDOCK_ENV !== undefined ? JSON.parse(process.env.CPB_CROSSDOCK_ENV) as Record<string, string> : {}
+const NODE_ARGS = process.env.CPB_NODE_ARGS?.split(' ').filter(Boolean) ?? []
+type Door = 'registry' | 'mitm'
+
+if (process.env.CROSSDOCK_NETNS !== '1') {
+  console.log('cpu-per-byte: skipped (needs root and the private network namespace of `npm run bench`)')
+  process.exit(0)
+}
+
+const cleanups: Array<() => Promise<void>> = []
+const scope: Scope = createScope({ teardown: (fn: () => Promise<void>) => { cleanups.push(fn) }, passing: () => true, comment: console.log, fail: console.log } as never, 'cpb')
+const loadavg = (): string => readFileSync('/proc/loadavg', 'utf8').split(' ').slice(0, 3).join(' ')
+
+const upstream = await startDistribution(scope, { host: UP, name: 'upstream' })
+const image = await seedImage(scope, upstream, 'library/cpb', '1', { seed: 'cpb', randomBytes: Math.round(TOTAL_MIB * 1024 * 1024 / LAYERS), randomLayers: LAYERS })
+const blobs = image.layers
+const totalBytes = blobs.reduce((n, l) => n + l.size, 0)
+console.log(`cpu-per-byte: ${blobs.length} blobs, ${(totalBytes / 1e6).toFixed(1)} MB; ${RUNS} runs × ${BUILDS.length} builds × doors ${DOORS.join(',')}; ${PARALLEL} parallel; load ${loadavg()}`)
+
+/** GETs a blob through `door` and counts its bytes (kept nowhere); fails on a short body. */
+async function getBlob (cd: Crossdock, registryPort: number, door: Door, digest: string, size: number): Promise<void> {
+  const path = `/v2/library/cpb/blobs/${digest}`
+  const socket = door === 'mitm' ? await mitmSocket(cd) : undefined
+  await new Promise<void>((resolve, reject) => {
+    const req = http.request({
+      ...(socket !== undefined ? { createConnection: () => socket, path } : { host: CD, port: registryPort, path: `${path}?ns=docker.io`, agent: false }),
+      headers: { host: socket !== undefined ? HUB : `${CD}:${registryPort}` },
+    }, res => {
+      let n = 0
+      res.on('data', (c: Buffer) => { n += c.length })
+      res.on('end', () => {
+        socket?.destroy()
+        if (res.statusCode !== 200 || n !== size) reject(new Error(`${door} ${digest}: ${res.statusCode}, ${n} of ${size} bytes`))
+        else resolve()
+      })
+      res.on('error', reject)
+    })
+    req.on('error', reject)
+    req.end()
+  })
+}
+
+async function mitmSocket (cd: Crossdock): Promise<tls.TLSSocket> {
+  const raw = await new Promise<import('node:net').Socket>((resolve, reject) => {
+    http.request({ host: CD, port: cd.proxyPort, method: 'CONNECT', path: `${HUB}:443` })
+      .once('connect', (res, s) => res.statusCode === 200 ? resolve(s) : reject(new Error(`CONNECT ${res.statusCode}`)))
+      .once('error', reject).end()
+  })
+  const socket = tls.connect({ socket: raw, servername: HUB, ca: readFileSync(cd.caCert, 'utf8') })
+  await new Promise<void>((resolve, reject) => { socket.once('secureConnect', resolve); socket.once('error', reject) })
+  return socket
+}
+
+/** [user, system] CPU seconds of `pid` so far (every thread: libuv's file-system pool too). */
+function cpuSplit (pid: number): [number, number] {
+  const s = readFileSync(`/proc/${pid}/stat`, 'utf8')
+  const f = s.slice(s.lastIndexOf(')') + 2).split(' ')
+  return [Number(f[11]) / 100, Number(f[12]) / 100]
+}
+
+let lastSys = 0
+async function pullAll (cd: Crossdock, registryPort: number, door: Door): Promise<number> {
+  const pid = cd.pid() as number
+  const [user0, sys0] = cpuSplit(pid)
+  let next = 0
+  await Promise.all(Array.from({ length: PARALLEL }, async () => {
+    while (next < blobs.length) {
+      const b = blobs[next++]
+      await getBlob(cd, registryPort, door, b.digest, b.size)
+    }
+  }))
+  const [user1, sys1] = cpuSplit(pid)
+  lastSys = sys1 - sys0
+  return user1 - user0 + lastSys
+}
+
+interface Round { cold: number, coldSys: number, warm: number, warmSys: number, hwm: number, idle: number }
+const rounds = new Map<string, Round[]>() // `${build}/${door}`
+let n = 0
+try {
+  for (let run = 1; run <= RUNS; run++) {
+    const order = run % 2 === 1 ? BUILDS : [...BUILDS].reverse()
+    for (const build of order) {
+      for (const door of DOORS) {
+        const registryPort = await freePort(CD)
+        const cd = await startCrossdock(scope, {
+          host: CD, name: `cd-${n++}`, registryPort, cli: build.split(' ')[0], nodeArgs: [...NODE_ARGS, ...build.split(' ').slice(1)],
+          connectTo: { [`${HUB}:443`]: upstream.address },
+          env: { LOG_LEVEL: 'info', ...EXTRA_ENV },
+        })
+        const idle = hwmMiB([cd.pid() as number])
+        const cold = await pullAll(cd, registryPort, door)
+        const coldSys = lastSys
+        const warm = await pullAll(cd, registryPort, door)
+        const r = { cold, coldSys, warm, warmSys: lastSys, hwm: hwmMiB([cd.pid() as number]), idle }
+        const status = readFileSync(`/proc/${cd.pid() as number}/status`, 'utf8')
+        const kinds = ['RssAnon', 'RssFile'].map(k => `${k} ${(Number(new RegExp(`${k}:\\s+(\\d+)`).exec(status)?.[1]) / 1024).toFixed(0)}`).join(', ')
+        await cd.stop()
+        rmSync(cd.dirs.cache, { recursive: true, force: true })
+        const k = `${build}/${door}`
+        rounds.set(k, [...(rounds.get(k) ?? []), r])
+        console.log(`run ${run} ${build.replace(ROOT, '')} ${door}: cold ${(r.cold * 1000).toFixed(0)} ms (sys ${(r.coldSys * 1000).toFixed(0)}), warm ${(r.warm * 1000).toFixed(0)} ms (sys ${(r.warmSys * 1000).toFixed(0)}) CPU; VmHWM ${r.hwm.toFixed(0)} MiB (${r.idle.toFixed(0)} at start; now ${kinds} MiB)`)
+      }
+    }
+  }
+} finally {
+  for (const c of cleanups.reverse()) await c().catch(() => {})
+}
+
+const per100MB = (s: number): string => (s * 1000 * 100e6 / totalBytes).toFixed(0)
+console.log(`\n## crossdock CPU per 100 MB (median of ${RUNS}; all runs in brackets) and peak RSS; load ${loadavg()}\n`)
+console.log('| build | door | cold ms / 100 MB | warm ms / 100 MB | VmHWM MiB max (at start) |')
+console.log('|---|---|---:|---:|---:|')
+for (const build of BUILDS) {
+  for (const door of DOORS) {
+    const rs = rounds.get(`${build}/${door}`) ?? []
+    const runs = (k: 'cold' | 'warm'): string => rs.map(r => per100MB(r[k])).join(', ')
+    console.log(`| ${build.replace(ROOT, '')} | ${door} | ${per100MB(median(rs.map(r => r.cold)))} (${runs('cold')}) | ${per100MB(median(rs.map(r => r.warm)))} (${runs('warm')}) | ${Math.max(...rs.map(r => r.hwm)).toFixed(0)} (${Math.max(...rs.map(r => r.idle)).toFixed(0)}) |`)
+  }
+}
