@@ -9,7 +9,7 @@
  *     200 ─────────────────────────────────────► as is: the upstream ignores Range, one stream
  *     416 ─────────────────────────────────────► a plain GET (an empty blob has no byte to range)
  *     206 bytes 0-(T-1)/T ─────────────────────► a 200 of T bytes whose body is a SegmentedBody
- *     206 with any other Content-Range ────────► ERR_UPSTREAM_RANGE (502): never a wrong byte
+ *     206 with any other Content-Range ────────► dropped unread; a plain GET
  *     anything else ───────────────────────────► as is
  *
  *   SegmentedBody: T bytes in pieces of ⌈T/K⌉ (at most 4 MiB), read in order
@@ -64,11 +64,12 @@ export async function requestBlob (upstream: UpstreamRequester, req: UpstreamReq
     return await upstream.request(req)
   }
   if (first.status !== 206) return first
-  const answered = headerValue(first.headers, 'content-range')
-  const range = parseAnsweredRange(answered)
+  const range = parseAnsweredRange(headerValue(first.headers, 'content-range'))
   if (range?.start !== 0 || range.end !== range.size - 1) {
+    // Not the whole blob from byte 0 (a server that caps ranges, or a broken one): none of these
+    // bytes is used; the blob is asked for as if segmenting did not exist.
     first.body.destroy()
-    throw new ProxyError(502, 'ERR_UPSTREAM_RANGE', `upstream ${req.host}: answered bytes=0- with Content-Range ${JSON.stringify(answered?.slice(0, 80))}`)
+    return await upstream.request(req)
   }
   const size = range.size
   const { 'content-range': _range, 'content-length': _length, ...headers } = first.headers
