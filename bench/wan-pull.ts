@@ -14,11 +14,14 @@
  * Writes bench/results/<date>-wan.md and .png. Needs root and the private namespace
  * `npm run bench -- bench/wan-pull.ts` enters. Figures are printed, never asserted.
  * WAN_RUNS (3), WAN_SCENARIOS (comma list of ids), WAN_LAYER_MIB (10.5), WAN_CROSSDOCK_ENV (JSON) and
- * WAN_OUT (report path without extension) tune it.
+ * WAN_OUT (report path without extension) tune it. WAN_VARIANTS (JSON: name → crossdock env) compares
+ * configurations within each run (direct, then cold and warm per variant, interleaved), e.g.
+ * '{"segments off":{"UPSTREAM_SEGMENTS":"1"},"segments 4":{"UPSTREAM_SEGMENTS":"4"}}'.
+ * BENCH_WAN_ADDRESSES (upstream,crossdock; default 127.0.0.36,127.0.0.37) lets two people run it at once.
  */
 import { readFileSync, writeFileSync, mkdirSync } from 'node:fs'
 import { cpus } from 'node:os'
-import { join } from 'node:path'
+import { basename, join } from 'node:path'
 import http from 'node:http'
 import {
   createScope, startDistribution, seedImage, startDockerd, startContainerd, startCrossdock, FIXTURE, freePort,
@@ -29,8 +32,10 @@ import { cpuSeconds, hwmMiB } from './peers/procstat.js'
 import { median } from './peers/stats.js'
 import { ROOT } from './lib.js'
 
-const UP = '127.0.0.36' // distribution and the relay
-const CD = '127.0.0.37' // crossdock
+const [UP, CD] = (process.env.BENCH_WAN_ADDRESSES ?? '127.0.0.36,127.0.0.37').split(',') // distribution and the relay; crossdock
+const VARIANTS: Array<[string, Record<string, string>]> = process.env.WAN_VARIANTS !== undefined
+  ? Object.entries(JSON.parse(process.env.WAN_VARIANTS) as Record<string, Record<string, string>>)
+  : [['', {}]]
 const HUB = 'registry-1.docker.io'
 const RUNS = Number(process.env.WAN_RUNS ?? 3)
 const LAYER = Math.round(Number(process.env.WAN_LAYER_MIB ?? 10.5) * 1024 * 1024)
@@ -53,7 +58,8 @@ const scope: Scope = createScope({ teardown: (fn: () => Promise<void>) => { clea
 
 interface Figures { s: number, connections: number, cpu?: number, rssMiB?: number }
 type Mode = 'direct' | 'cold' | 'warm'
-type Client = 'dockerd' | 'ctr'
+/** A client, with the variant's name after a space when WAN_VARIANTS is set. */
+type Client = string
 const results = new Map<string, Figures[]>() // `${scenario}/${client}/${mode}`
 const record = (sc: Scenario, c: Client, m: Mode, f: Figures): void => {
   const k = `${sc.id}/${c}/${m}`
@@ -85,11 +91,11 @@ const mirrorHosts = scope.path('mirror-certs.d')
 mkdirSync(join(mirrorHosts, 'docker.io'), { recursive: true })
 writeFileSync(join(mirrorHosts, 'docker.io', 'hosts.toml'), `server = "https://${HUB}"\n[host."http://${CD}:${registryPort}"]\n  capabilities = ["pull", "resolve"]\n`)
 
-async function startCd (name: string): Promise<Crossdock> {
+async function startCd (name: string, variant: Record<string, string> = {}): Promise<Crossdock> {
   return await startCrossdock(scope, {
     host: CD, name: `cd-${name}`, proxyPort, registryPort,
     connectTo: { [`${HUB}:443`]: `${UP}:443` },
-    env: { CA_DIR: caDir, LOG_LEVEL: 'warn', ...(process.env.WAN_CROSSDOCK_ENV !== undefined ? JSON.parse(process.env.WAN_CROSSDOCK_ENV) as Record<string, string> : {}) },
+    env: { CA_DIR: caDir, LOG_LEVEL: 'warn', ...(process.env.WAN_CROSSDOCK_ENV !== undefined ? JSON.parse(process.env.WAN_CROSSDOCK_ENV) as Record<string, string> : {}), ...variant },
   })
 }
 
@@ -149,26 +155,29 @@ try {
     const wan = await startWan({ host: UP, port: 443, target: { host: UP, port: Number(upstream.address.split(':')[1]) }, delayMs: sc.delayMs, linkBps: sc.linkBps, connBps: sc.connBps })
     console.log(`\n## ${sc.name}`)
     for (let run = 1; run <= RUNS; run++) {
-      for (const c of ['dockerd', 'ctr'] as Client[]) {
-        await forget(c)
-        const direct = await timed(wan, async () => await pull(c, 'direct'))
-        record(sc, c, 'direct', direct)
-        await forget(c)
-        crossdock = await startCd(`${sc.id}-${run}-${c}`)
-        const cold = await timed(wan, async () => await pull(c, 'crossdock'), crossdock)
-        record(sc, c, 'cold', cold)
-        await forget(c)
-        const warm = await timed(wan, async () => await pull(c, 'crossdock'), crossdock)
-        record(sc, c, 'warm', warm)
-        peakRss = Math.max(peakRss, warm.rssMiB ?? 0)
-        if (c === 'ctr' && run === RUNS) {
-          const before = wan.connections
-          const r = await tagResolutions(400)
-          tags.push({ scenario: sc.name, newConnections: wan.connections - before, ms: r.ms })
+      for (const client of ['dockerd', 'ctr'] as const) {
+        await forget(client)
+        const direct = await timed(wan, async () => await pull(client, 'direct'))
+        for (const [variant, env] of VARIANTS) {
+          const c = variant === '' ? client : `${client} ${variant}`
+          record(sc, c, 'direct', direct)
+          await forget(client)
+          crossdock = await startCd(`${sc.id}-${run}-${c.replace(/\W+/g, '-')}`, env)
+          const cold = await timed(wan, async () => await pull(client, 'crossdock'), crossdock)
+          record(sc, c, 'cold', cold)
+          await forget(client)
+          const warm = await timed(wan, async () => await pull(client, 'crossdock'), crossdock)
+          record(sc, c, 'warm', warm)
+          peakRss = Math.max(peakRss, warm.rssMiB ?? 0)
+          if (client === 'ctr' && run === RUNS && variant === VARIANTS[0][0]) {
+            const before = wan.connections
+            const r = await tagResolutions(400)
+            tags.push({ scenario: sc.name, newConnections: wan.connections - before, ms: r.ms })
+          }
+          await crossdock.stop()
+          crossdock = undefined
+          console.log(`run ${run} ${c}: direct ${direct.s.toFixed(2)} s (${direct.connections} conns), cold ${cold.s.toFixed(2)} s = ${(cold.s / direct.s).toFixed(2)}× (${cold.connections} conns, cpu ${cold.cpu?.toFixed(2)} s), warm ${warm.s.toFixed(2)} s = ${(warm.s / direct.s).toFixed(2)}×, rss ${warm.rssMiB?.toFixed(0)} MiB`)
         }
-        await crossdock.stop()
-        crossdock = undefined
-        console.log(`run ${run} ${c}: direct ${direct.s.toFixed(2)} s (${direct.connections} conns), cold ${cold.s.toFixed(2)} s = ${(cold.s / direct.s).toFixed(2)}× (${cold.connections} conns, cpu ${cold.cpu?.toFixed(2)} s), warm ${warm.s.toFixed(2)} s = ${(warm.s / direct.s).toFixed(2)}×, rss ${warm.rssMiB?.toFixed(0)} MiB`)
       }
     }
     await wan.close()
@@ -179,6 +188,7 @@ try {
 const loadAtEnd = readFileSync('/proc/loadavg', 'utf8').split(' ').slice(0, 3).join(' ')
 
 // Report
+const clients: Client[] = ['dockerd', 'ctr'].flatMap(c => VARIANTS.map(([v]) => v === '' ? c : `${c} ${v}`))
 const fig = (sc: Scenario, c: Client, m: Mode): Figures[] => results.get(`${sc.id}/${c}/${m}`) ?? []
 const med = (xs: Figures[], k: keyof Figures): number => median(xs.map(x => x[k] as number).filter(v => v !== undefined))
 const lines: string[] = []
@@ -191,7 +201,7 @@ lines.push(`# WAN pulls: direct vs crossdock cold vs warm — ${date}`, '',
   `| runs | ${RUNS} |`, '')
 for (const sc of SCENARIOS) {
   lines.push(`## ${sc.name}`, '', '| client | direct s | cold s | cold / direct | warm s | warm / direct | upstream conns direct / cold / warm | crossdock CPU s cold / warm | peak RSS MiB |', '|---|---:|---:|---|---:|---|---:|---:|---:|')
-  for (const c of ['dockerd', 'ctr'] as Client[]) {
+  for (const c of clients) {
     const d = fig(sc, c, 'direct'); const co = fig(sc, c, 'cold'); const w = fig(sc, c, 'warm')
     const per = (xs: Figures[]): string => xs.map((x, i) => (x.s / d[i].s).toFixed(2)).join(', ')
     lines.push(`| ${c} | ${med(d, 's').toFixed(2)} | ${med(co, 's').toFixed(2)} | **${(med(co, 's') / med(d, 's')).toFixed(2)}×** (${per(co)}) | ${med(w, 's').toFixed(2)} | ${(med(w, 's') / med(d, 's')).toFixed(2)}× (${per(w)}) | ${med(d, 'connections')} / ${med(co, 'connections')} / ${med(w, 'connections')} | ${med(co, 'cpu').toFixed(2)} / ${med(w, 'cpu').toFixed(2)} | ${Math.max(...w.map(x => x.rssMiB ?? 0)).toFixed(0)} |`)
@@ -204,14 +214,14 @@ lines.push('', `Peak RSS of crossdock across every scenario (VmHWM, target ≤ 2
 const base = process.env.WAN_OUT ?? join(ROOT, 'bench/results', `${date}-wan`)
 mkdirSync(join(ROOT, 'bench/results'), { recursive: true })
 const { writeChart } = await import('./peers/report.js')
-const panels = SCENARIOS.flatMap(sc => (['dockerd', 'ctr'] as Client[]).map(c => ({
+const panels = SCENARIOS.flatMap(sc => clients.map(c => ({
   title: `${sc.id}: ${c}`,
   unit: 's',
   better: 'lower' as const,
   values: (['direct', 'cold', 'warm'] as Mode[]).map(m => [m, med(fig(sc, c, m), 's')] as [string, number]).filter(([, v]) => Number.isFinite(v)),
 })))
 const png = writeChart(base, 'WAN pulls: direct vs crossdock (cold, warm), seconds', panels)
-if (png !== undefined) lines.splice(4, 0, `![chart](${date}-wan.png)`, '')
+if (png !== undefined) lines.splice(4, 0, `![chart](${basename(base)}.png)`, '')
 writeFileSync(`${base}.md`, lines.join('\n'))
 console.log(`\n${lines.join('\n')}\nwrote ${base}.md`)
 for (const c of cleanups.reverse()) await c()

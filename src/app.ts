@@ -32,6 +32,7 @@ import { LocalFillLock, type FillLock } from './cluster/fill-lock.js'
 import { PersistentSet } from './mirror/persistent-set.js'
 import { createPullThrough } from './mirror/pull-through.js'
 import { Prefetcher } from './mirror/prefetch.js'
+import { SegmentSlots, SEGMENT_SLOTS } from './upstream/segment-slots.js'
 import { createHostedRegistry } from './registry/hosted-registry.js'
 import { createRegistryServer } from './doors/registry-server.js'
 import { createRegistryDoor } from './doors/registry-door.js'
@@ -166,8 +167,10 @@ export async function createApp ({ config, log, test }: { config: Config, log: L
   const observed = (pull: PullThroughHandler): PullThroughHandler => test?.onPullThrough === undefined
     ? pull
     : { handle: async (req, res, ctx) => { test.onPullThrough?.(); await pull.handle(req, res, ctx) } }
-  const mirror = new MirrorRouter(proxyUpstream, observed(createPullThrough({ manifestTiers: config.cache, log, cache, upstream: proxyUpstream, access, prefetch })), pulls)
-  const doorMirror = new MirrorRouter(doorUpstream, observed(createPullThrough({ manifestTiers: config.cache, log, cache, upstream: doorUpstream, access, prefetch })), pulls)
+  // Segmented downloads of both doors (prefetch included) share one budget of extra connections.
+  const segments = config.segments.perBlob > 1 ? { segments: config.segments.perBlob, minSize: config.segments.minSize, slots: new SegmentSlots(SEGMENT_SLOTS) } : undefined
+  const mirror = new MirrorRouter(proxyUpstream, observed(createPullThrough({ manifestTiers: config.cache, log, cache, upstream: proxyUpstream, access, prefetch, segments })), pulls)
+  const doorMirror = new MirrorRouter(doorUpstream, observed(createPullThrough({ manifestTiers: config.cache, log, cache, upstream: doorUpstream, access, prefetch, segments })), pulls)
   test?.expose?.({ cache, prefetch })
 
   const clientAuth = await loadClientAuth({

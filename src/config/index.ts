@@ -90,6 +90,8 @@ export const VARIABLES: readonly VariableSpec[] = [
   { name: 'UPSTREAM_CONNECT_TO', default: '', describe: 'host:port:address:port entries (like curl --connect-to): connect there, keep the real name for SNI, Host and certificate checks.' },
   { name: 'UPSTREAM_CA_FILE', default: '', describe: 'Extra CA certificates (PEM) trusted for upstreams, on top of the system bundle.' },
   { name: 'UPSTREAM_HTTP2', default: 'false', describe: 'Offer HTTP/2 to upstreams (ALPN); those that accept it carry parallel blob downloads as streams of one connection, the others keep HTTP/1.1.' },
+  { name: 'UPSTREAM_SEGMENTS', default: '4', describe: 'Connections one blob download may use at once: a blob of UPSTREAM_SEGMENT_MIN_SIZE or more that the upstream serves in ranges is fetched in pieces over this many range requests (faster on links that cap each connection); 1 turns it off.' },
+  { name: 'UPSTREAM_SEGMENT_MIN_SIZE', default: '4m', describe: 'Smallest blob fetched in segments (nginx size syntax); smaller ones take one connection.' },
   { name: 'UPSTREAM_PROXY', default: '', secret: true, describe: 'Egress HTTP proxy for upstream connections and tunnels (http://[user:pass@]host:port).' },
   { name: 'WARM_IMAGES', default: '', describe: 'Upstream images to pull into the cache at start, every platform (docker.io/library/alpine:3.20 ghcr.io/org/app:1), through the same path as a client pull. Space or comma separated.' },
   { name: 'WARM_INTERVAL', default: '0', describe: 'Warm WARM_IMAGES again this often (e.g. 6h), keeping their tags fresh for outages; 0: once at start. A 429 moves the next run to when the upstream says.' },
@@ -121,6 +123,8 @@ export interface Config {
   upstreamCaFile?: string
   upstreamProxy?: URL
   upstreamHttp2: boolean
+  /** UPSTREAM_SEGMENTS (1: off) and UPSTREAM_SEGMENT_MIN_SIZE (bytes). */
+  segments: { perBlob: number, minSize: number }
   /** TUNNEL_ALLOW (empty: no allow-list) and TUNNEL_DENY, for the destination policy. */
   tunnelAllow: DestinationRule[]
   tunnelDeny: DestinationRule[]
@@ -253,6 +257,7 @@ function readConfig (env: Env, cwd: string): Config {
     upstreamCaFile: optionalPath('UPSTREAM_CA_FILE'),
     upstreamProxy: upstreamProxyRaw === '' ? undefined : parseUrl('UPSTREAM_PROXY', upstreamProxyRaw, ['http:']),
     upstreamHttp2: parseBool('UPSTREAM_HTTP2', raw('UPSTREAM_HTTP2')),
+    segments: { perBlob: parseCount('UPSTREAM_SEGMENTS', raw('UPSTREAM_SEGMENTS')), minSize: parseSize('UPSTREAM_SEGMENT_MIN_SIZE', raw('UPSTREAM_SEGMENT_MIN_SIZE')) },
     tunnelAllow: parseDestinationRules('TUNNEL_ALLOW', raw('TUNNEL_ALLOW')),
     tunnelDeny: parseDestinationRules('TUNNEL_DENY', raw('TUNNEL_DENY')),
     maxTunnels: parseCount('MAX_TUNNELS', raw('MAX_TUNNELS')),

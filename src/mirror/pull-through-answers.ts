@@ -18,6 +18,7 @@ import { DigestCheck } from './digest-check.js'
 import type { ManifestTierConfig } from './manifest-tiers.js'
 import type { MirrorContext, ImageRequest } from './mirror-router.js'
 import { upstreamAuthorizationOf, type AccessContext, type AccessPolicy } from './access-policy.js'
+import type { SegmentOptions } from '../upstream/segmented-body.js'
 import type { Prefetcher } from './prefetch.js'
 
 export type CacheStatus = 'HIT' | 'MISS' | 'JOINED' | 'STALE' | 'BYPASS'
@@ -32,6 +33,8 @@ export interface PullThroughOptions {
   access?: AccessPolicy
   /** Fetches an image's blobs when its manifest passes (prefetch.ts); none: no prefetch. */
   prefetch?: Prefetcher
+  /** Blob misses over several range requests (upstream/segmented-body.ts); none: one GET each. */
+  segments?: SegmentOptions
 }
 
 /** What a handler needs of the request context (the router passes more). */

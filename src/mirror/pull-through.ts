@@ -39,6 +39,7 @@ import { proxyErrorFrom, writeDoorError } from '../errors.js'
 import { markAbandoned } from '../observability/request-log.js'
 import type { UpstreamResponse } from '../upstream/upstream-client.js'
 import { headerValue } from '../upstream/headers.js'
+import { requestBlob } from '../upstream/segmented-body.js'
 import type { FetchedBlob } from '../cache/blob-opener.js'
 import type { BlobFill, FillHandle } from '../cache/blob-fill.js'
 import type { CachedBlob } from '../cache/stores.js'
@@ -126,9 +127,13 @@ export function createPullThrough (opts: PullThroughOptions): PullThroughHandler
       async () => ({ send: async (out, range) => { await sendFile(fh, out, range) } }), () => { void fh.close() })
   }
 
-  /** The one upstream GET of a blob miss (run by the cache's single-flight); a 200 is cacheable. */
+  /**
+   * The one upstream GET of a blob miss (run by the cache's single-flight); a 200 is cacheable. With
+   * UPSTREAM_SEGMENTS a large blob comes over several range requests, still answered as one 200.
+   */
   async function fetchBlob (req: RequestHeaders, ctx: PullThroughContext, digest: Digest): Promise<FetchedBlob<UpstreamResponse>> {
-    const answer = await upstream.request({ host: ctx.host, method: 'GET', path: upstreamPath(ctx), headers: upstreamHeaders(req), followRedirects: true })
+    const ask = { host: ctx.host, method: 'GET', path: upstreamPath(ctx), headers: upstreamHeaders(req), followRedirects: true }
+    const answer = opts.segments !== undefined ? await requestBlob(upstream, ask, opts.segments) : await upstream.request(ask)
     access.recordFetch({ ...accessContext(req, ctx), status: answer.status })
     if (answer.status !== 200) return { answer }
     const length = headerValue(answer.headers, 'content-length')

@@ -72,3 +72,16 @@ export function parseContentRange (header: string): ByteRange {
 export function uploadRangeHeader (offset: number): string {
   return `0-${Math.max(0, offset - 1)}`
 }
+
+/**
+ * The `Content-Range` of a 206 an upstream sent (RFC 9110 §14.4): `bytes <first>-<last>/<complete>`,
+ * strictly; undefined for anything else (`*` lengths, other units, last < first, first past the end).
+ */
+export function parseAnsweredRange (header: string | string[] | undefined): ByteRange & { size: number } | undefined {
+  if (typeof header !== 'string') return undefined
+  const m = /^\s*bytes\s+(\d+)-(\d+)\/(\d+)\s*$/i.exec(header)
+  if (m === null) return undefined
+  const [start, end, size] = [Number(m[1]), Number(m[2]), Number(m[3])]
+  if (![start, end, size].every(Number.isSafeInteger) || end < start || end >= size) return undefined
+  return { start, end, size }
+}

@@ -14,6 +14,7 @@ import { readFileSync } from 'node:fs'
 import type { IncomingMessage, ServerResponse } from 'node:http'
 import type { AddressInfo } from 'node:net'
 import { fileURLToPath } from 'node:url'
+import { parseRange } from '../../src/oci/range.js'
 
 const FIXTURES = fileURLToPath(new URL('../fixtures/', import.meta.url))
 export const TEST_CA_FILE = `${FIXTURES}test-ca.crt`
@@ -47,6 +48,8 @@ export class FakeUpstream {
   fault?: Fault
   /** When set, blob GETs answer 307 to `${cdnOrigin}/cdn/<digest>?sig=…` instead of the bytes. */
   cdnOrigin?: string
+  /** Answer `Range` on blob GETs with 206 (as distribution and CDNs do); off: always the whole blob (200). */
+  ranges = false
   /** Bytes per second per response body (0 = unthrottled). */
   throttle = 0
   /** TLS connections accepted so far (connection reuse shows here). */
@@ -158,6 +161,15 @@ export class FakeUpstream {
     const data = this.blobs.get(digest)
     if (data === undefined) return this.ociError(res, 404, 'BLOB_UNKNOWN', req.method)
     res.setHeader('docker-content-digest', digest)
+    const range = this.ranges ? parseRange(req.headers.range, data.length) : undefined
+    if (range === 'unsatisfiable') {
+      res.setHeader('content-range', `bytes */${data.length}`)
+      return this.send(res, 416, 'application/octet-stream', Buffer.alloc(0), req.method)
+    }
+    if (range !== undefined) {
+      res.setHeader('content-range', `bytes ${range.start}-${range.end}/${data.length}`)
+      return this.send(res, 206, 'application/octet-stream', data.subarray(range.start, range.end + 1), req.method)
+    }
     this.send(res, 200, 'application/octet-stream', data, req.method)
   }
 

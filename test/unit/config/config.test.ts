@@ -58,6 +58,8 @@ t.test('a bad value names the variable, the value and what is expected', async t
     [{ LOG_LEVEL: 'loud' }, /^LOG_LEVEL="loud": expected one of/],
     [{ PROXY_CONNECT_READ_TIMEOUT: 'forever' }, /^PROXY_CONNECT_READ_TIMEOUT="forever": expected a duration/],
     [{ MAX_TUNNELS: '0' }, /^MAX_TUNNELS="0": expected a whole number of at least 1/],
+    [{ UPSTREAM_SEGMENTS: '0' }, /^UPSTREAM_SEGMENTS="0": expected a whole number of at least 1/],
+    [{ UPSTREAM_SEGMENT_MIN_SIZE: 'huge' }, /^UPSTREAM_SEGMENT_MIN_SIZE="huge": expected a size such as/],
     [{ TUNNEL_ALLOW: '10.0.0.0/40' }, /^TUNNEL_ALLOW="10.0.0.0\/40": expected a CIDR prefix from 0 to 32/],
     [{ TUNNEL_DENY: 'http://x' }, /^TUNNEL_DENY="http:\/\/x": expected host globs/],
     // Secret variables: what is expected, never the secret.
@@ -101,4 +103,9 @@ t.test('config check output redacts secrets', async t => {
   t.match(text, /http:\/\/\[redacted\]@proxy:3128/)
   t.equal(lines.find(l => l.name === 'PROXY_PORT')?.source, 'default')
   t.equal(lines.find(l => l.name === 'AUTH_REGISTRIES')?.source, 'env')
+})
+
+t.test('segmented downloads: UPSTREAM_SEGMENTS and UPSTREAM_SEGMENT_MIN_SIZE', async t => {
+  t.same(loadConfig({}).segments, { perBlob: 4, minSize: 4 * 1024 * 1024 }, 'defaults: 4 connections for blobs of 4 MiB or more')
+  t.same(loadConfig({ UPSTREAM_SEGMENTS: '1', UPSTREAM_SEGMENT_MIN_SIZE: '16m' }).segments, { perBlob: 1, minSize: 16 * 1024 * 1024 }, '1 turns it off')
 })

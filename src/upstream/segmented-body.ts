@@ -1,0 +1,355 @@
+/**
+ * Segmented blob downloads (issue 20): one large blob fetched over several connections at once
+ * with HTTP Range requests, as aria2 and axel do. On a link that caps each connection (a long fat
+ * pipe: one TCP stream gets window/RTT; CDNs shape per connection) a blob then arrives K times as
+ * fast, which no number of parallel *blobs* gives a client (ctr) that already fetches all at once.
+ *
+ *   requestBlob: GET blob, Range: bytes=0-   (same requester as any blob GET: auth, destination
+ *                                             policy, redirects followed)
+ *     200 ─────────────────────────────────────► as is: the upstream ignores Range, one stream
+ *     416 ─────────────────────────────────────► a plain GET (an empty blob has no byte to range)
+ *     206 bytes 0-(T-1)/T ─────────────────────► a 200 of T bytes whose body is a SegmentedBody
+ *     206 with any other Content-Range ────────► dropped unread; a plain GET
+ *     anything else ───────────────────────────► as is
+ *
+ *   SegmentedBody: T bytes in pieces of ⌈T/K⌉ (at most 4 MiB), read in order
+ *     the first answer ──► straight to the reader (no latency added to the first byte); at a piece's
+ *                          end it runs on into the next one while nobody took it, and is cut there
+ *                          (destroyed) when a range request did
+ *     up to K-1 workers ─► `bytes=a-b` to the URL that answered the first GET (a CDN redirect is
+ *                          followed once), each holding a slot (segment-slots.ts) from the request
+ *                          until the reader has taken the piece; pieces ahead wait in memory
+ *     after a cut ───────► the first answer's worker goes on with range requests, without a slot,
+ *                          so every body progresses however busy the slots are
+ *   Memory: a worker takes only pieces within K of the reader's, and a piece ahead holds a slot,
+ *   so bytes buffered ahead ≤ min(K, slots) × piece size per body and ≤ slots × 4 MiB in all. The
+ *   piece being read (and the first answer past it) is paused while the reader is behind.
+ *   Errors: a piece that fails (reset, short, a 5xx) is asked again for its missing bytes, at most
+ *   3 times; after that, or on any answer that is not the exact 206 asked for, the body errors (the
+ *   fill fails, clients see an abort; the fill's digest check stays the last word).
+ */
+import { Readable } from 'node:stream'
+import { ProxyError } from '../errors.js'
+import { parseAnsweredRange } from '../oci/range.js'
+import { discardBody } from './body.js'
+import { headerValue } from './headers.js'
+import type { SegmentSlots } from './segment-slots.js'
+import type { UpstreamRequest, UpstreamRequester, UpstreamResponse } from './upstream-client.js'
+
+export interface SegmentOptions {
+  /** Connections per blob at most (UPSTREAM_SEGMENTS); 1 never sends a Range. */
+  segments: number
+  /** Blobs smaller than this are one stream (UPSTREAM_SEGMENT_MIN_SIZE). */
+  minSize: number
+  /** The process-wide budget of extra connections. */
+  slots: SegmentSlots
+  /** Largest piece one range request asks for (tests make it small). */
+  maxPiece?: number
+}
+
+/** Sends the range request `bytes=start-end` (inclusive) for the blob. */
+export type RangeFetch = (start: number, end: number, signal: AbortSignal) => Promise<UpstreamResponse>
+
+/** 4 MiB: at 50 Mbit/s per connection a piece takes ~0.7 s, so the request's round trip costs <10 %. */
+export const MAX_PIECE = 4 << 20
+/** Tries per piece (the first included) before the body fails. */
+const PIECE_TRIES = 3
+
+/** A blob GET (see the header): the caller gets a 200 (or the upstream's answer) either way. */
+export async function requestBlob (upstream: UpstreamRequester, req: UpstreamRequest, opts: SegmentOptions): Promise<UpstreamResponse> {
+  if (opts.segments <= 1 || req.method !== 'GET') return await upstream.request(req)
+  const first = await upstream.request({ ...req, headers: withRange(req.headers, 'bytes=0-') })
+  if (first.status === 416) {
+    discardBody(first.body)
+    return await upstream.request(req)
+  }
+  if (first.status !== 206) return first
+  const range = parseAnsweredRange(headerValue(first.headers, 'content-range'))
+  if (range?.start !== 0 || range.end !== range.size - 1) {
+    // Not the whole blob from byte 0 (a server that caps ranges, or a broken one): none of these
+    // bytes is used; the blob is asked for as if segmenting did not exist.
+    first.body.destroy()
+    return await upstream.request(req)
+  }
+  const size = range.size
+  const { 'content-range': _range, 'content-length': _length, ...headers } = first.headers
+  const whole = { ...first, status: 200, headers: { ...headers, 'content-length': String(size) } }
+  // Too small to be worth more connections: the first answer is the whole blob already.
+  if (size < opts.minSize) return whole
+  const body = new SegmentedBody({
+    first: first.body,
+    size,
+    segments: opts.segments,
+    slots: opts.slots,
+    maxPiece: opts.maxPiece,
+    fetchRange: rangeFetcher(upstream, req, first.url),
+  })
+  return { ...whole, body }
+}
+
+/**
+ * Range requests go where the first GET was answered: after a redirect (a CDN's signed URL) to
+ * that URL without Authorization (it was dropped on the way there too), else as the first went.
+ */
+function rangeFetcher (upstream: UpstreamRequester, req: UpstreamRequest, answeredUrl: string): RangeFetch {
+  const asked = new URL(`${req.protocol ?? 'https:'}//${req.host}${req.path}`)
+  const target = new URL(answeredUrl)
+  if (target.href === asked.href) {
+    return async (start, end, signal) => await upstream.request({ ...req, headers: withRange(req.headers, `bytes=${start}-${end}`), signal })
+  }
+  const headers = Object.fromEntries(Object.entries(req.headers ?? {}).filter(([k]) => k.toLowerCase() !== 'authorization'))
+  return async (start, end, signal) => await upstream.request({
+    host: target.host,
+    protocol: target.protocol === 'http:' ? 'http:' : 'https:',
+    method: 'GET',
+    path: `${target.pathname}${target.search}`,
+    headers: withRange(headers, `bytes=${start}-${end}`),
+    signal,
+  })
+}
+
+function withRange (headers: Record<string, unknown> | undefined, range: string): Record<string, unknown> {
+  const rest = Object.fromEntries(Object.entries(headers ?? {}).filter(([k]) => k.toLowerCase() !== 'range'))
+  return { ...rest, range }
+}
+
+interface Piece {
+  start: number
+  /** Exclusive. */
+  end: number
+  state: 'free' | 'taken' | 'done'
+  /** Received, not yet handed to the reader. */
+  chunks: Buffer[]
+  received: number
+  /** The answer feeding it now. */
+  stream?: Readable
+  /** Holds a slot until the reader has taken it. */
+  slot: boolean
+}
+
+export interface SegmentedBodyOptions {
+  /** The 206 answer to `bytes=0-`: the blob from its first byte. */
+  first: Readable
+  size: number
+  segments: number
+  slots: SegmentSlots
+  maxPiece?: number
+  fetchRange: RangeFetch
+}
+
+/** The blob's bytes in order, fetched over up to `segments` connections (see the header). */
+export class SegmentedBody extends Readable {
+  private readonly pieces: Piece[] = []
+  private readonly size: number
+  private readonly segments: number
+  private readonly slots: SegmentSlots
+  private readonly fetchRange: RangeFetch
+  private readonly abort = new AbortController()
+  /** The piece the reader is in. */
+  private reading = 0
+  /** Lowest piece that may be free (pieces are never freed again). */
+  private freeFrom = 1
+  /** The first answer while it feeds pieces, and the piece it feeds. */
+  private first: Readable | undefined
+  private firstAt = 0
+  private wanted = false
+  private readerMoved: Array<() => void> = []
+
+  constructor (o: SegmentedBodyOptions) {
+    super({ highWaterMark: 64 << 10 })
+    this.size = o.size
+    this.segments = o.segments
+    this.slots = o.slots
+    this.fetchRange = o.fetchRange
+    const piece = Math.max(1, Math.min(o.maxPiece ?? MAX_PIECE, Math.ceil(o.size / o.segments)))
+    for (let start = 0; start < o.size; start += piece) {
+      this.pieces.push({ start, end: Math.min(o.size, start + piece), state: 'free', chunks: [], received: 0, slot: false })
+    }
+    this.followFirst(o.first)
+    for (let w = 1; w < Math.min(o.segments, this.pieces.length); w++) void this.work(true)
+  }
+
+  override _read (): void {
+    this.wanted = true
+    this.drain()
+  }
+
+  override _destroy (err: Error | null, callback: (err?: Error | null) => void): void {
+    this.abort.abort(err ?? new Error('segmented body destroyed'))
+    this.first?.destroy()
+    this.first = undefined
+    for (const p of this.pieces) {
+      p.stream?.destroy()
+      p.chunks = []
+      if (p.slot) { p.slot = false; this.slots.release() }
+    }
+    for (const wake of this.readerMoved.splice(0)) wake()
+    callback(err)
+  }
+
+  /** The first answer feeds piece 0, then each next piece nobody took; cut at one somebody did. */
+  private followFirst (first: Readable): void {
+    this.first = first
+    const p0 = this.pieces[0]
+    if (p0 === undefined) { first.destroy(); return }
+    p0.state = 'taken'
+    p0.stream = first
+    first.on('data', (chunk: Buffer) => {
+      let rest = chunk
+      while (rest.length > 0 && this.first === first) {
+        const p = this.pieces[this.firstAt]
+        if (p === undefined || p.state === 'done') { this.destroy(tooLong(this.size)); return }
+        const part = rest.subarray(0, p.end - p.start - p.received)
+        rest = rest.subarray(part.length)
+        this.accept(p, part)
+        if (p.start + p.received < p.end) continue
+        this.complete(p)
+        const next = this.pieces[this.firstAt + 1]
+        if (next === undefined) continue
+        if (next.state === 'free') {
+          next.state = 'taken'
+          next.stream = first
+          this.firstAt++
+          this.freeFrom = Math.max(this.freeFrom, this.firstAt + 1)
+          this.drain()
+        } else {
+          // A range request has the next piece: this connection's bytes from here are not needed.
+          this.first = undefined
+          first.destroy()
+          void this.work(false)
+        }
+      }
+    })
+    first.on('error', err => { if (this.first === first) this.destroy(err) })
+    first.on('end', () => {
+      if (this.first !== first) return
+      this.first = undefined
+      const p = this.pieces[this.firstAt]
+      if (p !== undefined && p.state !== 'done') this.destroy(short(p.start + p.received, this.size))
+    })
+  }
+
+  /** Takes free pieces within the window and fetches them until none is left. */
+  private async work (withSlot: boolean): Promise<void> {
+    try {
+      for (;;) {
+        const i = await this.nextFree()
+        if (i === undefined) return
+        if (withSlot) {
+          await this.slots.acquire(this.abort.signal)
+          if (this.destroyed || this.pieces[i].state !== 'free') { this.slots.release(); continue }
+        }
+        const p = this.pieces[i]
+        p.state = 'taken'
+        p.slot = withSlot
+        await this.fetchPiece(p)
+      }
+    } catch (err) {
+      if (!this.abort.signal.aborted) this.destroy(err as Error)
+    }
+  }
+
+  /** The lowest free piece once it is within `segments` of the reader's; undefined: none is free. */
+  private async nextFree (): Promise<number | undefined> {
+    for (;;) {
+      if (this.abort.signal.aborted) throw this.abort.signal.reason
+      while (this.freeFrom < this.pieces.length && this.pieces[this.freeFrom].state !== 'free') this.freeFrom++
+      if (this.freeFrom >= this.pieces.length) return undefined
+      if (this.freeFrom < this.reading + this.segments) return this.freeFrom
+      await new Promise<void>(resolve => { this.readerMoved.push(resolve) })
+    }
+  }
+
+  /** Fetches what `p` still misses, asking again after a failure (see the header). */
+  private async fetchPiece (p: Piece): Promise<void> {
+    for (let tries = 1; ; tries++) {
+      const from = p.start + p.received
+      try {
+        const answer = await this.fetchRange(from, p.end - 1, this.abort.signal)
+        const answered = headerValue(answer.headers, 'content-range')
+        const got = parseAnsweredRange(answered)
+        if (answer.status !== 206 || got?.start !== from || got.end !== p.end - 1 || got.size !== this.size) {
+          answer.body.destroy()
+          // A 5xx is the upstream's trouble and may pass; any other answer is not the bytes asked for.
+          const code = answer.status >= 500 ? 'ERR_UPSTREAM_STATUS' : 'ERR_UPSTREAM_RANGE'
+          throw new ProxyError(502, code, `upstream answered bytes=${from}-${p.end - 1} with ${answer.status} ${JSON.stringify(answered ?? '')}`)
+        }
+        await this.feed(p, answer.body)
+      } catch (err) {
+        if (this.abort.signal.aborted || tries >= PIECE_TRIES || (err as ProxyError).code === 'ERR_UPSTREAM_RANGE') throw err
+      }
+      if (p.start + p.received >= p.end) break
+      if (tries >= PIECE_TRIES) throw short(p.start + p.received, this.size)
+    }
+    this.complete(p)
+  }
+
+  /** Reads one range answer into `p`; resolves at its end (short or not), rejects on its error. */
+  private async feed (p: Piece, body: Readable): Promise<void> {
+    p.stream = body
+    try {
+      await new Promise<void>((resolve, reject) => {
+        body.on('data', (chunk: Buffer) => {
+          if (p.start + p.received + chunk.length > p.end) { body.destroy(); reject(tooLong(this.size)); return }
+          this.accept(p, chunk)
+        })
+        body.once('end', resolve)
+        body.once('error', reject)
+        body.once('close', () => { reject(short(p.start + p.received, this.size)) })
+        this.updateFlow()
+      })
+    } finally {
+      p.stream = undefined
+    }
+  }
+
+  private accept (p: Piece, chunk: Buffer): void {
+    if (chunk.length === 0) return
+    p.chunks.push(chunk)
+    p.received += chunk.length
+    if (p === this.pieces[this.reading]) this.drain()
+  }
+
+  private complete (p: Piece): void {
+    p.state = 'done'
+    p.stream = undefined
+    this.drain()
+  }
+
+  /** Hands the reader what it may take, in order; moves to the next piece at a piece's end. */
+  private drain (): void {
+    if (this.destroyed) return
+    for (;;) {
+      const p = this.pieces[this.reading]
+      if (p === undefined) {
+        if (this.wanted) { this.wanted = false; this.push(null) }
+        return
+      }
+      while (p.chunks.length > 0 && this.wanted) this.wanted = this.push(p.chunks.shift())
+      if (p.chunks.length > 0 || p.state !== 'done') break
+      if (p.slot) { p.slot = false; this.slots.release() }
+      this.reading++
+      for (const wake of this.readerMoved.splice(0)) wake()
+    }
+    this.updateFlow()
+  }
+
+  /** Backpressure: the piece being read flows while the reader keeps up; the first answer only then. */
+  private updateFlow (): void {
+    const p = this.pieces[this.reading]
+    if (p?.stream !== undefined) {
+      if (p.chunks.length > 0) p.stream.pause()
+      else p.stream.resume()
+    }
+    if (this.first !== undefined && this.firstAt !== this.reading) this.first.pause()
+  }
+
+}
+
+function short (at: number, size: number): ProxyError {
+  return new ProxyError(502, 'ERR_UPSTREAM_SHORT', `upstream body ended at byte ${at} of ${size}`)
+}
+
+function tooLong (size: number): ProxyError {
+  return new ProxyError(502, 'ERR_UPSTREAM_RANGE', `upstream sent more than the ${size} bytes it announced`)
+}
