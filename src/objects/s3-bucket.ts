@@ -29,6 +29,8 @@ export interface ObjectInfo {
   key: string
   size: number
   lastModified: number
+  /** User metadata (x-amz-meta-*, names lowercased): from `head` only, never from a listing. */
+  metadata?: Record<string, string>
 }
 
 export interface S3BucketOptions {
@@ -69,7 +71,7 @@ export class S3Bucket {
   async head (key: string): Promise<ObjectInfo | undefined> {
     try {
       const r = await this.client.send(new HeadObjectCommand({ Bucket: this.name, Key: key }))
-      return { key, size: r.ContentLength ?? 0, lastModified: toSeconds(r.LastModified) }
+      return { key, size: r.ContentLength ?? 0, lastModified: toSeconds(r.LastModified), metadata: r.Metadata ?? {} }
     } catch (err) {
       if (isNotFound(err)) return undefined
       throw this.unavailable(err)
@@ -108,7 +110,7 @@ export class S3Bucket {
    * Writes a whole object (S3 makes it visible atomically). With `ifNoneMatch`, only when the key
    * does not exist yet: returns false, writing nothing, when it does (412).
    */
-  async put (key: string, body: Buffer | string, opts: { ifNoneMatch?: boolean, contentType?: string } = {}): Promise<boolean> {
+  async put (key: string, body: Buffer | string, opts: { ifNoneMatch?: boolean, contentType?: string, metadata?: Record<string, string> } = {}): Promise<boolean> {
     try {
       await this.client.send(new PutObjectCommand({
         Bucket: this.name,
@@ -117,6 +119,7 @@ export class S3Bucket {
         ContentLength: Buffer.byteLength(body),
         ...(opts.ifNoneMatch === true ? { IfNoneMatch: '*' } : {}),
         ...(opts.contentType !== undefined ? { ContentType: opts.contentType } : {}),
+        ...(opts.metadata !== undefined ? { Metadata: opts.metadata } : {}),
       }))
       return true
     } catch (err) {
