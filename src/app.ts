@@ -50,6 +50,9 @@ import { createTransferRoutes } from './warm/transfer-routes.js'
 import { LocalFillLock, type FillLock } from './cluster/fill-lock.js'
 import { RedisFillLock } from './cluster/redis-fill-lock.js'
 import { createReplicaId } from './cluster/replica-id.js'
+import { S3Bucket } from './objects/s3-bucket.js'
+import { CacheKeys } from './cache/s3/cache-keys.js'
+import { BucketJanitor } from './cache/s3/bucket-janitor.js'
 
 export interface App {
   start: () => Promise<void>
@@ -124,6 +127,12 @@ export async function createApp ({ config, log, test }: { config: Config, log: L
   const coordination = (): string => config.cluster.redisUrl === undefined
     ? 'off: no REDIS_URL, this replica fills on its own'
     : fillLock.coordinated() ? 'redis: one fill per blob across replicas' : 'redis unreachable: this replica fills on its own until it returns'
+  // STORAGE=s3: the bucket cache is bounded cluster-wide by one janitor at a time (CACHE_MAX_SIZE,
+  // CACHE_INACTIVE). Issue 17: the bucket cache itself (and its BatchedReadTimes) is joined at merge.
+  const cacheBucket = config.storage.kind === 's3' ? new S3Bucket(config.storage) : undefined
+  const janitor = config.storage.kind === 's3' && cacheBucket !== undefined
+    ? new BucketJanitor({ bucket: cacheBucket, keys: new CacheKeys(config.storage.prefix), fillLock, replicaId, maxSize: config.cache.maxSize, inactiveMs: config.cache.inactiveMs, log: log.child({ module: 'bucket-janitor' }) })
+    : undefined
   const cache = await openCacheStore({
     dir: config.cacheDir,
     maxSize: config.cache.maxSize,
@@ -260,6 +269,7 @@ export async function createApp ({ config, log, test }: { config: Config, log: L
       proxyAddress = formatAddress(proxy.server.address() as AddressInfo)
       registryAddress = formatAddress(await registry.listen().catch(err => { throw listenProblem('REGISTRY_PORT', config.registryPort, config.listenHost, err) }))
       self.start()
+      janitor?.start()
     },
     stop: async ({ timeoutMs = config.timeouts.shutdownMs } = {}) => {
       stopping = true
@@ -275,6 +285,8 @@ export async function createApp ({ config, log, test }: { config: Config, log: L
       await hosted.close()
       hostedStorage.close()
       await cache.close()
+      await janitor?.close()
+      cacheBucket?.destroy()
       await fillLock.close()
       if (!await settlesWithin(upstream.close(), deadline - Date.now())) await upstream.destroy()
     },

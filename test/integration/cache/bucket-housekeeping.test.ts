@@ -145,6 +145,21 @@ if (requirePrivateNetns(t)) {
     t.equal((await keysUnder(bucket, keys.atimesPrefix)).length, 1, 'still one folded batch')
   })
 
+  t.test('janitor: a lease lost midway stops the deletions', async t => {
+    const { bucket, keys } = fresh()
+    await Promise.all([1, 2, 3, 4].map(async () => await seedBlob(bucket, keys, 100)))
+    // The janitor's lease, as a FillLock lets it go after the second deletion (another replica took over).
+    let checks = 0
+    let released = 0
+    const losing = new LocalFillLock()
+    losing.elect = async () => ({ role: 'leader', lease: { token: 'janitor-token', held: () => ++checks <= 2, release: async () => { released++ } } })
+    const r = await new BucketJanitor({ bucket, keys, fillLock: losing, replicaId: 'janitor-1', maxSize: 0, inactiveMs: 0 }).run()
+    t.equal(r.outcome, 'lost')
+    t.equal(r.forSize.length, 2, 'two deleted while the lease was held, then it stopped')
+    t.equal((await keysUnder(bucket, keys.blobsPrefix)).length, 2)
+    t.equal(released, 1, 'the lease is given back all the same')
+  })
+
   t.test('janitor: one at a time cluster-wide; fills whose holder is gone are cleared once old', async t => {
     const { bucket, keys } = fresh()
     const lock = (name: string): RedisFillLock => {
