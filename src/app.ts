@@ -144,7 +144,7 @@ export async function createApp ({ config, log, test }: { config: Config, log: L
   // STORAGE=s3: the cache's shared tier is the bucket; CACHE_DIR is this replica's bounded local tier.
   const cache = config.storage.kind === 's3'
     // Imported only then: the AWS SDK costs ~23 MiB of RSS (see open-storage.ts).
-    ? await (await import('./cache/s3/open-bucket-cache.js')).openBucketCache({ ...cacheOptions, maxSize: config.cache.localMaxSize, s3: config.storage, fillLock, follow: test?.follow, writerHook: test?.bucketFillHook })
+    ? await (await import('./cache/s3/open-bucket-cache.js')).openBucketCache({ ...cacheOptions, maxSize: config.cache.localMaxSize, s3: config.storage, fillLock, follow: test?.follow, writerHook: test?.bucketFillHook, cluster: { replicaId, maxSize: config.cache.maxSize } })
     : await openCacheStore(cacheOptions)
   const helpers = new CredentialHelpers({ ...config.credentialHelpers, log })
   const credentials = new UpstreamCredentials(config.authRegistries, helpers)

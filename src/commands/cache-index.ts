@@ -8,11 +8,14 @@
  * files on its next read of them (the entry is dropped and refetched); its size accounting catches
  * up at its next start.
  */
+import { createReadStream } from 'node:fs'
 import { readFile } from 'node:fs/promises'
+import type { Readable } from 'node:stream'
 import cacache from 'cacache'
 import { blobKey, integrityOf, manifestKey, recencyPath } from '../cache/cache-paths.js'
 import { meaningOf } from '../cache/cacache-entries.js'
 import type { Digest } from '../oci/digest.js'
+import type { CacheView, CacheViewEntry } from './cache-view.js'
 
 export interface IndexedEntry {
   key: string
@@ -28,6 +31,44 @@ export interface IndexedEntry {
   /** Upstream host and repository it was first fetched for; absent for entries cached before crossdock recorded it. */
   host?: string
   repository?: string
+}
+
+/** CACHE_DIR for the cache commands: the index read directly, content files under it. */
+export function fsCacheView (dir: string): CacheView {
+  const files = new Map<string, string>()
+  return {
+    where: dir,
+    missing: 'content file missing',
+    entries: async () => {
+      const entries = await readCacheIndex(dir)
+      for (const e of entries) files.set(e.key, e.path)
+      return entries
+    },
+    origins: async () => {},
+    remove: async (doomed, all) => { await removeEntries(dir, doomed, all) },
+    // blob:X and manifest:X share one file: hashed once.
+    contents: entries => {
+      const byContent = new Map<string, CacheViewEntry[]>()
+      for (const e of entries) {
+        if (e.kind !== 'tag') byContent.set(e.digest.value, [...(byContent.get(e.digest.value) ?? []), e])
+      }
+      return [...byContent.values()]
+    },
+    open: async e => {
+      const path = files.get(e.key)
+      return path === undefined ? undefined : await openFile(path)
+    },
+  }
+}
+
+/** The file as a stream once it is open; undefined when it does not exist. */
+async function openFile (path: string): Promise<Readable | undefined> {
+  const stream = createReadStream(path, { highWaterMark: 1 << 20 })
+  return await new Promise((resolve, reject) => {
+    const failed = (err: NodeJS.ErrnoException): void => { if (err.code === 'ENOENT') resolve(undefined); else reject(err) }
+    stream.once('error', failed)
+    stream.once('open', () => { stream.off('error', failed); resolve(stream) })
+  })
 }
 
 /** Every index entry the store would load ([] when `dir` does not exist); entries it would drop (unknown key, bad digest) are left out. */
@@ -49,7 +90,7 @@ export async function readCacheIndex (dir: string): Promise<IndexedEntry[]> {
  * Removes `entries` (some of `all`, the index as read) from the index, and content no key left in
  * `all` uses. Idempotent: an entry already gone is not an error.
  */
-export async function removeEntries (dir: string, entries: IndexedEntry[], all: IndexedEntry[]): Promise<void> {
+export async function removeEntries (dir: string, entries: CacheViewEntry[], all: CacheViewEntry[]): Promise<void> {
   const remaining = new Set(all.map(e => e.key))
   for (const e of entries) remaining.delete(e.key)
   for (const e of entries) {

@@ -31,6 +31,7 @@ export interface ObjectInfo {
   lastModified: number
   /** HEAD only: what the object was written with. */
   contentType?: string
+  /** User metadata (x-amz-meta-*, names lowercased): from `head` only, never from a listing. */
   metadata?: Record<string, string>
 }
 
@@ -72,7 +73,7 @@ export class S3Bucket {
   async head (key: string): Promise<ObjectInfo | undefined> {
     try {
       const r = await this.client.send(new HeadObjectCommand({ Bucket: this.name, Key: key }))
-      return { key, size: r.ContentLength ?? 0, lastModified: toSeconds(r.LastModified), contentType: r.ContentType, metadata: r.Metadata }
+      return { key, size: r.ContentLength ?? 0, lastModified: toSeconds(r.LastModified), contentType: r.ContentType, metadata: r.Metadata ?? {} }
     } catch (err) {
       if (isNotFound(err)) return undefined
       throw this.unavailable(err)

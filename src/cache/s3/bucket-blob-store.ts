@@ -154,7 +154,7 @@ export class BucketBlobStore implements CacheBlobStore {
     const { bucket, keys, lock } = this.opts
     const published = await this.published(digest)
     if (published !== undefined) return published
-    const key = `blob:${digest.value}`
+    const key = blobFillKey(digest)
     for (let round = 1; ; round++) {
       const election = await lock.elect(key)
       if (election.role === 'leader') return { lease: election.lease }
@@ -197,4 +197,9 @@ export class BucketBlobStore implements CacheBlobStore {
     this.writers.add(done)
     void done.finally(() => this.writers.delete(done))
   }
+}
+
+/** The fill lock's key for a blob: what replicas elect on, and what the janitor asks about a fill. */
+export function blobFillKey (digest: Digest): string {
+  return `blob:${digest.value}`
 }

@@ -20,10 +20,12 @@ import { LocalFillLock, type FillLock } from '../../cluster/fill-lock.js'
 import { openCacheStore, type CacheStoreOptions } from '../cache-store.js'
 import type { CacheStore } from '../stores.js'
 import { CacheKeys } from './cache-keys.js'
-import { BucketBlobStore } from './bucket-blob-store.js'
+import { BucketBlobStore, blobFillKey } from './bucket-blob-store.js'
 import { BucketManifestStore } from './bucket-manifest-store.js'
 import { BucketTagStore } from './bucket-tag-store.js'
 import { NO_READ_TIMES, type ReadTimes } from './read-times.js'
+import { BatchedReadTimes } from './batched-read-times.js'
+import { BucketJanitor } from './bucket-janitor.js'
 import { DEFAULT_FOLLOW, type FollowOptions } from './bucket-fill-follower.js'
 import type { BucketFillHook } from './bucket-fill-writer.js'
 
@@ -39,6 +41,12 @@ export interface BucketCacheOptions extends CacheStoreOptions {
   follow?: Partial<FollowOptions>
   /** Test hook: awaited at each step of every copy into the bucket. */
   writerHook?: BucketFillHook
+  /**
+   * The bucket's housekeeping, for a serving replica: read times recorded in batches, and the
+   * janitor (one replica at a time) bounding the bucket by CACHE_MAX_SIZE (`maxSize` here) and
+   * CACHE_INACTIVE (`inactiveMs`). Without it (tests, tools) nothing is recorded or pruned.
+   */
+  cluster?: { replicaId: string, maxSize: number }
 }
 
 export async function openBucketCache (opts: BucketCacheOptions): Promise<CacheStore> {
@@ -46,12 +54,20 @@ export async function openBucketCache (opts: BucketCacheOptions): Promise<CacheS
   const bucket = new S3Bucket(opts.s3, opts.bucketOptions)
   const keys = new CacheKeys(opts.s3.prefix)
   const log = opts.log
-  const readTimes = opts.readTimes ?? NO_READ_TIMES
+  const lock = opts.fillLock ?? new LocalFillLock()
+  const batched = opts.cluster !== undefined && opts.readTimes === undefined
+    ? new BatchedReadTimes({ bucket, keys, replicaId: opts.cluster.replicaId, log })
+    : undefined
+  const readTimes = opts.readTimes ?? batched ?? NO_READ_TIMES
+  const janitor = opts.cluster !== undefined
+    ? new BucketJanitor({ bucket, keys, fillLock: lock, replicaId: opts.cluster.replicaId, maxSize: opts.cluster.maxSize, inactiveMs: opts.inactiveMs, fillLockKey: blobFillKey, log: log.child({ module: 'bucket-janitor' }) })
+    : undefined
+  janitor?.start()
   const blobs = new BucketBlobStore({
     bucket,
     keys,
     local: local.blobs,
-    lock: opts.fillLock ?? new LocalFillLock(),
+    lock,
     readTimes,
     follow: { ...DEFAULT_FOLLOW, ...(opts.idleTimeoutMs !== undefined && opts.idleTimeoutMs > 0 ? { stallMs: opts.idleTimeoutMs } : {}), ...opts.follow },
     log,
@@ -68,6 +84,8 @@ export async function openBucketCache (opts: BucketCacheOptions): Promise<CacheS
       await local.close()
       // Copies still publishing finish (a verified blob is worth keeping); failed fills end theirs.
       await blobs.fillsSettled()
+      await janitor?.close()
+      await batched?.close()
       bucket.destroy()
     },
   }
