@@ -30,6 +30,8 @@ export interface CrossdockOptions {
   env?: Record<string, string>
   /** Names the dir under the scope (default `crossdock`). */
   name?: string
+  /** How long a start may take to answer (default 20 s; several replicas starting at once on a loaded machine need more). */
+  readyTimeoutMs?: number
 }
 
 export type LogLine = Record<string, unknown> & { msg?: string }
@@ -103,7 +105,7 @@ export async function startCrossdock (scope: Scope, opts: CrossdockOptions): Pro
     })
     daemon = d
     await waitFor(`crossdock GET http://${opts.host}:${proxyPort}/ to answer 200`, async () => await getStatus(opts.host, proxyPort, '/') === 200, {
-      timeoutMs: 20_000,
+      timeoutMs: opts.readyTimeoutMs ?? 20_000,
       abort: () => d.hasExited() ? `exited:\n${d.logTail()}` : undefined,
     })
   }
