@@ -7,13 +7,14 @@
 // auth.docker.io to 127.0.0.1: bench/peers.ts serves a fake Docker Hub on 127.0.0.1:443 there, so
 // distribution's `proxy.remoteurl` and dockerd can use the real name and nothing leaves the machine.
 // Before entering it, the Debian packages the peer benchmark compares against are installed when
-// missing (nginx, docker-registry, dockerd, rsvg-convert for the chart).
+// missing (nginx, docker-registry, dockerd, rsvg-convert for the chart; skopeo, Ceph RGW and
+// redis-server for bench/cluster.ts).
 import { readdirSync, readFileSync, writeFileSync, mkdtempSync, rmSync } from 'node:fs'
 import { spawnSync } from 'node:child_process'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 
-const DEBIAN_PACKAGES = { nginx: 'nginx', 'docker-registry': 'docker-registry', dockerd: 'docker.io', 'rsvg-convert': 'librsvg2-bin' }
+const DEBIAN_PACKAGES = { nginx: 'nginx', 'docker-registry': 'docker-registry', dockerd: 'docker.io', 'rsvg-convert': 'librsvg2-bin', skopeo: 'skopeo', 'ceph-mon': 'ceph-mon', 'ceph-osd': 'ceph-osd', radosgw: 'radosgw', 'redis-server': 'redis-server' }
 const args = process.argv.slice(2)
 const have = cmd => spawnSync('sh', ['-c', `command -v ${cmd}`], { stdio: 'ignore' }).status === 0
 const isRoot = process.getuid?.() === 0

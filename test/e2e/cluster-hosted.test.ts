@@ -9,6 +9,8 @@
 //   - a replica SIGKILLed while it receives a PATCH: nothing of the blob is visible, the client
 //     resumes the session through the load balancer from the offset the bucket holds and
 //     completes it; every blob in the bucket hashes to its key;
+//   - a replica stopped with SIGTERM while it serves a pull: the pull completes, new requests go to
+//     the others;
 //   - radosgw restarted: every replica's /readyz says why it is not ready while it is down, and
 //     is ready again after; pulls work again.
 // This file's address: 127.0.0.46.
@@ -224,6 +226,39 @@ if (requirePrivateNetns(t)) {
     t.ok(blobs.length >= 5, `${blobs.length} blobs in the bucket`)
     t.same(wrong, [], 'every blob object hashes to its key')
     t.same(await listKeys('uploads/'), [], 'no upload session left in the bucket')
+  })
+
+  t.test('a replica stopped (SIGTERM) while it serves a pull: that pull completes, nginx sends the rest elsewhere', async t => {
+    const layer = bytesOf(1, 20 * 1024 * 1024 + 123)
+    const digest = sha256(layer)
+    // A pull that reads its first bytes and then waits: in flight on exactly one replica.
+    const hash = createHash('sha256')
+    let got = 0
+    let resume!: () => void
+    const done = new Promise<{ status: number, error?: string }>(resolve => {
+      request(lb(`/v2/cluster/app/blobs/${digest}`), res => {
+        res.on('data', (c: Buffer) => { hash.update(c); got += c.length })
+        res.once('data', () => { res.pause(); resume = () => res.resume() })
+        res.once('end', () => resolve({ status: res.statusCode ?? 0 }))
+        res.once('error', err => resolve({ status: res.statusCode ?? 0, error: err.message }))
+      }).once('error', err => resolve({ status: 0, error: err.message })).end()
+    })
+    const serving = await waitFor('the replica serving the pull', async () => {
+      const inFlight = (await cluster.metricPerReplica('crossdock_http_requests_in_flight', { door: 'registry' })).map(n => n ?? 0)
+      const i = inFlight.findIndex(n => n === 1)
+      return resume !== undefined && i >= 0 && inFlight.filter(n => n > 0).length === 1 ? i : undefined
+    }, { timeoutMs: 10_000 })
+    const stopped = cluster.stopReplica(serving)
+    await waitFor(`${label(serving)} to stop listening`, async () => await fetch(direct(cluster.replicas[serving], '/v2/')).then(() => false, () => true), { timeoutMs: 10_000 })
+    const statuses = await Promise.all(Array.from({ length: 6 }, async () => (await fetch(lb('/v2/cluster/app/manifests/v1'), { headers: { accept: ACCEPT } })).status))
+    t.same(statuses, [200, 200, 200, 200, 200, 200], 'six pulls through nginx while it drains: all answered by the others')
+    resume()
+    const r = await done
+    t.same(r, { status: 200 }, 'the pull it was serving completes')
+    t.equal(`sha256:${hash.digest('hex')}`, digest, `with every byte (${got})`)
+    await stopped
+    await cluster.restartReplica(serving)
+    t.equal((await fetch(direct(cluster.replicas[serving], `/v2/cluster/app/blobs/${digest}`), { method: 'HEAD' })).status, 200, `${label(serving)} is back`)
   })
 
   t.test('radosgw restarted: /readyz on every replica says why while it is down, ready again after; pulls work again', async t => {

@@ -18,14 +18,14 @@
  * ignores it (config reads only the variables in its table), so the same harness runs before and
  * after the Redis coordination lands.
  *
- * Failure helpers for the cases the issue lists: `killReplica` (SIGKILL) / `restartReplica`,
+ * Failure helpers for the cases the issue lists: `killReplica` (SIGKILL) or `stopReplica` / `restartReplica`,
  * `killRedis` or `stopRedis` / `startRedis`, `stopGateway` / `startGateway` (radosgw only: the
  * memstore OSD keeps the data while it runs). `metricPerReplica` tells which replica is doing
  * something right now (answering a request, filling a blob), to kill that one.
  */
 import { mkdirSync } from 'node:fs'
 import { S3Client, CreateBucketCommand } from '@aws-sdk/client-s3'
-import { startCrossdock, runOk, freePort, type Crossdock, type LogLine, type Scope } from './e2e/index.js'
+import { startCrossdock, runOk, freePort, waitFor, type Crossdock, type LogLine, type Scope } from './e2e/index.js'
 import { startRgw, type Rgw } from './rgw.js'
 import { startRedis, type Redis } from './redis.js'
 import { startNginxLb, type NginxLb } from './nginx-lb.js'
@@ -85,6 +85,8 @@ export interface Cluster {
   metricPerReplica: (name: string, labels?: Record<string, string>) => Promise<Array<number | undefined>>
   /** SIGKILL replica `i` (no shutdown code runs); resolves once it has exited. */
   killReplica: (i: number) => Promise<void>
+  /** SIGTERM replica `i` (a planned restart: it drains, up to SHUTDOWN_TIMEOUT); resolves once it has exited. */
+  stopReplica: (i: number) => Promise<void>
   /** Starts replica `i` again on its ports and directories; resolves once it answers. */
   restartReplica: (i: number) => Promise<void>
   /** SIGKILL redis-server (state lost, as in a crash); no-op without `redis: true`. */
@@ -136,7 +138,8 @@ export async function startCluster (scope: Scope, opts: ClusterOptions): Promise
   // restarted replica must come back where nginx sends its share.
   const ports = await Promise.all(Array.from({ length: n }, async () => await freePort(opts.address)))
   const replicas = await Promise.all(ports.map(async (registryPort, i) => {
-    const c = await startCrossdock(scope, { host: opts.address, name: `replica-${i + 1}`, registryPort, connectTo: opts.connectTo, env })
+    // Three Node processes loading at once on two busy cores: 20 s was seen not to be enough.
+    const c = await startCrossdock(scope, { host: opts.address, name: `replica-${i + 1}`, registryPort, connectTo: opts.connectTo, env, readyTimeoutMs: 90_000 })
     scope.attachLog(`replica ${i + 1}`, () => c.logs.slice(-15).map(l => JSON.stringify(l)).join('\n'))
     return c
   }))
@@ -168,6 +171,15 @@ export async function startCluster (scope: Scope, opts: ClusterOptions): Promise
       return res?.status === 200 ? sample(await res.text(), name, labels) ?? 0 : undefined
     })),
     killReplica: async i => { await replicas[i]?.kill() },
+    stopReplica: async i => {
+      const r = replicas[i]
+      const pid = r?.pid()
+      if (r === undefined || pid === undefined || !r.running()) return
+      // Not Crossdock.stop(): its 5 s grace would cut a drain that SHUTDOWN_TIMEOUT allows.
+      process.kill(pid, 'SIGTERM')
+      await waitFor(`replica ${i + 1} to drain and exit`, () => !r.running(), { timeoutMs: 60_000, intervalMs: 50 })
+      await r.stop() // already gone: closes its log
+    },
     restartReplica: async i => { await replicas[i]?.start() },
     killRedis: async () => {
       if (redis === undefined) return

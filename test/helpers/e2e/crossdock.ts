@@ -34,6 +34,8 @@ export interface CrossdockOptions {
   cli?: string
   /** Node flags before the entry point (e.g. `--cpu-prof`, which NODE_OPTIONS does not take). */
   nodeArgs?: string[]
+  /** How long a start may take to answer (default 20 s; several replicas starting at once on a loaded machine need more). */
+  readyTimeoutMs?: number
 }
 
 export type LogLine = Record<string, unknown> & { msg?: string }
@@ -108,7 +110,7 @@ export async function startCrossdock (scope: Scope, opts: CrossdockOptions): Pro
     })
     daemon = d
     await waitFor(`crossdock GET http://${opts.host}:${proxyPort}/ to answer 200`, async () => await getStatus(opts.host, proxyPort, '/') === 200, {
-      timeoutMs: 20_000,
+      timeoutMs: opts.readyTimeoutMs ?? 20_000,
       abort: () => d.hasExited() ? `exited:\n${d.logTail()}` : undefined,
     })
   }
