@@ -41,7 +41,7 @@ import type { UpstreamRequest, UpstreamRequester, UpstreamResponse } from './ups
 export interface SegmentOptions {
   /** Connections per blob at most (UPSTREAM_SEGMENTS); 1 never sends a Range. */
   segments: number
-  /** Blobs smaller than this are one stream (UPSTREAM_SEGMENT_MIN_SIZE). */
+  /** The first request asks for this many bytes: a blob up to this size is one request (UPSTREAM_SEGMENT_MIN_SIZE). */
   minSize: number
   /** The process-wide budget of extra connections. */
   slots: SegmentSlots
