@@ -4,26 +4,28 @@
  * pipe: one TCP stream gets window/RTT; CDNs shape per connection) a blob then arrives K times as
  * fast, which no number of parallel *blobs* gives a client (ctr) that already fetches all at once.
  *
- *   requestBlob: GET blob, Range: bytes=0-   (same requester as any blob GET: auth, destination
- *                                             policy, redirects followed)
- *     200 ─────────────────────────────────────► as is: the upstream ignores Range, one stream
- *     416 ─────────────────────────────────────► a plain GET (an empty blob has no byte to range)
- *     206 bytes 0-(T-1)/T ─────────────────────► a 200 of T bytes whose body is a SegmentedBody
- *     206 with any other Content-Range ────────► dropped unread; a plain GET
- *     anything else ───────────────────────────► as is
+ *   requestBlob: GET blob, Range: bytes=0-(M-1)   M = UPSTREAM_SEGMENT_MIN_SIZE; same requester as
+ *                                                 any blob GET: auth, destination policy, redirects
+ *     200 ──────────────────────────────────────► as is: the upstream ignores Range, one stream
+ *     416 ──────────────────────────────────────► a plain GET (an empty blob has no byte to range)
+ *     206 bytes 0-(T-1)/T (T ≤ M: all of it) ───► a 200 of T bytes, that one stream
+ *     206 bytes 0-(M-1)/T (T > M) ──────────────► a 200 of T bytes whose body is a SegmentedBody
+ *     206 with any other Content-Range ─────────► dropped unread; a plain GET
+ *     anything else ────────────────────────────► as is
  *
- *   SegmentedBody: T bytes in pieces of ⌈T/K⌉ (at most 4 MiB), read in order
- *     the first answer ──► straight to the reader (no latency added to the first byte); at a piece's
- *                          end it runs on into the next one while nobody took it, and is cut there
- *                          (destroyed) when a range request did
- *     up to K-1 workers ─► `bytes=a-b` to the URL that answered the first GET (a CDN redirect is
- *                          followed once), each holding a slot (segment-slots.ts) from the request
- *                          until the reader has taken the piece; pieces ahead wait in memory
- *     after a cut ───────► the first answer's worker goes on with range requests, without a slot,
- *                          so every body progresses however busy the slots are
+ *   SegmentedBody: [0, M) from the first answer, straight to the reader (no latency added to the
+ *   first byte); the rest in K-1 pieces of (T-M)/(K-1) (at most 4 MiB each: more for a large blob):
+ *     up to K-1 workers ──► `bytes=a-b` to the URL that answered the first GET (a CDN redirect is
+ *                           followed once), each holding a slot (segment-slots.ts) from its request
+ *                           until the reader has taken the piece; pieces ahead wait in memory
+ *     the first answer's ─► once it ended, takes the next free pieces without a slot, so every
+ *       worker             body progresses however busy the slots are; its connection is kept
+ *   Every request ends where its range ends: no connection is cut, no byte is fetched twice (a
+ *   first request for the whole blob, cut where the pieces began, wasted what was in flight: up to
+ *   4 MiB of a shared link's time per blob in the WAN bench).
  *   Memory: a worker takes only pieces within K of the reader's, and a piece ahead holds a slot,
- *   so bytes buffered ahead ≤ min(K, slots) × piece size per body and ≤ slots × 4 MiB in all. The
- *   piece being read (and the first answer past it) is paused while the reader is behind.
+ *   so bytes buffered ahead ≤ K × piece size per body and ≤ slots × 4 MiB in all. The piece being
+ *   read is paused while the reader is behind.
  *   Errors: a piece that fails (reset, short, a 5xx) is asked again for its missing bytes, at most
  *   3 times; after that, or on any answer that is not the exact 206 asked for, the body errors (the
  *   fill fails, clients see an abort; the fill's digest check stays the last word).
@@ -39,7 +41,7 @@ import type { UpstreamRequest, UpstreamRequester, UpstreamResponse } from './ups
 export interface SegmentOptions {
   /** Connections per blob at most (UPSTREAM_SEGMENTS); 1 never sends a Range. */
   segments: number
-  /** Blobs smaller than this are one stream (UPSTREAM_SEGMENT_MIN_SIZE). */
+  /** The first request asks for this many bytes: a blob up to this size is one request (UPSTREAM_SEGMENT_MIN_SIZE). */
   minSize: number
   /** The process-wide budget of extra connections. */
   slots: SegmentSlots
@@ -58,33 +60,35 @@ const PIECE_TRIES = 3
 /** A blob GET (see the header): the caller gets a 200 (or the upstream's answer) either way. */
 export async function requestBlob (upstream: UpstreamRequester, req: UpstreamRequest, opts: SegmentOptions): Promise<UpstreamResponse> {
   if (opts.segments <= 1 || req.method !== 'GET') return await upstream.request(req)
-  const first = await upstream.request({ ...req, headers: withRange(req.headers, 'bytes=0-') })
+  const firstSize = Math.max(1, opts.minSize)
+  const first = await upstream.request({ ...req, headers: withRange(req.headers, `bytes=0-${firstSize - 1}`) })
   if (first.status === 416) {
     discardBody(first.body)
     return await upstream.request(req)
   }
   if (first.status !== 206) return first
   const range = parseAnsweredRange(headerValue(first.headers, 'content-range'))
-  if (range?.start !== 0 || range.end !== range.size - 1) {
-    // Not the whole blob from byte 0 (a server that caps ranges, or a broken one): none of these
-    // bytes is used; the blob is asked for as if segmenting did not exist.
+  const whole = range !== undefined && range.start === 0 && range.end === range.size - 1
+  if (range?.start !== 0 || (!whole && range.end !== firstSize - 1)) {
+    // Not what was asked (a server that caps ranges, or a broken one): none of these bytes is
+    // used; the blob is asked for as if segmenting did not exist.
     first.body.destroy()
     return await upstream.request(req)
   }
   const size = range.size
   const { 'content-range': _range, 'content-length': _length, ...headers } = first.headers
-  const whole = { ...first, status: 200, headers: { ...headers, 'content-length': String(size) } }
-  // Too small to be worth more connections: the first answer is the whole blob already.
-  if (size < opts.minSize) return whole
+  const answer = { ...first, status: 200, headers: { ...headers, 'content-length': String(size) } }
+  if (whole) return answer
   const body = new SegmentedBody({
     first: first.body,
+    firstSize,
     size,
     segments: opts.segments,
     slots: opts.slots,
     maxPiece: opts.maxPiece,
     fetchRange: rangeFetcher(upstream, req, first.url),
   })
-  return { ...whole, body }
+  return { ...answer, body }
 }
 
 /**
@@ -128,8 +132,9 @@ interface Piece {
 }
 
 export interface SegmentedBodyOptions {
-  /** The 206 answer to `bytes=0-`: the blob from its first byte. */
+  /** The body of the 206 answer to `bytes=0-(firstSize-1)`. */
   first: Readable
+  firstSize: number
   size: number
   segments: number
   slots: SegmentSlots
@@ -149,9 +154,6 @@ export class SegmentedBody extends Readable {
   private reading = 0
   /** Lowest piece that may be free (pieces are never freed again). */
   private freeFrom = 1
-  /** The first answer while it feeds pieces, and the piece it feeds. */
-  private first: Readable | undefined
-  private firstAt = 0
   private wanted = false
   private readerMoved: Array<() => void> = []
 
@@ -161,11 +163,14 @@ export class SegmentedBody extends Readable {
     this.segments = o.segments
     this.slots = o.slots
     this.fetchRange = o.fetchRange
-    const piece = Math.max(1, Math.min(o.maxPiece ?? MAX_PIECE, Math.ceil(o.size / o.segments)))
-    for (let start = 0; start < o.size; start += piece) {
-      this.pieces.push({ start, end: Math.min(o.size, start + piece), state: 'free', chunks: [], received: 0, slot: false })
-    }
-    this.followFirst(o.first)
+    this.pieces.push(newPiece(0, Math.min(o.firstSize, o.size)))
+    const rest = o.size - o.firstSize
+    // K-1 pieces for the K-1 workers that start now; a large blob has more (≤ 4 MiB), which whoever
+    // is free takes, the first answer's worker too.
+    const piece = Math.max(1, Math.min(o.maxPiece ?? MAX_PIECE, Math.ceil(rest / Math.max(1, o.segments - 1))))
+    for (let start = o.firstSize; start < o.size; start += piece) this.pieces.push(newPiece(start, Math.min(o.size, start + piece)))
+    this.pieces[0].state = 'taken'
+    void this.fetchFirst(o.first)
     for (let w = 1; w < Math.min(o.segments, this.pieces.length); w++) void this.work(true)
   }
 
@@ -176,8 +181,6 @@ export class SegmentedBody extends Readable {
 
   override _destroy (err: Error | null, callback: (err?: Error | null) => void): void {
     this.abort.abort(err ?? new Error('segmented body destroyed'))
-    this.first?.destroy()
-    this.first = undefined
     for (const p of this.pieces) {
       p.stream?.destroy()
       p.chunks = []
@@ -187,46 +190,18 @@ export class SegmentedBody extends Readable {
     callback(err)
   }
 
-  /** The first answer feeds piece 0, then each next piece nobody took; cut at one somebody did. */
-  private followFirst (first: Readable): void {
-    this.first = first
-    const p0 = this.pieces[0]
-    if (p0 === undefined) { first.destroy(); return }
-    p0.state = 'taken'
-    p0.stream = first
-    first.on('data', (chunk: Buffer) => {
-      let rest = chunk
-      while (rest.length > 0 && this.first === first) {
-        const p = this.pieces[this.firstAt]
-        if (p === undefined || p.state === 'done') { this.destroy(tooLong(this.size)); return }
-        const part = rest.subarray(0, p.end - p.start - p.received)
-        rest = rest.subarray(part.length)
-        this.accept(p, part)
-        if (p.start + p.received < p.end) continue
-        this.complete(p)
-        const next = this.pieces[this.firstAt + 1]
-        if (next === undefined) continue
-        if (next.state === 'free') {
-          next.state = 'taken'
-          next.stream = first
-          this.firstAt++
-          this.freeFrom = Math.max(this.freeFrom, this.firstAt + 1)
-          this.drain()
-        } else {
-          // A range request has the next piece: this connection's bytes from here are not needed.
-          this.first = undefined
-          first.destroy()
-          void this.work(false)
-        }
-      }
-    })
-    first.on('error', err => { if (this.first === first) this.destroy(err) })
-    first.on('end', () => {
-      if (this.first !== first) return
-      this.first = undefined
-      const p = this.pieces[this.firstAt]
-      if (p !== undefined && p.state !== 'done') this.destroy(short(p.start + p.received, this.size))
-    })
+  /** The first answer is piece 0; then its worker goes on with range requests, slotless. */
+  private async fetchFirst (first: Readable): Promise<void> {
+    const p = this.pieces[0]
+    try {
+      await this.feed(p, first)
+      if (p.received < p.end) throw short(p.received, this.size)
+      this.complete(p)
+    } catch (err) {
+      if (!this.abort.signal.aborted) this.destroy(err as Error)
+      return
+    }
+    await this.work(false)
   }
 
   /** Takes free pieces within the window and fetches them until none is left. */
@@ -334,16 +309,19 @@ export class SegmentedBody extends Readable {
     this.updateFlow()
   }
 
-  /** Backpressure: the piece being read flows while the reader keeps up; the first answer only then. */
+  /** Backpressure: the piece being read flows while the reader keeps up (pieces ahead are bounded). */
   private updateFlow (): void {
     const p = this.pieces[this.reading]
     if (p?.stream !== undefined) {
       if (p.chunks.length > 0) p.stream.pause()
       else p.stream.resume()
     }
-    if (this.first !== undefined && this.firstAt !== this.reading) this.first.pause()
   }
 
+}
+
+function newPiece (start: number, end: number): Piece {
+  return { start, end, state: 'free', chunks: [], received: 0, slot: false }
 }
 
 function short (at: number, size: number): ProxyError {
