@@ -35,7 +35,10 @@ export interface ObjectStore {
   write: (key: string, bytes: Buffer | string, opts?: { ifAbsent?: boolean }) => Promise<boolean>
   /** Removes the object; false when it did not exist. */
   delete: (key: string) => Promise<boolean>
-  /** Every object under `prefix` (which ends with '/'), in key order. */
+  /**
+   * Every object under `prefix` (which ends with '/'). Order: the bucket's is whole-key order (gc
+   * relies on it there); the directory's is name order level by level. Callers that show a list sort it.
+   */
   list: (prefix: string) => AsyncIterable<StoredObject>
   /** The names one level under `prefix` (ends with '/') that have objects below them, sorted. */
   children: (prefix: string) => Promise<string[]>
