@@ -1,6 +1,6 @@
 /**
  * Every object key of the pull-through cache in the bucket (STORAGE=s3) is built here, and only
- * here — the bucket counterpart of cache/cache-paths.ts. The hosted registry's keys (storage/s3/s3-keys.ts)
+ * here — the bucket counterpart of cache/cache-paths.ts. The hosted registry's keys (registry/storage/storage-keys.ts)
  * live beside these under the same S3_PREFIX; nothing here is under theirs, nor theirs under `cache/`.
  *
  *   <S3_PREFIX>/cache/
