@@ -12,7 +12,8 @@
  * compares code versions (or node flags) A/B: rounds interleave the builds, in alternating order per run, so the
  * machine's load drifts over both alike. Figures are printed, never asserted.
  * CPB_MIB (100), CPB_LAYERS (4), CPB_RUNS (5), CPB_PARALLEL (4), CPB_DOORS (registry,mitm),
- * CPB_UPSTREAM_MBIT (per-connection cap through bench/wan/relay.ts; 0, the default: none) and
+ * CPB_UPSTREAM_MBIT (per-connection cap through bench/wan/relay.ts; 0, the default: none; with
+ * CPB_UPSTREAM_DELAY_MS one-way delay) and
  * CPB_CROSSDOCK_ENV (JSON) and CPB_NODE_ARGS (e.g. `--cpu-prof --cpu-prof-dir=/tmp/prof`) tune it.
  * Needs root and the private namespace `npm run bench -- bench/cpu-per-byte.ts` enters.
  */
@@ -44,6 +45,7 @@ const EXTRA_ENV = process.env.CPB_CROSSDOCK_ENV !== undefined ? JSON.parse(proce
 // Per-connection cap of the upstream (Mbit/s; 0: none), through the WAN relay: a paced fill arrives
 // in small pieces, so each write and each reader's read moves fewer bytes than on loopback.
 const UPSTREAM_MBIT = Number(process.env.CPB_UPSTREAM_MBIT ?? 0)
+const UPSTREAM_DELAY_MS = Number(process.env.CPB_UPSTREAM_DELAY_MS ?? 0)
 // Count crossdock's system calls during the cold pull (strace -c -f): slows it, so CPU figures of
 // such a run mean nothing, but the counts say how many writes and reads moved the bytes.
 const STRACE = process.env.CPB_STRACE === '1'
@@ -64,10 +66,10 @@ const image = await seedImage(scope, upstream, 'library/cpb', '1', { seed: 'cpb'
 const blobs = image.layers
 const totalBytes = blobs.reduce((n, l) => n + l.size, 0)
 const wan = UPSTREAM_MBIT > 0
-  ? await startWan({ host: UP, port: 443, target: { host: UP, port: Number(upstream.address.split(':')[1]) }, delayMs: 0, linkBps: 0, connBps: UPSTREAM_MBIT * 1e6 })
+  ? await startWan({ host: UP, port: 443, target: { host: UP, port: Number(upstream.address.split(':')[1]) }, delayMs: UPSTREAM_DELAY_MS, linkBps: 0, connBps: UPSTREAM_MBIT * 1e6 })
   : undefined
 const upstreamAddress = wan !== undefined ? `${UP}:443` : upstream.address
-console.log(`cpu-per-byte: ${blobs.length} blobs, ${(totalBytes / 1e6).toFixed(1)} MB; ${RUNS} runs × ${BUILDS.length} builds × doors ${DOORS.join(',')}; ${PARALLEL} parallel; upstream ${UPSTREAM_MBIT > 0 ? `${UPSTREAM_MBIT} Mbit/s per connection` : 'unthrottled'}; load ${loadavg()}`)
+console.log(`cpu-per-byte: ${blobs.length} blobs, ${(totalBytes / 1e6).toFixed(1)} MB; ${RUNS} runs × ${BUILDS.length} builds × doors ${DOORS.join(',')}; ${PARALLEL} parallel; upstream ${UPSTREAM_MBIT > 0 ? `${UPSTREAM_MBIT} Mbit/s per connection, ${UPSTREAM_DELAY_MS} ms each way` : 'unthrottled'}; load ${loadavg()}`)
 
 /** GETs a blob through `door` and counts its bytes (kept nowhere); fails on a short body. */
 async function getBlob (cd: Crossdock, registryPort: number, door: Door, digest: string, size: number): Promise<void> {
@@ -111,9 +113,11 @@ function cpuSplit (pid: number): [number, number] {
 }
 
 let lastSys = 0
+let lastWall = 0
 async function pullAll (cd: Crossdock, registryPort: number, door: Door): Promise<number> {
   const pid = cd.pid() as number
   const [user0, sys0] = cpuSplit(pid)
+  const t0 = performance.now()
   let next = 0
   await Promise.all(Array.from({ length: PARALLEL }, async () => {
     while (next < blobs.length) {
@@ -121,6 +125,7 @@ async function pullAll (cd: Crossdock, registryPort: number, door: Door): Promis
       await getBlob(cd, registryPort, door, b.digest, b.size)
     }
   }))
+  lastWall = (performance.now() - t0) / 1000
   const [user1, sys1] = cpuSplit(pid)
   lastSys = sys1 - sys0
   return user1 - user0 + lastSys
@@ -144,7 +149,7 @@ async function strace (pid: number, out: string): Promise<{ stop: () => Promise<
   }
 }
 
-interface Round { cold: number, coldSys: number, warm: number, warmSys: number, hwm: number, idle: number }
+interface Round { cold: number, coldSys: number, coldWall: number, warm: number, warmSys: number, warmWall: number, hwm: number, idle: number }
 const rounds = new Map<string, Round[]>() // `${build}/${door}`
 let n = 0
 try {
@@ -163,15 +168,16 @@ try {
         const cold = await pullAll(cd, registryPort, door)
         if (tracer !== undefined) console.log(`syscalls during the cold pull (${build.replace(ROOT, '')}, ${door}):\n${await tracer.stop()}`)
         const coldSys = lastSys
+        const coldWall = lastWall
         const warm = await pullAll(cd, registryPort, door)
-        const r = { cold, coldSys, warm, warmSys: lastSys, hwm: hwmMiB([cd.pid() as number]), idle }
+        const r = { cold, coldSys, coldWall, warm, warmSys: lastSys, warmWall: lastWall, hwm: hwmMiB([cd.pid() as number]), idle }
         const status = readFileSync(`/proc/${cd.pid() as number}/status`, 'utf8')
         const kinds = ['RssAnon', 'RssFile'].map(k => `${k} ${(Number(new RegExp(`${k}:\\s+(\\d+)`).exec(status)?.[1]) / 1024).toFixed(0)}`).join(', ')
         await cd.stop()
         rmSync(cd.dirs.cache, { recursive: true, force: true })
         const k = `${build}/${door}`
         rounds.set(k, [...(rounds.get(k) ?? []), r])
-        console.log(`run ${run} ${build.replace(ROOT, '')} ${door}: cold ${(r.cold * 1000).toFixed(0)} ms (sys ${(r.coldSys * 1000).toFixed(0)}), warm ${(r.warm * 1000).toFixed(0)} ms (sys ${(r.warmSys * 1000).toFixed(0)}) CPU; VmHWM ${r.hwm.toFixed(0)} MiB (${r.idle.toFixed(0)} at start; now ${kinds} MiB)`)
+        console.log(`run ${run} ${build.replace(ROOT, '')} ${door}: cold ${(r.cold * 1000).toFixed(0)} ms (sys ${(r.coldSys * 1000).toFixed(0)}; wall ${r.coldWall.toFixed(2)} s), warm ${(r.warm * 1000).toFixed(0)} ms (sys ${(r.warmSys * 1000).toFixed(0)}; wall ${r.warmWall.toFixed(2)} s) CPU; VmHWM ${r.hwm.toFixed(0)} MiB (${r.idle.toFixed(0)} at start; now ${kinds} MiB)`)
       }
     }
   }
