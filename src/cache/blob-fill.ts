@@ -1,7 +1,7 @@
 /**
  * One in-flight blob download into the cache, and the readers that follow it while it grows.
  *
- *   upstream body ──► FillSink (sha256/512 + length, idle timeout, then writev) ──► staging file
+ *   upstream body ──► FillSink (sha256/512 + length, idle timeout; 256 KiB batches) ──► staging file
  *        (one pipeline: the only place that owns errors)                  │ 'progress' (bytes on disk)
  *                                                                         ▼
  *                                       TailReader × N (the first client and every joiner alike)
