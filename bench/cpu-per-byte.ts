@@ -11,10 +11,13 @@
  * the end of the round. CPB_BUILDS (comma list of paths to a build's cli.js, default dist/cli.js)
  * compares code versions (or node flags) A/B: rounds interleave the builds, in alternating order per run, so the
  * machine's load drifts over both alike. Figures are printed, never asserted.
- * CPB_MIB (100), CPB_LAYERS (4), CPB_RUNS (5), CPB_PARALLEL (4), CPB_DOORS (registry,mitm) and
+ * CPB_MIB (100), CPB_LAYERS (4), CPB_RUNS (5), CPB_PARALLEL (4), CPB_DOORS (registry,mitm),
+ * CPB_UPSTREAM_MBIT (per-connection cap through bench/wan/relay.ts; 0, the default: none; with
+ * CPB_UPSTREAM_DELAY_MS one-way delay) and
  * CPB_CROSSDOCK_ENV (JSON) and CPB_NODE_ARGS (e.g. `--cpu-prof --cpu-prof-dir=/tmp/prof`) tune it.
  * Needs root and the private namespace `npm run bench -- bench/cpu-per-byte.ts` enters.
  */
+import { spawn } from 'node:child_process'
 import http from 'node:http'
 import tls from 'node:tls'
 import { readFileSync, rmSync } from 'node:fs'
@@ -26,6 +29,7 @@ import {
 import { hwmMiB } from './peers/procstat.js'
 import { median } from './peers/stats.js'
 import { ROOT } from './lib.js'
+import { startWan } from './wan/relay.js'
 
 const UP = '127.0.0.51' // distribution
 const CD = '127.0.0.52' // crossdock
@@ -38,6 +42,13 @@ const DOORS = (process.env.CPB_DOORS ?? 'registry,mitm').split(',') as Door[]
 // A build: the path of its cli.js, optionally followed by node flags (`dist/cli.js --max-semi-space-size=4`).
 const BUILDS = (process.env.CPB_BUILDS ?? CROSSDOCK_CLI).split(',').map(p => p.startsWith('/') ? p : join(ROOT, p))
 const EXTRA_ENV = process.env.CPB_CROSSDOCK_ENV !== undefined ? JSON.parse(process.env.CPB_CROSSDOCK_ENV) as Record<string, string> : {}
+// Per-connection cap of the upstream (Mbit/s; 0: none), through the WAN relay: a paced fill arrives
+// in small pieces, so each write and each reader's read moves fewer bytes than on loopback.
+const UPSTREAM_MBIT = Number(process.env.CPB_UPSTREAM_MBIT ?? 0)
+const UPSTREAM_DELAY_MS = Number(process.env.CPB_UPSTREAM_DELAY_MS ?? 0)
+// Count crossdock's system calls during the cold pull (strace -c -f): slows it, so CPU figures of
+// such a run mean nothing, but the counts say how many writes and reads moved the bytes.
+const STRACE = process.env.CPB_STRACE === '1'
 const NODE_ARGS = process.env.CPB_NODE_ARGS?.split(' ').filter(Boolean) ?? []
 type Door = 'registry' | 'mitm'
 
@@ -54,7 +65,11 @@ const upstream = await startDistribution(scope, { host: UP, name: 'upstream' })
 const image = await seedImage(scope, upstream, 'library/cpb', '1', { seed: 'cpb', randomBytes: Math.round(TOTAL_MIB * 1024 * 1024 / LAYERS), randomLayers: LAYERS })
 const blobs = image.layers
 const totalBytes = blobs.reduce((n, l) => n + l.size, 0)
-console.log(`cpu-per-byte: ${blobs.length} blobs, ${(totalBytes / 1e6).toFixed(1)} MB; ${RUNS} runs × ${BUILDS.length} builds × doors ${DOORS.join(',')}; ${PARALLEL} parallel; load ${loadavg()}`)
+const wan = UPSTREAM_MBIT > 0
+  ? await startWan({ host: UP, port: 443, target: { host: UP, port: Number(upstream.address.split(':')[1]) }, delayMs: UPSTREAM_DELAY_MS, linkBps: 0, connBps: UPSTREAM_MBIT * 1e6 })
+  : undefined
+const upstreamAddress = wan !== undefined ? `${UP}:443` : upstream.address
+console.log(`cpu-per-byte: ${blobs.length} blobs, ${(totalBytes / 1e6).toFixed(1)} MB; ${RUNS} runs × ${BUILDS.length} builds × doors ${DOORS.join(',')}; ${PARALLEL} parallel; upstream ${UPSTREAM_MBIT > 0 ? `${UPSTREAM_MBIT} Mbit/s per connection, ${UPSTREAM_DELAY_MS} ms each way` : 'unthrottled'}; load ${loadavg()}`)
 
 /** GETs a blob through `door` and counts its bytes (kept nowhere); fails on a short body. */
 async function getBlob (cd: Crossdock, registryPort: number, door: Door, digest: string, size: number): Promise<void> {
@@ -98,9 +113,11 @@ function cpuSplit (pid: number): [number, number] {
 }
 
 let lastSys = 0
+let lastWall = 0
 async function pullAll (cd: Crossdock, registryPort: number, door: Door): Promise<number> {
   const pid = cd.pid() as number
   const [user0, sys0] = cpuSplit(pid)
+  const t0 = performance.now()
   let next = 0
   await Promise.all(Array.from({ length: PARALLEL }, async () => {
     while (next < blobs.length) {
@@ -108,12 +125,31 @@ async function pullAll (cd: Crossdock, registryPort: number, door: Door): Promis
       await getBlob(cd, registryPort, door, b.digest, b.size)
     }
   }))
+  lastWall = (performance.now() - t0) / 1000
   const [user1, sys1] = cpuSplit(pid)
   lastSys = sys1 - sys0
   return user1 - user0 + lastSys
 }
 
-interface Round { cold: number, coldSys: number, warm: number, warmSys: number, hwm: number, idle: number }
+/** strace -c -f attached to `pid` (every thread); `stop` returns the counts of the busiest calls. */
+async function strace (pid: number, out: string): Promise<{ stop: () => Promise<string> }> {
+  const proc = spawn('strace', ['-c', '-f', '-p', String(pid), '-o', out, '-e', 'trace=read,write,writev,pread64,pwritev,pwritev2,epoll_wait,epoll_pwait,futex,mmap,munmap,madvise'], { stdio: ['ignore', 'ignore', 'pipe'] })
+  await new Promise<void>((resolve, reject) => {
+    let err = ''
+    proc.stderr.on('data', (d: Buffer) => { err += d.toString(); if (/attached/.test(err)) resolve() })
+    proc.once('exit', code => reject(new Error(`strace exited ${code}: ${err}`)))
+  })
+  return {
+    stop: async () => {
+      const exited = new Promise(resolve => proc.once('exit', resolve))
+      proc.kill('SIGINT')
+      await exited
+      return readFileSync(out, 'utf8').split('\n').filter(l => /^\s*\d/.test(l)).map(l => l.trim().split(/\s+/)).map(f => `  ${f[f.length - 1]} ${f[3]}`).join('\n')
+    },
+  }
+}
+
+interface Round { cold: number, coldSys: number, coldWall: number, warm: number, warmSys: number, warmWall: number, hwm: number, idle: number }
 const rounds = new Map<string, Round[]>() // `${build}/${door}`
 let n = 0
 try {
@@ -124,25 +160,29 @@ try {
         const registryPort = await freePort(CD)
         const cd = await startCrossdock(scope, {
           host: CD, name: `cd-${n++}`, registryPort, cli: build.split(' ')[0], nodeArgs: [...NODE_ARGS, ...build.split(' ').slice(1)],
-          connectTo: { [`${HUB}:443`]: upstream.address },
+          connectTo: { [`${HUB}:443`]: upstreamAddress },
           env: { LOG_LEVEL: 'info', ...EXTRA_ENV },
         })
         const idle = hwmMiB([cd.pid() as number])
+        const tracer = STRACE ? await strace(cd.pid() as number, scope.path(`strace-${n}.txt`)) : undefined
         const cold = await pullAll(cd, registryPort, door)
+        if (tracer !== undefined) console.log(`syscalls during the cold pull (${build.replace(ROOT, '')}, ${door}):\n${await tracer.stop()}`)
         const coldSys = lastSys
+        const coldWall = lastWall
         const warm = await pullAll(cd, registryPort, door)
-        const r = { cold, coldSys, warm, warmSys: lastSys, hwm: hwmMiB([cd.pid() as number]), idle }
+        const r = { cold, coldSys, coldWall, warm, warmSys: lastSys, warmWall: lastWall, hwm: hwmMiB([cd.pid() as number]), idle }
         const status = readFileSync(`/proc/${cd.pid() as number}/status`, 'utf8')
         const kinds = ['RssAnon', 'RssFile'].map(k => `${k} ${(Number(new RegExp(`${k}:\\s+(\\d+)`).exec(status)?.[1]) / 1024).toFixed(0)}`).join(', ')
         await cd.stop()
         rmSync(cd.dirs.cache, { recursive: true, force: true })
         const k = `${build}/${door}`
         rounds.set(k, [...(rounds.get(k) ?? []), r])
-        console.log(`run ${run} ${build.replace(ROOT, '')} ${door}: cold ${(r.cold * 1000).toFixed(0)} ms (sys ${(r.coldSys * 1000).toFixed(0)}), warm ${(r.warm * 1000).toFixed(0)} ms (sys ${(r.warmSys * 1000).toFixed(0)}) CPU; VmHWM ${r.hwm.toFixed(0)} MiB (${r.idle.toFixed(0)} at start; now ${kinds} MiB)`)
+        console.log(`run ${run} ${build.replace(ROOT, '')} ${door}: cold ${(r.cold * 1000).toFixed(0)} ms (sys ${(r.coldSys * 1000).toFixed(0)}; wall ${r.coldWall.toFixed(2)} s), warm ${(r.warm * 1000).toFixed(0)} ms (sys ${(r.warmSys * 1000).toFixed(0)}; wall ${r.warmWall.toFixed(2)} s) CPU; VmHWM ${r.hwm.toFixed(0)} MiB (${r.idle.toFixed(0)} at start; now ${kinds} MiB)`)
       }
     }
   }
 } finally {
+  await wan?.close()
   for (const c of cleanups.reverse()) await c().catch(() => {})
 }
 

@@ -1,7 +1,7 @@
 /**
  * One in-flight blob download into the cache, and the readers that follow it while it grows.
  *
- *   upstream body ──► FillSink (sha256/512 + length, idle timeout, then writev) ──► staging file
+ *   upstream body ──► FillSink (sha256/512 + length, idle timeout; 256 KiB batches) ──► staging file
  *        (one pipeline: the only place that owns errors)                  │ 'progress' (bytes on disk)
  *                                                                         ▼
  *                                       TailReader × N (the first client and every joiner alike)
@@ -45,14 +45,16 @@
  *
  * Tests pause a fill at each step through `FillHooks` (hooks.ts style: a no-op in production).
  */
-import { createHash, type Hash } from 'node:crypto'
 import { EventEmitter } from 'node:events'
 import { open, unlink, type FileHandle } from 'node:fs/promises'
-import { Writable, type Readable } from 'node:stream'
+import type { Readable } from 'node:stream'
 import { pipeline } from 'node:stream/promises'
 import { isStorageFull } from '../errors.js'
 import type { Digest } from '../oci/digest.js'
 import { FillWindow } from './fill-window.js'
+import { BlobFillError, FillSink } from './fill-sink.js'
+
+export { BlobFillError }
 
 /** 'uncached': verified and served, but not in the cache (the disk was full). */
 export type FillState = 'filling' | 'committing' | 'committed' | 'uncached' | 'failed'
@@ -76,15 +78,6 @@ export const PASS_THROUGH_WINDOW = 4 << 20
 /** What a fill needs to know of a reader: the first byte it still needs (Infinity: none). */
 export interface FillReader {
   readonly need: number
-}
-
-export class BlobFillError extends Error {
-  readonly code: string
-  constructor (code: string, message: string, opts: { cause?: unknown } = {}) {
-    super(message, { cause: opts.cause })
-    this.name = 'BlobFillError'
-    this.code = code
-  }
 }
 
 export interface BlobFillOptions {
@@ -324,62 +317,6 @@ export class BlobFill extends EventEmitter {
     this.readerMoved()
     this.emit('progress')
     await appended
-  }
-}
-
-/**
- * The pipeline's sink: hashes and counts each batch, then hands it to `store`, which resolves once
- * it is stored. Fails early on too many bytes or an idle upstream.
- *
- * One stage, not a hashing Transform piped into a Writable: the upstream body arrives in TLS-record
- * sized chunks (≤ 16 KiB, ~6,400 per 100 MB), and every stage costs each chunk a write, a push and
- * a 'data' event; a second stage also held another 1 MiB per fill (issue 20: CPU per byte, RSS).
- * Batches come from `_writev`: what arrived while the previous batch was being stored.
- */
-class FillSink extends Writable {
-  length = 0
-  private readonly hash: Hash
-  private readonly timer: NodeJS.Timeout | undefined
-
-  constructor (private readonly digest: Digest, private readonly expectedSize: number | undefined, idleMs: number,
-    private readonly store: (buffers: Buffer[]) => Promise<void>, private readonly onDestroy: () => void) {
-    super({ highWaterMark: 1 << 20 })
-    this.hash = createHash(digest.algorithm)
-    if (idleMs > 0) {
-      // One timer pushed back per batch (refresh), not a new timer per chunk.
-      this.timer = setTimeout(() => {
-        this.destroy(new BlobFillError('ERR_UPSTREAM_TIMEOUT', `blob ${this.digest.value}: upstream sent nothing for ${idleMs} ms`))
-      }, idleMs)
-      this.timer.unref()
-    }
-  }
-
-  hex (): string {
-    return this.hash.digest('hex')
-  }
-
-  override _writev (chunks: Array<{ chunk: Buffer }>, cb: (err?: Error | null) => void): void {
-    this.timer?.refresh()
-    const buffers = chunks.map(c => c.chunk)
-    for (const b of buffers) this.length += b.length
-    if (this.expectedSize !== undefined && this.length > this.expectedSize) {
-      cb(new BlobFillError('ERR_BLOB_TOO_LONG', `blob ${this.digest.value}: upstream sent more than the announced ${this.expectedSize} bytes`))
-      return
-    }
-    for (const b of buffers) this.hash.update(b)
-    this.store(buffers).then(() => { this.timer?.refresh(); cb() }, cb)
-  }
-
-  override _final (cb: (err?: Error | null) => void): void {
-    clearTimeout(this.timer)
-    cb()
-  }
-
-  override _destroy (err: Error | null, cb: (err: Error | null) => void): void {
-    clearTimeout(this.timer)
-    // A store waiting for readers to drain the window must not outlive the pipeline.
-    this.onDestroy()
-    cb(err)
   }
 }
 
