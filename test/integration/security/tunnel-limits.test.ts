@@ -103,15 +103,17 @@ t.test('idle and half-open tunnels are closed after PROXY_CONNECT_*_TIMEOUT; des
 
 t.test('a busy tunnel outlives the timeouts', async t => {
   const far = await startFar(true)
-  const app = await startApp({ PROXY_CONNECT_READ_TIMEOUT: '400ms', PROXY_CONNECT_SEND_TIMEOUT: '400ms', UPSTREAM_CONNECT_TO: `echo.test:443:127.0.0.1:${far.port}` })
+  const app = await startApp({ PROXY_CONNECT_READ_TIMEOUT: '1s', PROXY_CONNECT_SEND_TIMEOUT: '1s', UPSTREAM_CONNECT_TO: `echo.test:443:127.0.0.1:${far.port}` })
   t.teardown(async () => { await app.stop(); far.close() })
   const r = await connectThrough(app.proxyPort, 'echo.test:443')
   t.equal(r.status, 200)
-  // Ten round trips 150 ms apart: 1.5 s of tunnel, never 400 ms silent.
+  // Ten round trips 200 ms apart: 2 s of tunnel, never 1 s silent. (The gap leaves 800 ms for a
+  // loaded machine's timer lag: at 400 ms timeouts and 150 ms gaps a full-suite run on 2 busy
+  // cores once cut the tunnel.)
   for (let i = 0; i < 10; i++) {
     r.socket.write(`ping ${i}`)
     t.equal(String(await new Promise(resolve => r.socket.once('data', resolve))), `ping ${i}`)
-    await new Promise(resolve => setTimeout(resolve, 150))
+    await new Promise(resolve => setTimeout(resolve, 200))
   }
   t.notOk(r.socket.destroyed, 'still open')
   r.socket.destroy()
