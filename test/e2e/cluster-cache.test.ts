@@ -218,6 +218,18 @@ if (requirePrivateNetns(t)) {
     const blob = bytesOf(4, 24 * MiB + 1)
     const d = ghcr.addBlob(blob)
     const hold = holdUpstream(d, 12 * MiB)
+    // /readyz of every replica, asked over and over from here to the end of this test.
+    const notReady: string[] = []
+    let watching = true
+    const watcher = (async () => {
+      let rounds = 0
+      while (watching) {
+        for (const [i, c] of cluster.replicas.entries()) { const r = await readyz(c); if (r.status !== 200) notReady.push(`${label(i)}: ${r.status} ${r.body.reason ?? ''}`) }
+        rounds++
+        await new Promise(resolve => setTimeout(resolve, 100)) // a polling interval, not an ordering
+      }
+      return rounds
+    })()
     const pulls = [0, 1, 2].map(i => pull(direct(cluster.replicas[i], blobPath(d)), label(i)))
     await hold.reached
     await waitFor('every replica\'s client to read bytes', () => pulls.every(p => p.read > 0), { timeoutMs: 30_000, intervalMs: 50 })
@@ -254,6 +266,9 @@ if (requirePrivateNetns(t)) {
     const after = await Promise.all([0, 1, 2, 0, 1, 2].map(async i => await pull(direct(cluster.replicas[i], blobPath(da)), label(i)).done))
     t.same(after.map(r => r.digest), Array(6).fill(da), '6 cold pulls after Redis returned: right bytes')
     t.equal(upstreamGets(da), 1, 'one upstream GET again')
+    watching = false
+    const rounds = await watcher
+    t.same(notReady, [], `/readyz answered 200 on every replica in all ${rounds} rounds (every 100 ms) through the outage`)
   })
 
   t.test('radosgw stopped: not ready with the reason, local tiers still serve; back: cold pulls work', async t => {
