@@ -124,7 +124,7 @@ try {
     { name: 'crossdock', target: asTarget(cluster.lb.address), pids: crossdockPids, repo: 'docker.io/library/herd' },
     { name: 'distribution', target: asTarget(distProxy.lb.address), pids: distProxy.pids, repo: 'library/herd' },
   ]
-  const herdResults: Array<{ name: string, seconds: number, gets: Map<string, number>, manifestRequests: number, cpu: number }> = []
+  const herdResults: Array<{ name: string, seconds: number, gets: Map<string, string>, manifestRequests: number, cpu: number }> = []
   for (const c of herd) {
     const from = upstream.accessLog.length
     const cpu0 = cpuSeconds(c.pids())
@@ -136,9 +136,13 @@ try {
     let last = -1
     await waitFor('the upstream log to settle', () => { const n = upstream.accessLog.length; const settled = n === last; last = n; return settled }, { timeoutMs: 10_000, intervalMs: 500 })
     const seen = upstream.accessLog.slice(from)
-    const gets = new Map<string, number>()
+    // Segmented downloads (UPSTREAM_SEGMENTS) fetch one blob over several range requests (206):
+    // shown apart, as `whole + ranged`, so a fill in 4 ranges reads 0+4, not 4 fills.
+    const gets = new Map<string, string>()
     for (const d of [herdImage.manifests[0]!.config.digest, ...herdImage.layers.map(l => l.digest)]) {
-      gets.set(d, seen.filter(e => e.method === 'GET' && e.path.endsWith(`/blobs/${d}`)).length)
+      const blobGets = seen.filter(e => e.method === 'GET' && e.path.endsWith(`/blobs/${d}`))
+      const ranged = blobGets.filter(e => e.status === 206).length
+      gets.set(d, ranged === 0 ? String(blobGets.length) : `${blobGets.length - ranged}+${ranged}r`)
     }
     const manifestRequests = seen.filter(e => e.path.includes('/manifests/')).length
     herdResults.push({ name: c.name, seconds, gets, manifestRequests, cpu: cpuSeconds(c.pids()) - cpu0 })
@@ -183,14 +187,14 @@ try {
   }
   lines.push('', `Peak RSS per replica after the ${BIG / MiB} MiB push and pull (VmHWM, MiB): crossdock ${rssAfterBig.get('crossdock')?.map(n => n.toFixed(0)).join(' / ')}, distribution ${rssAfterBig.get('distribution')?.map(n => n.toFixed(0)).join(' / ')}.`)
   lines.push('', `## Cold herd: ${HERD} clients over 3 replicas, one image through the pull-through path`, '',
-    `The image: config + ${herdImage.layers.length} layers, ${(herdBytes / 1e6).toFixed(1)} MB, on a distribution 2.8 upstream (TLS). Each client GETs the manifest by tag, then config and layers 3 at a time; the ${HERD} clients start together. crossdock: registry door \`/v2/docker.io/library/herd\` (UPSTREAM_CONNECT_TO to the upstream, default PREFETCH_CONCURRENCY), its cache on each replica's own disk today. distribution: \`proxy.remoteurl\`, storage on the shared bucket.`, '',
-    '| contender | wall s | upstream GETs per blob (config, layers…) | upstream manifest requests | CPU s (3 replicas) | peak RSS per replica MiB |',
+    `The image: config + ${herdImage.layers.length} layers, ${(herdBytes / 1e6).toFixed(1)} MB, on a distribution 2.8 upstream (TLS). Each client GETs the manifest by tag, then config and layers 3 at a time; the ${HERD} clients start together. crossdock: registry door \`/v2/docker.io/library/herd\` (UPSTREAM_CONNECT_TO to the upstream, default PREFETCH_CONCURRENCY), its cache in the bucket (local tier per replica), fills elected in Redis. distribution: \`proxy.remoteurl\`, storage on the shared bucket.`, '',
+    '| contender | wall s | upstream GETs per blob (config, layers…; `n+mr`: n whole, m ranged) | upstream manifest requests | CPU s (3 replicas) | peak RSS per replica MiB |',
     '|---|---:|---|---:|---:|---|')
   for (const r of herdResults) {
     const c = herd.find(h => h.name === r.name)!
     lines.push(`| ${r.name} | ${r.seconds.toFixed(2)} | ${[...r.gets.values()].join(', ')} | ${r.manifestRequests} | ${r.cpu.toFixed(1)} | ${c.pids().map(p => hwmMiB([p]).toFixed(0)).join(' / ')} |`)
   }
-  lines.push('', 'The issue\'s target for crossdock is 1 upstream GET per digest across the cluster (a Redis lock electing one replica to fill, the others streaming from it); until that lands each replica fills its own cache, so up to one GET per replica and blob. distribution\'s count is what its pull-through did here: it does not make concurrent misses of one blob share a fetch, in one process or across them.', '')
+  lines.push('', 'The issue\'s target for crossdock is one upstream fetch per digest across the cluster (a Redis lock elects one replica to fill, the others stream its parts from the bucket); a fill with UPSTREAM_SEGMENTS shows as its range requests. distribution\'s count is what its pull-through did here: it does not make concurrent misses of one blob share a fetch, in one process or across them.', '')
   const out = process.env.CLUSTER_OUT ?? join(ROOT, 'bench/results', `${date}-cluster`)
   mkdirSync(join(ROOT, 'bench/results'), { recursive: true })
   writeFileSync(`${out}.md`, lines.join('\n'))

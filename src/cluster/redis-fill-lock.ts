@@ -19,7 +19,8 @@
  *
  * A lease is also lost by the clock alone: `held()` turns false once `ttl` has passed since the last
  * renewal was *sent*, even when this event loop was too stalled to learn that another replica took
- * over — the stalled leader stops before it could write where it no longer leads.
+ * over. (The bucket cache fences by key instead — a leader writes only under its own token, see
+ * bucket-fill-writer.ts — so a leader that lost its lease to a Redis outage still feeds its followers.)
  *
  * The three scripts keep every step on one key atomic (two keys for ELECT: the lock and the fence
  * counter; on a Redis Cluster both would need one hash slot — a single Redis or a primary/replica

@@ -7,6 +7,7 @@
  *        │ not there yet: poll (HEAD/GET), backoff 50 ms → 1 s
  *        ├─ blobs/<d> published meanwhile ─► the rest as one ranged GET of the blob
  *        └─ nothing new, and lock.holder(key) is no longer the leader's token for leaderGoneMs
+ *           (without Redis: the leader's meta.json gone, as a failed fill leaves it)
  *           (or nothing new at all for stallMs) ─► error
  *
  * The body is a Readable pulled by the local fill (backpressure: the next part is fetched only when
@@ -71,7 +72,7 @@ export function followFill (t: FollowTarget, meta: FillMeta): Readable {
 
 async function * parts (t: FollowTarget, meta: FillMeta): AsyncGenerator<Buffer> {
   const { bucket, keys, digest, token } = t
-  const watch = new LeaderWatch(t)
+  const watch = new LeaderWatch(t, true)
   let size = meta.size
   let pos = 0
   while (size === undefined || pos < size) {
@@ -111,7 +112,8 @@ class LeaderWatch {
   private goneSince: number | undefined
   private delay = FIRST_POLL_MS
 
-  constructor (private readonly t: FollowTarget) {
+  /** `metaWritten`: the leader's meta.json was read, so its absence now means the leader gave up. */
+  constructor (private readonly t: FollowTarget, private readonly metaWritten = false) {
     this.now = t.opts.now ?? Date.now
     this.wait = t.opts.wait ?? (async ms => await new Promise(resolve => setTimeout(resolve, ms)))
     this.lastProgress = this.now()
@@ -126,9 +128,13 @@ class LeaderWatch {
   async next (): Promise<void> {
     const { t } = this
     const holder = await t.lock.holder(t.key)
+    // undefined: the lock cannot tell (no coordination right now). The bucket can: a leader whose
+    // fill failed deletes its meta.json. Otherwise only stallMs applies.
+    const gone = holder === undefined
+      ? this.metaWritten && await t.bucket.head(t.keys.fillMeta(t.digest, t.token)) === undefined
+      : holder !== t.token
     const at = this.now()
-    // undefined: this replica cannot tell (no coordination right now); only stallMs applies then.
-    if (holder !== undefined && holder !== t.token) this.goneSince ??= at
+    if (gone) this.goneSince ??= at
     else this.goneSince = undefined
     if (this.goneSince !== undefined && at - this.goneSince >= t.opts.leaderGoneMs) {
       throw new BlobFillError('ERR_FILL_LEADER_GONE', `blob ${t.digest.value}: the replica filling it stopped (no part for ${at - this.goneSince} ms and its lease is gone)`)

@@ -136,9 +136,14 @@ export class BucketFillWriter {
     }
   }
 
-  /** Fencing: a leader that lost its lease stops writing (its keys are its token's anyway). */
+  /**
+   * Fencing is by key: every key written here is under this lease's token, so a leader that lost
+   * its lease (stalled past the TTL, or Redis gone) overwrites nothing of a successor's, and what it
+   * publishes is the digest's verified bytes. It goes on writing even then: its followers may have
+   * no Redis to tell them it stopped, and would wait for parts that never come (issue 17's cluster
+   * e2e: redis-server killed mid-fill left them hanging until PROXY_READ_TIMEOUT).
+   */
   private async write (key: string, body: Buffer | string): Promise<void> {
-    if (!this.opts.lease.held()) throw new BlobFillError('ERR_FILL_LEASE_LOST', `blob ${this.opts.fill.digest.value}: fill lease lost`)
     await this.opts.bucket.put(key, body, { contentType: typeof body === 'string' ? 'application/json' : 'application/octet-stream' })
   }
 

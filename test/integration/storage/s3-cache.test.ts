@@ -38,7 +38,7 @@ class ScriptedLock implements FillLock {
   readonly elections: FillElection[] = []
   holderIs: string | null | undefined = undefined
   private n = 0
-  lead (token: string): FillElection { return { role: 'leader', lease: { token, held: () => true, release: async () => {} } } }
+  lead (token: string, held = (): boolean => true): FillElection { return { role: 'leader', lease: { token, held, release: async () => {} } } }
   async elect (): Promise<FillElection> { return this.elections.shift() ?? this.lead(`scripted-${++this.n}`) }
   async holder (): Promise<string | null | undefined> { return this.holderIs }
   coordinated (): boolean { return true }
@@ -147,16 +147,16 @@ if (requirePrivateNetns(t)) {
    * Replica a leads `token`, b follows it; a's upstream body stops after 10 MiB until `open()`.
    * Resolves once b's client has received a's first part (8 MiB) — while a is still filling.
    */
-  const followedMidFill = async (t: Test, size: number, seed: number, token: string, follow: { leaderGoneMs?: number } = {}) => {
+  const followedMidFill = async (t: Test, size: number, seed: number, token: string, follow: { leaderGoneMs?: number, leaseHeld?: () => boolean } = {}) => {
     const prefix = freshPrefix()
     const blob = patterned(size, seed)
     const digest = upstream.addBlob(blob)
     const [lockA, lockB] = [new ScriptedLock(), new ScriptedLock()]
-    lockA.elections.push(lockA.lead(token))
+    lockA.elections.push(lockA.lead(token, follow.leaseHeld))
     lockB.elections.push({ role: 'follower', token })
     lockB.holderIs = token
     const a = await replica(t, prefix, { lock: lockA })
-    const b = await replica(t, prefix, { lock: lockB, ...follow })
+    const b = await replica(t, prefix, { lock: lockB, leaderGoneMs: follow.leaderGoneMs })
     let open!: () => void
     gated(digest, blob, 10 * MIB, new Promise(resolve => { open = resolve }))
     t.teardown(() => open())
@@ -225,6 +225,34 @@ if (requirePrivateNetns(t)) {
     t.equal(blobGets(digest), 2)
     await b.cache.blobs.fillsSettled()
     t.equal(sha256(await objectBytes(blobKey(prefix, digest))), digest, 'B published it')
+  })
+
+  // Redis gone mid-fill (cluster-cache.test.ts): the leader's lease is lost and nobody can tell the follower who holds the lock.
+  t.test('Redis gone mid-fill: the leader, its lease lost, still writes its parts; its follower completes', async t => {
+    let held = true
+    const { prefix, digest, a, lockB, open, onA, onB } = await followedMidFill(t, 20 * MIB + 99, 4, 'token-no-redis', { leaseHeld: () => held })
+    held = false
+    lockB.holderIs = undefined
+    const published = a.steps.next('published', digest)
+    open()
+    const [gotA, gotB] = await Promise.all([onA, onB])
+    t.ok(gotA.clean && sha256(gotA.bytes) === digest, 'A\'s client: the exact bytes')
+    t.ok(gotB.clean && sha256(gotB.bytes) === digest, 'B\'s client: the exact bytes, from A\'s parts')
+    await published
+    t.equal(sha256(await objectBytes(blobKey(prefix, digest))), digest, 'A published it (its keys are its token\'s: fenced by key)')
+    t.equal(blobGets(digest), 1)
+  })
+
+  t.test('Redis gone and the leader\'s fill fails: its follower sees the meta.json gone and aborts (no wait for PROXY_READ_TIMEOUT)', async t => {
+    const { prefix, blob, digest, a, lockB, onB } = await followedMidFill(t, 20 * MIB + 55, 5, 'token-fails-no-redis', { leaderGoneMs: 300 })
+    lockB.holderIs = undefined
+    const aFailed = a.steps.next('failed', digest)
+    a.cache.blobs.inflight(parseDigest(digest))!.abort(new Error('upstream broke'))
+    await aFailed
+    const gotB = await onB
+    t.equal(gotB.clean, false, 'B\'s client sees an aborted connection')
+    t.ok(gotB.bytes.length < blob.length, `${gotB.bytes.length} of ${blob.length} bytes`)
+    t.same((await keysUnder(prefix)).filter(k => k.startsWith('cache/blobs/')), [], 'nothing under blobs/')
   })
 
   t.test('a leader gone before it wrote anything: its follower elects again and fetches itself', async t => {
