@@ -9,6 +9,7 @@
 import t, { type Test } from 'tap'
 import { createHash, randomBytes } from 'node:crypto'
 import { mkdtemp, rm } from 'node:fs/promises'
+import { Readable } from 'node:stream'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { S3Client, CreateBucketCommand, ListObjectsV2Command, GetObjectCommand } from '@aws-sdk/client-s3'
@@ -113,6 +114,37 @@ if (requirePrivateNetns(t)) {
     make: async () => await openAt(await mkdtemp(join(tmpdir(), 'crossdock-s3-contract-')), freshPrefix()),
     teardown: async s => { if (!closed.has(s)) await s.close(); await rm(s.dir, { recursive: true, force: true }) },
     reopen: async s => { await s.close(); closed.add(s); return await openAt(s.dir, prefixOf.get(s)!) },
+  })
+
+  t.test('every hit is told to ReadTimes: local blob and manifest hits, and a blob read from the bucket', async t => {
+    const prefix = freshPrefix()
+    const reads: string[] = []
+    const readTimes = { recordRead: (d: { value: string }, at: number) => { if (at > 0) reads.push(d.value) } }
+    const open = async (): Promise<CacheStore> => {
+      const dir = await mkdtemp(join(tmpdir(), 'crossdock-s3-reads-'))
+      const s = await openBucketCache({ dir, maxSize: 1 << 30, inactiveMs: 0, minFree: 0, log: createSilentLogger(), s3: s3Config(prefix), readTimes })
+      t.teardown(async () => { await s.close(); await rm(dir, { recursive: true, force: true }) })
+      return s
+    }
+    const a = await open()
+    const data = randomBytes(100_000)
+    const d = parseDigest(sha256(data))
+    const fetched = async (): Promise<{ answer: string, fill: { body: Readable, expectedSize: number } }> => ({ answer: 'upstream', fill: { body: Readable.from([data]), expectedSize: data.length } })
+    const miss = await a.blobs.openOrFill(d, fetched)
+    if (miss.kind === 'fill') { miss.handle.release(); await miss.fill.done }
+    await a.blobs.fillsSettled()
+    t.same(reads, [], 'a miss is not a read')
+    const hit = await a.blobs.openOrFill(d, fetched)
+    if (hit.kind === 'cached') await hit.fh.close()
+    const manifest = Buffer.from('{"schemaVersion":2}')
+    await a.manifests.put(parseDigest(sha256(manifest)), manifest, 'application/vnd.oci.image.manifest.v1+json')
+    await a.manifests.get(parseDigest(sha256(manifest)))
+    t.same(reads, [d.value, sha256(manifest)], 'local hits')
+    const b = await open()
+    const fromBucket = await b.blobs.openOrFill(d, async () => { throw new Error('no upstream fetch expected') })
+    t.equal(fromBucket.kind, 'fill')
+    if (fromBucket.kind === 'fill') { t.equal(fromBucket.leader, false, 'bucket content is served after the access check'); fromBucket.handle.release(); await fromBucket.fill.done }
+    t.same(reads.slice(2), [d.value], 'a hit in the bucket')
   })
 
   const upstream = new FakeUpstream()

@@ -50,6 +50,7 @@ t.test('a bad value names the variable, the value and what is expected', async t
     [{ PROXY_PORT: 'abc' }, /^PROXY_PORT="abc": expected a TCP port number/],
     [{ PROXY_PORT: '70000' }, /^PROXY_PORT="70000": expected/],
     [{ CACHE_MAX_SIZE: 'big' }, /^CACHE_MAX_SIZE="big": expected a size such as/],
+    [{ LOCAL_CACHE_MAX_SIZE: '4 gigs' }, /^LOCAL_CACHE_MAX_SIZE="4 gigs": expected a size such as/],
     [{ CACHE_INACTIVE: '3 weeks' }, /^CACHE_INACTIVE="3 weeks": expected a duration/],
     [{ ALLOW_PUSH: 'maybe' }, /^ALLOW_PUSH="maybe": expected true or false/],
     [{ REGISTRIES: 'ghcr.io bad_host!' }, /^REGISTRIES="bad_host!": expected host names/],
