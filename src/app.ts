@@ -51,7 +51,6 @@ import { createStatus } from './observability/status.js'
 import { text } from './proxy/director.js'
 import { VERSION } from './version.js'
 import { createTransferRoutes } from './warm/transfer-routes.js'
-import { RedisFillLock } from './cluster/redis-fill-lock.js'
 import { createReplicaId } from './cluster/replica-id.js'
 
 export interface App {
@@ -135,8 +134,9 @@ export async function createApp ({ config, log, test }: { config: Config, log: L
   // Who fills a blob cluster-wide (design §10; STORAGE=s3): a Redis lock with REDIS_URL, otherwise
   // (and whenever Redis is unreachable) every replica leads.
   const replicaId = createReplicaId()
+  // ioredis is imported only with REDIS_URL, as the AWS SDK only with STORAGE=s3: no start-up cost otherwise.
   const fillLock: FillLock = test?.fillLock ?? (config.cluster.redisUrl !== undefined
-    ? new RedisFillLock({ url: config.cluster.redisUrl, replicaId, ttlMs: config.cluster.lockTtlMs, log: log.child({ module: 'cluster' }), observer: metrics.cluster })
+    ? new (await import('./cluster/redis-fill-lock.js')).RedisFillLock({ url: config.cluster.redisUrl, replicaId, ttlMs: config.cluster.lockTtlMs, log: log.child({ module: 'cluster' }), observer: metrics.cluster })
     : new LocalFillLock())
   const coordination = (): string => config.cluster.redisUrl === undefined
     ? 'off: no REDIS_URL, this replica fills on its own'
