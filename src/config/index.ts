@@ -6,7 +6,7 @@
 import { resolve } from 'node:path'
 import envVar from 'env-var'
 import {
-  parseSize, parseDuration, parseBool, parsePort, parseHost, splitList, parseConnectTo,
+  parseSize, parseRate, parseDuration, parseBool, parsePort, parseHost, splitList, parseConnectTo,
   parseAuthRegistries, parseRegex, parseLogLevel, parseUrl, parseDestinationRules, parseCount, parseListenHost, parseChoice, fail,
   type ConnectTo, type RegistryCredential, type DestinationRule,
 } from './parse.js'
@@ -92,6 +92,7 @@ export const VARIABLES: readonly VariableSpec[] = [
   { name: 'UPSTREAM_HTTP2', default: 'false', describe: 'Offer HTTP/2 to upstreams (ALPN); those that accept it carry parallel blob downloads as streams of one connection, the others keep HTTP/1.1.' },
   { name: 'UPSTREAM_SEGMENTS', default: '1', describe: 'Connections one blob download may use at once: a blob larger than UPSTREAM_SEGMENT_MIN_SIZE that the upstream serves in ranges comes over this many range requests (for links that cap each connection, e.g. 4); 1 (default) fetches every blob in one request.' },
   { name: 'UPSTREAM_SEGMENT_MIN_SIZE', default: '4m', describe: 'With UPSTREAM_SEGMENTS above 1: blobs up to this size (nginx size syntax) come in one request, which asks for this many bytes; the rest of a larger blob comes in segments.' },
+  { name: 'UPSTREAM_SEGMENT_RATE', default: '12m', describe: 'With UPSTREAM_SEGMENTS above 1: bytes per second (size syntax: 12m is 12 MiB/s, about 100 Mbit/s). Once half of a blob\'s first request has arrived, a connection at least this fast gets the rest of the blob as one more range request; a slower one gets it in UPSTREAM_SEGMENTS segments. 0: always segments.' },
   { name: 'UPSTREAM_PROXY', default: '', secret: true, describe: 'Egress HTTP proxy for upstream connections and tunnels (http://[user:pass@]host:port).' },
   { name: 'WARM_IMAGES', default: '', describe: 'Upstream images to pull into the cache at start, every platform (docker.io/library/alpine:3.20 ghcr.io/org/app:1), through the same path as a client pull. Space or comma separated.' },
   { name: 'WARM_INTERVAL', default: '0', describe: 'Warm WARM_IMAGES again this often (e.g. 6h), keeping their tags fresh for outages; 0: once at start. A 429 moves the next run to when the upstream says.' },
@@ -123,8 +124,8 @@ export interface Config {
   upstreamCaFile?: string
   upstreamProxy?: URL
   upstreamHttp2: boolean
-  /** UPSTREAM_SEGMENTS (1: off) and UPSTREAM_SEGMENT_MIN_SIZE (bytes). */
-  segments: { perBlob: number, minSize: number }
+  /** UPSTREAM_SEGMENTS (1: off), UPSTREAM_SEGMENT_MIN_SIZE (bytes), UPSTREAM_SEGMENT_RATE (bytes per second; 0: always segment). */
+  segments: { perBlob: number, minSize: number, rate: number }
   /** TUNNEL_ALLOW (empty: no allow-list) and TUNNEL_DENY, for the destination policy. */
   tunnelAllow: DestinationRule[]
   tunnelDeny: DestinationRule[]
@@ -257,7 +258,11 @@ function readConfig (env: Env, cwd: string): Config {
     upstreamCaFile: optionalPath('UPSTREAM_CA_FILE'),
     upstreamProxy: upstreamProxyRaw === '' ? undefined : parseUrl('UPSTREAM_PROXY', upstreamProxyRaw, ['http:']),
     upstreamHttp2: parseBool('UPSTREAM_HTTP2', raw('UPSTREAM_HTTP2')),
-    segments: { perBlob: parseCount('UPSTREAM_SEGMENTS', raw('UPSTREAM_SEGMENTS')), minSize: parseSize('UPSTREAM_SEGMENT_MIN_SIZE', raw('UPSTREAM_SEGMENT_MIN_SIZE')) },
+    segments: {
+      perBlob: parseCount('UPSTREAM_SEGMENTS', raw('UPSTREAM_SEGMENTS')),
+      minSize: parseSize('UPSTREAM_SEGMENT_MIN_SIZE', raw('UPSTREAM_SEGMENT_MIN_SIZE')),
+      rate: parseRate('UPSTREAM_SEGMENT_RATE', raw('UPSTREAM_SEGMENT_RATE')),
+    },
     tunnelAllow: parseDestinationRules('TUNNEL_ALLOW', raw('TUNNEL_ALLOW')),
     tunnelDeny: parseDestinationRules('TUNNEL_DENY', raw('TUNNEL_DENY')),
     maxTunnels: parseCount('MAX_TUNNELS', raw('MAX_TUNNELS')),

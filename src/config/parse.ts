@@ -20,6 +20,15 @@ export function parseSize (name: string, value: string): number {
   return bytes
 }
 
+/** A rate in bytes per second, written as a size (`12m`: 12 MiB/s). */
+export function parseRate (name: string, value: string): number {
+  try {
+    return parseSize(name, value)
+  } catch {
+    fail(name, value, 'bytes per second written as a size, such as 12m (12 MiB/s, about 100 Mbit/s), or 0')
+  }
+}
+
 const DURATION_UNITS: Record<string, number> = {
   ms: 1, s: 1000, m: 60_000, h: 3_600_000, d: 86_400_000, w: 7 * 86_400_000, M: 30 * 86_400_000, y: 365 * 86_400_000,
 }

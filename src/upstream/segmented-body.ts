@@ -14,7 +14,12 @@
  *     anything else ────────────────────────────► as is
  *
  *   SegmentedBody: [0, M) from the first answer, straight to the reader (no latency added to the
- *   first byte); the rest in K-1 pieces of (T-M)/(K-1) (at most 4 MiB each: more for a large blob):
+ *   first byte). Once half of it has arrived, its rate decides (segment-rule.ts; UPSTREAM_SEGMENT_RATE):
+ *     at or above the rate ► the rest as ONE range `bytes=M-(T-1)`, started then on one more
+ *                            connection (the first one ends a moment later), without a slot: it
+ *                            replaces the first connection rather than adding one
+ *     below it (or rate 0) ► the rest in K-1 pieces of (T-M)/(K-1) (at most 4 MiB each: more for a
+ *                            large blob), started at once when the rate is 0:
  *     up to K-1 workers ──► `bytes=a-b` to the URL that answered the first GET (a CDN redirect is
  *                           followed once), each holding a slot (segment-slots.ts) from its request
  *                           until the reader has taken the piece; pieces ahead wait in memory
@@ -25,7 +30,8 @@
  *   4 MiB of a shared link's time per blob in the WAN bench).
  *   Memory: a worker takes only pieces within K of the reader's, and a piece ahead holds a slot,
  *   so bytes buffered ahead ≤ K × piece size per body and ≤ slots × 4 MiB in all. The piece being
- *   read is paused while the reader is behind.
+ *   read is paused while the reader is behind; a piece ahead (the single rest can be GBs) once it
+ *   holds one piece size (4 MiB) unread.
  *   Errors: a piece that fails (reset, short, a 5xx) is asked again for its missing bytes, at most
  *   3 times; after that, or on any answer that is not the exact 206 asked for, the body errors (the
  *   fill fails, clients see an abort; the fill's digest check stays the last word).
@@ -35,6 +41,7 @@ import { ProxyError } from '../errors.js'
 import { parseAnsweredRange } from '../oci/range.js'
 import { discardBody } from './body.js'
 import { headerValue } from './headers.js'
+import { RateProbe, decide, decisionPoint, monotonic, type Clock, type SegmentDecision } from './segment-rule.js'
 import type { SegmentSlots } from './segment-slots.js'
 import type { UpstreamRequest, UpstreamRequester, UpstreamResponse } from './upstream-client.js'
 
@@ -45,8 +52,14 @@ export interface SegmentOptions {
   minSize: number
   /** The process-wide budget of extra connections. */
   slots: SegmentSlots
-  /** Largest piece one range request asks for (tests make it small). */
+  /** Bytes per second (UPSTREAM_SEGMENT_RATE): a first connection this fast gets the rest as one range; 0 (or absent) always segments. */
+  rate?: number
+  /** Largest piece one range request asks for, and the most a piece ahead holds unread (tests make it small). */
   maxPiece?: number
+  /** Time for the rate (tests inject theirs). */
+  now?: Clock
+  /** Told each decision (the metric). */
+  onDecision?: (decision: SegmentDecision) => void
 }
 
 /** Sends the range request `bytes=start-end` (inclusive) for the blob. */
@@ -85,7 +98,10 @@ export async function requestBlob (upstream: UpstreamRequester, req: UpstreamReq
     size,
     segments: opts.segments,
     slots: opts.slots,
+    rate: opts.rate,
     maxPiece: opts.maxPiece,
+    now: opts.now,
+    onDecision: opts.onDecision,
     fetchRange: rangeFetcher(upstream, req, first.url),
   })
   return { ...answer, body }
@@ -122,11 +138,13 @@ interface Piece {
   /** Exclusive. */
   end: number
   state: 'free' | 'taken' | 'done'
-  /** Received, not yet handed to the reader. */
+  /** Received, not yet handed to the reader, and their bytes. */
   chunks: Buffer[]
+  held: number
   received: number
-  /** The answer feeding it now. */
+  /** The answer feeding it now, and whether it flows (not paused by us). */
   stream?: Readable
+  flowing: boolean
   /** Holds a slot until the reader has taken it. */
   slot: boolean
 }
@@ -138,7 +156,11 @@ export interface SegmentedBodyOptions {
   size: number
   segments: number
   slots: SegmentSlots
+  /** See SegmentOptions. */
+  rate?: number
   maxPiece?: number
+  now?: Clock
+  onDecision?: (decision: SegmentDecision) => void
   fetchRange: RangeFetch
 }
 
@@ -150,6 +172,15 @@ export class SegmentedBody extends Readable {
   private readonly slots: SegmentSlots
   private readonly fetchRange: RangeFetch
   private readonly abort = new AbortController()
+  private readonly firstSize: number
+  private readonly maxPiece: number
+  /** Pieces whose answer is being read in. */
+  private readonly streaming = new Set<Piece>()
+  /** Until the decision: the first answer's rate, and the bytes of it to wait for. */
+  private probe?: RateProbe
+  private readonly decideAt: number
+  private readonly rate: number
+  private readonly onDecision?: (decision: SegmentDecision) => void
   /** The piece the reader is in. */
   private reading = 0
   /** Lowest piece that may be free (pieces are never freed again). */
@@ -163,15 +194,38 @@ export class SegmentedBody extends Readable {
     this.segments = o.segments
     this.slots = o.slots
     this.fetchRange = o.fetchRange
-    this.pieces.push(newPiece(0, Math.min(o.firstSize, o.size)))
-    const rest = o.size - o.firstSize
-    // K-1 pieces for the K-1 workers that start now; a large blob has more (≤ 4 MiB), which whoever
-    // is free takes, the first answer's worker too.
-    const piece = Math.max(1, Math.min(o.maxPiece ?? MAX_PIECE, Math.ceil(rest / Math.max(1, o.segments - 1))))
-    for (let start = o.firstSize; start < o.size; start += piece) this.pieces.push(newPiece(start, Math.min(o.size, start + piece)))
+    this.firstSize = Math.min(o.firstSize, o.size)
+    this.maxPiece = o.maxPiece ?? MAX_PIECE
+    this.rate = o.rate ?? 0
+    this.onDecision = o.onDecision
+    this.decideAt = decisionPoint(this.firstSize)
+    this.pieces.push(newPiece(0, this.firstSize))
     this.pieces[0].state = 'taken'
+    if (this.firstSize < o.size) {
+      if (this.rate > 0) this.probe = new RateProbe(o.now ?? monotonic)
+      else this.segment()
+    }
     void this.fetchFirst(o.first)
-    for (let w = 1; w < Math.min(o.segments, this.pieces.length); w++) void this.work(true)
+  }
+
+  /** The rule (segment-rule.ts), once `decideAt` bytes of the first answer are in. */
+  private decide (): void {
+    const decision = decide(this.probe?.rate() ?? 0, this.rate)
+    this.probe = undefined
+    this.onDecision?.(decision)
+    if (decision === 'segmented') { this.segment(); return }
+    const rest = newPiece(this.firstSize, this.size)
+    rest.state = 'taken'
+    this.pieces.push(rest)
+    void this.guarded(async () => { await this.fetchPiece(rest) })
+  }
+
+  /** The rest in pieces: K-1 for the K-1 workers that start now; a large blob has more (≤ maxPiece), which whoever is free takes, the first answer's worker too. */
+  private segment (): void {
+    const rest = this.size - this.firstSize
+    const piece = Math.max(1, Math.min(this.maxPiece, Math.ceil(rest / Math.max(1, this.segments - 1))))
+    for (let start = this.firstSize; start < this.size; start += piece) this.pieces.push(newPiece(start, Math.min(this.size, start + piece)))
+    for (let w = 1; w < Math.min(this.segments, this.pieces.length); w++) void this.work(true)
   }
 
   override _read (): void {
@@ -184,6 +238,7 @@ export class SegmentedBody extends Readable {
     for (const p of this.pieces) {
       p.stream?.destroy()
       p.chunks = []
+      p.held = 0
       if (p.slot) { p.slot = false; this.slots.release() }
     }
     for (const wake of this.readerMoved.splice(0)) wake()
@@ -206,7 +261,7 @@ export class SegmentedBody extends Readable {
 
   /** Takes free pieces within the window and fetches them until none is left. */
   private async work (withSlot: boolean): Promise<void> {
-    try {
+    await this.guarded(async () => {
       for (;;) {
         const i = await this.nextFree()
         if (i === undefined) return
@@ -219,6 +274,13 @@ export class SegmentedBody extends Readable {
         p.slot = withSlot
         await this.fetchPiece(p)
       }
+    })
+  }
+
+  /** Runs a worker; its failure is the body's (unless the body was destroyed first). */
+  private async guarded (worker: () => Promise<void>): Promise<void> {
+    try {
+      await worker()
     } catch (err) {
       if (!this.abort.signal.aborted) this.destroy(err as Error)
     }
@@ -262,6 +324,8 @@ export class SegmentedBody extends Readable {
   /** Reads one range answer into `p`; resolves at its end (short or not), rejects on its error. */
   private async feed (p: Piece, body: Readable): Promise<void> {
     p.stream = body
+    p.flowing = true
+    this.streaming.add(p)
     try {
       await new Promise<void>((resolve, reject) => {
         body.on('data', (chunk: Buffer) => {
@@ -275,14 +339,21 @@ export class SegmentedBody extends Readable {
       })
     } finally {
       p.stream = undefined
+      this.streaming.delete(p)
     }
   }
 
   private accept (p: Piece, chunk: Buffer): void {
     if (chunk.length === 0) return
     p.chunks.push(chunk)
+    p.held += chunk.length
     p.received += chunk.length
+    if (this.probe !== undefined && p === this.pieces[0]) {
+      this.probe.received(chunk.length)
+      if (p.received >= this.decideAt) this.decide()
+    }
     if (p === this.pieces[this.reading]) this.drain()
+    else if (p.held >= this.maxPiece) this.setFlow(p, false)
   }
 
   private complete (p: Piece): void {
@@ -300,7 +371,11 @@ export class SegmentedBody extends Readable {
         if (this.wanted) { this.wanted = false; this.push(null) }
         return
       }
-      while (p.chunks.length > 0 && this.wanted) this.wanted = this.push(p.chunks.shift())
+      while (p.chunks.length > 0 && this.wanted) {
+        const chunk = p.chunks.shift() as Buffer
+        p.held -= chunk.length
+        this.wanted = this.push(chunk)
+      }
       if (p.chunks.length > 0 || p.state !== 'done') break
       if (p.slot) { p.slot = false; this.slots.release() }
       this.reading++
@@ -309,19 +384,27 @@ export class SegmentedBody extends Readable {
     this.updateFlow()
   }
 
-  /** Backpressure: the piece being read flows while the reader keeps up (pieces ahead are bounded). */
+  /**
+   * Backpressure: the piece being read flows while the reader keeps up; a piece ahead until it
+   * holds `maxPiece` bytes unread (a range of 4 MiB never reaches that; the single rest does).
+   */
   private updateFlow (): void {
-    const p = this.pieces[this.reading]
-    if (p?.stream !== undefined) {
-      if (p.chunks.length > 0) p.stream.pause()
-      else p.stream.resume()
-    }
+    const reading = this.pieces[this.reading]
+    for (const p of this.streaming) this.setFlow(p, p === reading ? p.held === 0 : p.held < this.maxPiece)
+  }
+
+  private setFlow (p: Piece, flowing: boolean): void {
+    if (p.stream === undefined || p.flowing === flowing) return
+    p.flowing = flowing
+    // The first answer's pauses are the reader's doing, not the link's: the rate leaves them out.
+    const probe = p === this.pieces[0] ? this.probe : undefined
+    if (flowing) { probe?.resume(); p.stream.resume() } else { probe?.pause(); p.stream.pause() }
   }
 
 }
 
 function newPiece (start: number, end: number): Piece {
-  return { start, end, state: 'free', chunks: [], received: 0, slot: false }
+  return { start, end, state: 'free', chunks: [], held: 0, received: 0, flowing: false, slot: false }
 }
 
 function short (at: number, size: number): ProxyError {

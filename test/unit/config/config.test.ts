@@ -106,7 +106,8 @@ t.test('config check output redacts secrets', async t => {
   t.equal(lines.find(l => l.name === 'AUTH_REGISTRIES')?.source, 'env')
 })
 
-t.test('segmented downloads: UPSTREAM_SEGMENTS and UPSTREAM_SEGMENT_MIN_SIZE', async t => {
-  t.same(loadConfig({}).segments, { perBlob: 1, minSize: 4 * 1024 * 1024 }, 'default: off (bench/results/2026-12-03-segments.md), 4 MiB first requests when on')
-  t.same(loadConfig({ UPSTREAM_SEGMENTS: '4', UPSTREAM_SEGMENT_MIN_SIZE: '16m' }).segments, { perBlob: 4, minSize: 16 * 1024 * 1024 })
+t.test('segmented downloads: UPSTREAM_SEGMENTS, UPSTREAM_SEGMENT_MIN_SIZE and UPSTREAM_SEGMENT_RATE', async t => {
+  t.same(loadConfig({}).segments, { perBlob: 1, minSize: 4 * 1024 * 1024, rate: 12 * 1024 * 1024 }, 'default: off (bench/results/2026-12-03-segments.md), 4 MiB first requests and 12 MiB/s when on')
+  t.same(loadConfig({ UPSTREAM_SEGMENTS: '4', UPSTREAM_SEGMENT_MIN_SIZE: '16m', UPSTREAM_SEGMENT_RATE: '0' }).segments, { perBlob: 4, minSize: 16 * 1024 * 1024, rate: 0 })
+  t.throws(() => loadConfig({ UPSTREAM_SEGMENT_RATE: '100mbit' }), /^UPSTREAM_SEGMENT_RATE="100mbit": expected bytes per second written as a size, such as 12m/, 'a rate names the variable, the value and the syntax')
 })
