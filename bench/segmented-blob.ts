@@ -2,7 +2,8 @@
  * One cold blob through crossdock's registry door, segmented or not (issue 20): the fill alone,
  * without a client's unpacking, so the link is what limits it. CNCF distribution 2.8 behind the
  * WAN relay (bench/wan/relay.ts), a fresh crossdock per fetch, curl-like GET of the blob, digest
- * checked; UPSTREAM_SEGMENTS 1 vs 4 interleaved per run. Prints seconds and ratios; asserts nothing.
+ * checked; UPSTREAM_SEGMENTS 1 vs 4 (always) vs 4 if the first connection is slower than SEG_RATE
+ * (UPSTREAM_SEGMENT_RATE, 12m) interleaved per run. Prints seconds and ratios; asserts nothing.
  *
  *   GET /v2/docker.io/library/big/blobs/<digest> ─► crossdock :5000 ─► relay ─► distribution
  *
@@ -26,7 +27,8 @@ const SCENARIOS = [
 ].filter(s => (process.env.SEG_SCENARIOS ?? 'percon,shared').split(',').includes(s.id))
 const VARIANTS: Array<[string, Record<string, string>]> = [
   ['one request', { UPSTREAM_SEGMENTS: '1' }],
-  ['4 segments', { UPSTREAM_SEGMENTS: '4', UPSTREAM_SEGMENT_MIN_SIZE: '4m' }],
+  ['4 segments', { UPSTREAM_SEGMENTS: '4', UPSTREAM_SEGMENT_MIN_SIZE: '4m', UPSTREAM_SEGMENT_RATE: '0' }],
+  ['4 segments if slow', { UPSTREAM_SEGMENTS: '4', UPSTREAM_SEGMENT_MIN_SIZE: '4m', UPSTREAM_SEGMENT_RATE: process.env.SEG_RATE ?? '12m' }],
 ]
 
 if (process.env.CROSSDOCK_NETNS !== '1') {

@@ -1,8 +1,9 @@
 // Segmented downloads (issue 20) with real parts: containerd (`ctr images pull`, mirror mode on the
 // registry door) pulls an image whose two random layers are 4 MiB each from CNCF distribution 2.8
 // through crossdock with UPSTREAM_SEGMENTS=4 and UPSTREAM_SEGMENT_MIN_SIZE=1m. Distribution answers
-// Range with 206: each large layer reaches crossdock over 4 range requests (its access log), ctr's
-// content store verifies every digest, and the cached layers read back hash to their digests.
+// Range with 206: each large layer reaches crossdock over 4 range requests (its access log; the rate
+// rule off: UPSTREAM_SEGMENT_RATE=0), ctr's content store verifies every digest, and the cached
+// layers read back hash to their digests.
 import t from 'tap'
 import { createHash } from 'node:crypto'
 import { get } from 'node:http'
@@ -20,7 +21,7 @@ if (requirePrivateNetns(t)) {
     const crossdock = await startCrossdock(scope, {
       host: HOST,
       connectTo: { 'registry-1.docker.io:443': upstream.address },
-      env: { UPSTREAM_SEGMENTS: '4', UPSTREAM_SEGMENT_MIN_SIZE: '1m', PREFETCH_CONCURRENCY: '0' },
+      env: { UPSTREAM_SEGMENTS: '4', UPSTREAM_SEGMENT_MIN_SIZE: '1m', UPSTREAM_SEGMENT_RATE: '0', PREFETCH_CONCURRENCY: '0' },
     })
     const ctd = await startContainerd(scope, 'containerd')
     const hostsDir = ctd.writeHostsDir({ 'docker.io': `server = "https://registry-1.docker.io"\n[host."http://${crossdock.registryAddress}"]\n  capabilities = ["pull", "resolve"]\n` })

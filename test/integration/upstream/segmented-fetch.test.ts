@@ -1,6 +1,7 @@
 // Segmented blob downloads through the real app (proxy door, real CONNECT + TLS client) against the
 // counting fake upstream: the GETs per blob, the ranges asked, credentials, a CDN redirect, an
 // upstream that ignores Range, and pieces that come back wrong (never a complete wrong body).
+// Most run with UPSTREAM_SEGMENT_RATE=0 (always segment); the rule's own tests come last.
 import t from 'tap'
 import { randomBytes } from 'node:crypto'
 import type { IncomingMessage, ServerResponse } from 'node:http'
@@ -8,7 +9,7 @@ import { fetchThrough, startWithUpstream } from '../cache/harness.js'
 import type { Hit } from '../../helpers/fake-upstream.js'
 
 const HUB = 'registry-1.docker.io'
-const SEGMENTED = { UPSTREAM_SEGMENTS: '4', UPSTREAM_SEGMENT_MIN_SIZE: '64k' }
+const SEGMENTED = { UPSTREAM_SEGMENTS: '4', UPSTREAM_SEGMENT_MIN_SIZE: '64k', UPSTREAM_SEGMENT_RATE: '0' }
 const SIZE = 1 << 20
 /** The first request asks for UPSTREAM_SEGMENT_MIN_SIZE bytes; the rest goes in K-1 = 3 pieces. */
 const FIRST = 64 << 10
@@ -146,4 +147,34 @@ t.test('a piece reset once is asked again for its missing bytes', async t => {
   const ranges = blobGets(up.hits, d).map(g => g.headers.range)
   const again = ranges.filter(x => x !== undefined && /^bytes=\d+-/.test(x)).map(x => Number(x!.slice(6).split('-')[0])).filter(start => start > FIRST && start <= FIRST + 1000)
   t.equal(again.length, 1, `the rest of the piece asked again (${ranges.join(', ')})`)
+})
+
+// The rule (segment-rule.ts) on real sockets: thresholds far from what the connection does, so the
+// decision cannot flip with the machine's load.
+t.test('UPSTREAM_SEGMENT_RATE: a first connection above it gets the rest as one range: 2 GETs', async t => {
+  const { up, h } = await startWithUpstream(t, { UPSTREAM_SEGMENTS: '4', UPSTREAM_SEGMENT_MIN_SIZE: '1m', UPSTREAM_SEGMENT_RATE: '64k' })
+  up.ranges = true
+  const size = 4 << 20
+  const data = randomBytes(size)
+  const d = up.addBlob(data)
+  const r = await fetchThrough(h, HUB, `/v2/library/big/blobs/${d}`, { headers: { authorization: 'Bearer client' } })
+  t.equal(r.status, 200)
+  t.ok(r.complete && r.body.equals(data), 'byte-exact')
+  const gets = blobGets(up.hits, d)
+  t.same(gets.map(g => g.headers.range), ['bytes=0-1048575', `bytes=1048576-${size - 1}`], 'the first piece, then the rest in one range')
+  t.ok(gets.every(g => g.headers.authorization === 'Bearer client'), 'both with the client\'s Authorization')
+})
+
+t.test('UPSTREAM_SEGMENT_RATE: a first connection below it gets K-1 segments', async t => {
+  const { up, h } = await startWithUpstream(t, { UPSTREAM_SEGMENTS: '4', UPSTREAM_SEGMENT_MIN_SIZE: '1m', UPSTREAM_SEGMENT_RATE: '1t' })
+  up.ranges = true
+  // Paced 64 KiB slices: the first answer takes time, so its rate is measured (not "all at once").
+  up.throttle = 16 << 20
+  const size = 4 << 20
+  const data = randomBytes(size)
+  const d = up.addBlob(data)
+  const r = await fetchThrough(h, HUB, `/v2/library/big/blobs/${d}`)
+  t.ok(r.complete && r.body.equals(data), 'byte-exact')
+  const gets = blobGets(up.hits, d)
+  t.same(gets.map(g => g.headers.range).sort(), ['bytes=0-1048575', 'bytes=1048576-2097151', 'bytes=2097152-3145727', 'bytes=3145728-4194303'], 'three pieces of 1 MiB')
 })
