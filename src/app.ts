@@ -168,7 +168,7 @@ export async function createApp ({ config, log, test }: { config: Config, log: L
     ? pull
     : { handle: async (req, res, ctx) => { test.onPullThrough?.(); await pull.handle(req, res, ctx) } }
   // Segmented downloads of both doors (prefetch included) share one budget of extra connections.
-  const segments = config.segments.perBlob > 1 ? { segments: config.segments.perBlob, minSize: config.segments.minSize, rate: config.segments.rate, slots: new SegmentSlots(SEGMENT_SLOTS) } : undefined
+  const segments = config.segments.perBlob > 1 ? { segments: config.segments.perBlob, minSize: config.segments.minSize, rate: config.segments.rate, slots: new SegmentSlots(SEGMENT_SLOTS), onDecision: metrics.observeSegmentDecision } : undefined
   const mirror = new MirrorRouter(proxyUpstream, observed(createPullThrough({ manifestTiers: config.cache, log, cache, upstream: proxyUpstream, access, prefetch, segments })), pulls)
   const doorMirror = new MirrorRouter(doorUpstream, observed(createPullThrough({ manifestTiers: config.cache, log, cache, upstream: doorUpstream, access, prefetch, segments })), pulls)
   test?.expose?.({ cache, prefetch })

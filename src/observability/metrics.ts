@@ -11,6 +11,7 @@
  *   hosted wrapper ──observeHosted(…)──────► hosted pushes and pulls
  *   destination policy ─observeRefusal(r)──► destinations refused, by reason and purpose
  *   pull policy ────observePullDenied(r)───► pulls refused by PULL_ALLOW/PULL_DENY, by registry and rule
+ *   SegmentedBody ──observeSegmentDecision─► segmented or single, per large blob (UPSTREAM_SEGMENT_RATE)
  *   RedisFillLock ──cluster.…──────────────► fill elections, local fallbacks, leases lost, Redis up
  *   scrape time ────collect()──────────────► cache size/entries/evictions (cache.stats()),
  *                                            certificates minted, hosted storage bytes, tunnels open
@@ -65,6 +66,8 @@ export interface Metrics {
   observeRefusal: (r: { reason: string, purpose: string }) => void
   /** A pull PULL_ALLOW/PULL_DENY refused (pull-policy.ts): by registry and the rule, never the repository. */
   observePullDenied: (r: { host: string, rule: string }) => void
+  /** A large blob's download decided how its rest comes (upstream/segment-rule.ts). */
+  observeSegmentDecision: (decision: 'segmented' | 'single') => void
   tunnels: TunnelObserver
   /** Fill elections across replicas (cluster-metrics.ts), for the RedisFillLock. */
   cluster: ClusterObserver
@@ -217,6 +220,12 @@ export function createMetrics (opts: MetricsOptions = {}): Metrics {
     name: 'crossdock_pulls_denied_total',
     help: 'Upstream reads (manifests, blobs, tags) refused by PULL_DENY or PULL_ALLOW, by registry and rule (the pattern, or PULL_ALLOW when none of its patterns matched).',
     labelNames: ['registry', 'rule'] as const,
+    registers: [registry],
+  })
+  const segmentDecisions = new Counter({
+    name: 'crossdock_upstream_segment_decisions_total',
+    help: 'Large blob downloads (UPSTREAM_SEGMENTS above 1, UPSTREAM_SEGMENT_RATE not 0) by how their rest came: segmented (the first connection was slower than UPSTREAM_SEGMENT_RATE) or single (one more range request).',
+    labelNames: ['decision'] as const,
     registers: [registry],
   })
 
@@ -377,6 +386,7 @@ export function createMetrics (opts: MetricsOptions = {}): Metrics {
     },
     observeRefusal: r => { refusals.inc({ reason: r.reason, purpose: r.purpose }) },
     observePullDenied: r => { pullsDenied.inc({ registry: registryOf(r.host), rule: r.rule }) },
+    observeSegmentDecision: decision => { segmentDecisions.inc({ decision }) },
     collectFrom: s => { sources = { ...sources, ...s } },
     render: async () => ({ contentType: registry.contentType, body: await registry.metrics() }),
   }

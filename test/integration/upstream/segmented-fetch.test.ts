@@ -7,6 +7,7 @@ import { randomBytes } from 'node:crypto'
 import type { IncomingMessage, ServerResponse } from 'node:http'
 import { fetchThrough, startWithUpstream } from '../cache/harness.js'
 import type { Hit } from '../../helpers/fake-upstream.js'
+import { sample } from '../../helpers/metrics-text.js'
 
 const HUB = 'registry-1.docker.io'
 const SEGMENTED = { UPSTREAM_SEGMENTS: '4', UPSTREAM_SEGMENT_MIN_SIZE: '64k', UPSTREAM_SEGMENT_RATE: '0' }
@@ -163,7 +164,14 @@ t.test('UPSTREAM_SEGMENT_RATE: a first connection above it gets the rest as one 
   const gets = blobGets(up.hits, d)
   t.same(gets.map(g => g.headers.range), ['bytes=0-1048575', `bytes=1048576-${size - 1}`], 'the first piece, then the rest in one range')
   t.ok(gets.every(g => g.headers.authorization === 'Bearer client'), 'both with the client\'s Authorization')
+  t.equal(await decisions(h.proxyPort, 'single'), 1, 'counted as single')
+  t.equal(await decisions(h.proxyPort, 'segmented'), undefined)
 })
+
+async function decisions (port: number, decision: string): Promise<number | undefined> {
+  const text = await (await fetch(`http://127.0.0.1:${port}/metrics`)).text()
+  return sample(text, 'crossdock_upstream_segment_decisions_total', { decision })
+}
 
 t.test('UPSTREAM_SEGMENT_RATE: a first connection below it gets K-1 segments', async t => {
   const { up, h } = await startWithUpstream(t, { UPSTREAM_SEGMENTS: '4', UPSTREAM_SEGMENT_MIN_SIZE: '1m', UPSTREAM_SEGMENT_RATE: '1t' })
@@ -177,4 +185,5 @@ t.test('UPSTREAM_SEGMENT_RATE: a first connection below it gets K-1 segments', a
   t.ok(r.complete && r.body.equals(data), 'byte-exact')
   const gets = blobGets(up.hits, d)
   t.same(gets.map(g => g.headers.range).sort(), ['bytes=0-1048575', 'bytes=1048576-2097151', 'bytes=2097152-3145727', 'bytes=3145728-4194303'], 'three pieces of 1 MiB')
+  t.equal(await decisions(h.proxyPort, 'segmented'), 1, 'counted as segmented')
 })
