@@ -92,18 +92,7 @@ export async function requestBlob (upstream: UpstreamRequester, req: UpstreamReq
   const { 'content-range': _range, 'content-length': _length, ...headers } = first.headers
   const answer = { ...first, status: 200, headers: { ...headers, 'content-length': String(size) } }
   if (whole) return answer
-  const body = new SegmentedBody({
-    first: first.body,
-    firstSize,
-    size,
-    segments: opts.segments,
-    slots: opts.slots,
-    rate: opts.rate,
-    maxPiece: opts.maxPiece,
-    now: opts.now,
-    onDecision: opts.onDecision,
-    fetchRange: rangeFetcher(upstream, req, first.url),
-  })
+  const body = new SegmentedBody({ ...opts, first: first.body, firstSize, size, fetchRange: rangeFetcher(upstream, req, first.url) })
   return { ...answer, body }
 }
 
@@ -149,18 +138,12 @@ interface Piece {
   slot: boolean
 }
 
-export interface SegmentedBodyOptions {
+/** requestBlob's options (but the first request's size, which the first answer now tells) and that answer. */
+export interface SegmentedBodyOptions extends Omit<SegmentOptions, 'minSize'> {
   /** The body of the 206 answer to `bytes=0-(firstSize-1)`. */
   first: Readable
   firstSize: number
   size: number
-  segments: number
-  slots: SegmentSlots
-  /** See SegmentOptions. */
-  rate?: number
-  maxPiece?: number
-  now?: Clock
-  onDecision?: (decision: SegmentDecision) => void
   fetchRange: RangeFetch
 }
 
@@ -400,7 +383,6 @@ export class SegmentedBody extends Readable {
     const probe = p === this.pieces[0] ? this.probe : undefined
     if (flowing) { probe?.resume(); p.stream.resume() } else { probe?.pause(); p.stream.pause() }
   }
-
 }
 
 function newPiece (start: number, end: number): Piece {
