@@ -31,6 +31,7 @@ import { startWan, type Wan } from './wan/relay.js'
 import { cpuSeconds, hwmMiB } from './peers/procstat.js'
 import { median } from './peers/stats.js'
 import { ROOT } from './lib.js'
+import { sample } from '../test/helpers/metrics-text.js'
 
 const [UP, CD] = (process.env.BENCH_WAN_ADDRESSES ?? '127.0.0.36,127.0.0.37').split(',') // distribution and the relay; crossdock
 const VARIANTS: Array<[string, Record<string, string>]> = process.env.WAN_VARIANTS !== undefined
@@ -64,6 +65,14 @@ const results = new Map<string, Figures[]>() // `${scenario}/${client}/${mode}`
 const record = (sc: Scenario, c: Client, m: Mode, f: Figures): void => {
   const k = `${sc.id}/${c}/${m}`
   results.set(k, [...(results.get(k) ?? []), f])
+}
+
+/** Per scenario and client: the cold pulls' segment decisions (UPSTREAM_SEGMENT_RATE), `single/segmented`. */
+const decisions = new Map<string, string[]>()
+async function segmentDecisions (cd: Crossdock): Promise<string> {
+  const text = await (await fetch(`http://${cd.registryAddress}/metrics`)).text()
+  const n = (decision: string): number => sample(text, 'crossdock_upstream_segment_decisions_total', { decision }) ?? 0
+  return `${n('single')}/${n('segmented')}`
 }
 
 const loadAtStart = readFileSync('/proc/loadavg', 'utf8').split(' ').slice(0, 3).join(' ')
@@ -165,6 +174,8 @@ try {
           crossdock = await startCd(`${sc.id}-${run}-${c.replace(/\W+/g, '-')}`, env)
           const cold = await timed(wan, async () => await pull(client, 'crossdock'), crossdock)
           record(sc, c, 'cold', cold)
+          const decided = await segmentDecisions(crossdock)
+          decisions.set(`${sc.id}/${c}`, [...(decisions.get(`${sc.id}/${c}`) ?? []), decided])
           await forget(client)
           const warm = await timed(wan, async () => await pull(client, 'crossdock'), crossdock)
           record(sc, c, 'warm', warm)
@@ -176,7 +187,7 @@ try {
           }
           await crossdock.stop()
           crossdock = undefined
-          console.log(`run ${run} ${c}: direct ${direct.s.toFixed(2)} s (${direct.connections} conns), cold ${cold.s.toFixed(2)} s = ${(cold.s / direct.s).toFixed(2)}× (${cold.connections} conns, cpu ${cold.cpu?.toFixed(2)} s), warm ${warm.s.toFixed(2)} s = ${(warm.s / direct.s).toFixed(2)}×, rss ${warm.rssMiB?.toFixed(0)} MiB`)
+          console.log(`run ${run} ${c}: direct ${direct.s.toFixed(2)} s (${direct.connections} conns), cold ${cold.s.toFixed(2)} s = ${(cold.s / direct.s).toFixed(2)}× (${cold.connections} conns, segments single/segmented ${decided}, cpu ${cold.cpu?.toFixed(2)} s), warm ${warm.s.toFixed(2)} s = ${(warm.s / direct.s).toFixed(2)}×, rss ${warm.rssMiB?.toFixed(0)} MiB`)
         }
       }
     }
@@ -207,6 +218,8 @@ for (const sc of SCENARIOS) {
     lines.push(`| ${c} | ${med(d, 's').toFixed(2)} | ${med(co, 's').toFixed(2)} | **${(med(co, 's') / med(d, 's')).toFixed(2)}×** (${per(co)}) | ${med(w, 's').toFixed(2)} | ${(med(w, 's') / med(d, 's')).toFixed(2)}× (${per(w)}) | ${med(d, 'connections')} / ${med(co, 'connections')} / ${med(w, 'connections')} | ${med(co, 'cpu').toFixed(2)} / ${med(w, 'cpu').toFixed(2)} | ${Math.max(...w.map(x => x.rssMiB ?? 0)).toFixed(0)} |`)
   }
   lines.push('', `Target (cold / direct): ${sc.target ?? '—'}`, '')
+  const decided = clients.filter(c => decisions.get(`${sc.id}/${c}`)?.some(d => d !== '0/0') === true)
+  if (decided.length > 0) lines.push(`Segment decisions per cold pull (single/segmented, UPSTREAM_SEGMENT_RATE): ${decided.map(c => `${c} ${decisions.get(`${sc.id}/${c}`)!.join(', ')}`).join('; ')}`, '')
 }
 lines.push('## Tag resolutions', '', '| scenario | 400 tag HEADs (registry door, 8 parallel) | new upstream TCP+TLS connections (target ≤ 2) |', '|---|---:|---:|')
 for (const tr of tags) lines.push(`| ${tr.scenario} | ${(tr.ms / 1000).toFixed(2)} s | ${tr.newConnections} |`)
