@@ -69,8 +69,8 @@ const record = (sc: Scenario, c: Client, m: Mode, f: Figures): void => {
 
 /** Per scenario and client: the cold pulls' segment decisions (UPSTREAM_SEGMENT_RATE), `single/segmented`. */
 const decisions = new Map<string, string[]>()
-async function segmentDecisions (cd: Crossdock): Promise<string> {
-  const text = await (await fetch(`http://${cd.registryAddress}/metrics`)).text()
+async function segmentDecisions (): Promise<string> {
+  const text = await (await fetch(`http://${CD}:${registryPort}/metrics`)).text()
   const n = (decision: string): number => sample(text, 'crossdock_upstream_segment_decisions_total', { decision }) ?? 0
   return `${n('single')}/${n('segmented')}`
 }
@@ -174,7 +174,7 @@ try {
           crossdock = await startCd(`${sc.id}-${run}-${c.replace(/\W+/g, '-')}`, env)
           const cold = await timed(wan, async () => await pull(client, 'crossdock'), crossdock)
           record(sc, c, 'cold', cold)
-          const decided = await segmentDecisions(crossdock)
+          const decided = await segmentDecisions()
           decisions.set(`${sc.id}/${c}`, [...(decisions.get(`${sc.id}/${c}`) ?? []), decided])
           await forget(client)
           const warm = await timed(wan, async () => await pull(client, 'crossdock'), crossdock)
