@@ -55,7 +55,11 @@ export interface FetchedBlob<A> {
  */
 export type BlobSource<A> =
   | { kind: 'cached', blob: CachedBlob, fh: FileHandle }
-  | { kind: 'fill', fill: BlobFill, leader: boolean, handle: FillHandle }
+  /**
+   * `hit`: the fill copies a blob the cache already held whole in a shared tier (STORAGE=s3: the
+   * bucket's published blob), not a download in flight: its asker is answered as a hit.
+   */
+  | { kind: 'fill', fill: BlobFill, leader: boolean, handle: FillHandle, hit?: boolean }
   | { kind: 'answer', answer: A }
   | { kind: 'bypass', answer: A, reason: string }
   | { kind: 'unshared' }

@@ -108,7 +108,7 @@ export function createPullThrough (opts: PullThroughOptions): PullThroughHandler
       case 'cached': await serveCached(req, res, ctx, d, source); return
       case 'fill':
         if (!source.leader && !await admit(access, req, res, accessContext(req, ctx))) { source.handle.release(); return }
-        await serveFill(req, res, ctx, source.fill, source.handle, source.leader ? 'MISS' : 'JOINED')
+        await serveFill(req, res, ctx, source.fill, source.handle, source.leader ? 'MISS' : source.hit === true ? 'HIT' : 'JOINED')
         return
       case 'answer': await sendAnswer(res, source.answer, 'GET', 'MISS'); return
       case 'bypass':

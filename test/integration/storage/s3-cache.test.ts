@@ -231,6 +231,7 @@ if (requirePrivateNetns(t)) {
     const hitAt = Date.now()
     const fromBucket = await fetch(c.url(`/blobs/${digest}`))
     t.equal(fromBucket.status, 200)
+    t.equal(fromBucket.headers.get('x-cache-status'), 'HIT', 'the published blob came whole: a hit, not JOINED')
     t.equal(sha256(Buffer.from(await fromBucket.arrayBuffer())), digest, 'a fresh replica serves the bytes')
     t.comment(`a fresh replica served ${(blob.length / MIB).toFixed(1)} MiB from the bucket in ${Date.now() - hitAt} ms`)
     t.equal(blobGets(digest), 1, 'and asks the upstream for no GET')
