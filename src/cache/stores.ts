@@ -77,6 +77,12 @@ export interface CacheBlobStore {
   /** The cached blob (marking it read), or undefined. Does not open it. A manifest's bytes count as a blob too. */
   stat: (digest: Digest) => CachedBlob | undefined
   /**
+   * The blob's size and media type if this cache holds it whole anywhere (a shared tier too: the
+   * bucket's published blob), without reading it: what a HEAD needs. Undefined when missing, and
+   * when a shared tier does not answer (the upstream answers the HEAD then).
+   */
+  head: (digest: Digest) => Promise<CachedBlob | undefined>
+  /**
    * Opens a cached blob for reading. The caller owns the handle (a read stream made from it closes
    * it). An open handle keeps the bytes readable even if the entry is evicted meanwhile. Undefined
    * when not cached, or when its content vanished (the entry is then dropped).

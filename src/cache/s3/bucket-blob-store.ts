@@ -66,6 +66,17 @@ export class BucketBlobStore implements CacheBlobStore {
     return this.opts.local.stat(digest)
   }
 
+  async head (digest: Digest): Promise<CachedBlob | undefined> {
+    const local = this.opts.local.stat(digest)
+    if (local !== undefined) return local
+    // The published object only: a fill's parts are not the blob yet.
+    const info = await this.opts.bucket.head(this.opts.keys.blob(digest)).catch(err => {
+      if (!(err instanceof OciError)) throw err
+      return undefined
+    })
+    return info === undefined ? undefined : { digest, size: info.size, mediaType: info.contentType }
+  }
+
   async open (digest: Digest): Promise<{ blob: CachedBlob, fh: FileHandle } | undefined> {
     const opened = await this.opts.local.open(digest)
     if (opened !== undefined) this.opts.readTimes.recordRead(digest, Date.now())

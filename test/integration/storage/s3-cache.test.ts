@@ -228,6 +228,8 @@ if (requirePrivateNetns(t)) {
 
     // A fresh replica (empty CACHE_DIR) is served from the bucket.
     const c = await replica(t, prefix)
+    const head = await fetch(c.url(`/blobs/${digest}`), { method: 'HEAD' })
+    t.same([head.status, head.headers.get('x-cache-status'), head.headers.get('content-length'), head.headers.get('docker-content-digest')], [200, 'HIT', String(blob.length), digest], 'a HEAD: answered from the bucket\'s object')
     const hitAt = Date.now()
     const fromBucket = await fetch(c.url(`/blobs/${digest}`))
     t.equal(fromBucket.status, 200)
