@@ -28,6 +28,7 @@ import { openCacheStore, type CacheStore } from './cache/cache-store.js'
 import type { FillHook } from './cache/blob-fill.js'
 import type { FollowOptions } from './cache/s3/bucket-fill-follower.js'
 import type { BucketFillHook } from './cache/s3/bucket-fill-writer.js'
+import type { S3Bucket } from './objects/s3-bucket.js'
 import { LocalFillLock, type FillLock } from './cluster/fill-lock.js'
 import { PersistentSet } from './mirror/persistent-set.js'
 import { createPullThrough } from './mirror/pull-through.js'
@@ -79,6 +80,8 @@ export interface AppTestOptions {
   follow?: Partial<FollowOptions>
   /** STORAGE=s3: awaited at each step of every blob's copy into the bucket. */
   bucketFillHook?: BucketFillHook
+  /** STORAGE=s3: the bucket client instead of a new one (tests watch its calls); checked, shared and destroyed as the app's own. */
+  bucket?: S3Bucket
   /** Hands over the cache and the prefetch queue once built. */
   expose?: (parts: { cache: CacheStore, prefetch: Prefetcher }) => void
 }
@@ -131,7 +134,13 @@ export async function createApp ({ config, log, test }: { config: Config, log: L
     log: log.child({ module: 'cache' }),
     fillHook: test?.fillHook,
   }
-  // Who fills a blob cluster-wide (design §10; STORAGE=s3): a Redis lock with REDIS_URL, otherwise
+  // STORAGE=s3: one bucket client, so one connection pool, for the cache and the hosted storage;
+  // checked before either opens (a wrong bucket or key is one line before anything listens) and
+  // destroyed by stop() after both closed. Imported only then: the AWS SDK costs ~23 MiB of RSS.
+  const bucket = config.storage.kind === 's3'
+    ? await (await import('./objects/s3-bucket.js')).openS3Bucket(config.storage, {}, test?.bucket)
+    : undefined
+  // Who fills a blob cluster-wide (design §10; REDIS_URL requires STORAGE=s3): a Redis lock with REDIS_URL, otherwise
   // (and whenever Redis is unreachable) every replica leads.
   const replicaId = createReplicaId()
   // ioredis is imported only with REDIS_URL, as the AWS SDK only with STORAGE=s3: no start-up cost otherwise.
@@ -143,8 +152,7 @@ export async function createApp ({ config, log, test }: { config: Config, log: L
     : fillLock.coordinated() ? 'redis: one fill per blob across replicas' : 'redis unreachable: this replica fills on its own until it returns'
   // STORAGE=s3: the cache's shared tier is the bucket; CACHE_DIR is this replica's bounded local tier.
   const cache = config.storage.kind === 's3'
-    // Imported only then: the AWS SDK costs ~23 MiB of RSS (see open-storage.ts).
-    ? await (await import('./cache/s3/open-bucket-cache.js')).openBucketCache({ ...cacheOptions, maxSize: config.cache.localMaxSize, s3: config.storage, fillLock, follow: test?.follow, writerHook: test?.bucketFillHook, cluster: { replicaId, maxSize: config.cache.maxSize } })
+    ? await (await import('./cache/s3/open-bucket-cache.js')).openBucketCache({ ...cacheOptions, maxSize: config.cache.localMaxSize, s3: config.storage, bucket, fillLock, follow: test?.follow, writerHook: test?.bucketFillHook, cluster: { replicaId, maxSize: config.cache.maxSize } })
     : await openCacheStore(cacheOptions)
   const helpers = new CredentialHelpers({ ...config.credentialHelpers, log })
   const credentials = new UpstreamCredentials(config.authRegistries, helpers)
@@ -184,8 +192,8 @@ export async function createApp ({ config, log, test }: { config: Config, log: L
   // Warm-up pulls through the registry door as a client with this process's own credential.
   const self = createTransferRoutes({ config, log, cache, registryAddress: () => registry.server.address() as AddressInfo | null, authorize: clientAuth?.authorizeAccess, trust: async (host, repository) => { await access.trust(host, repository) } })
   // The one handle on the hosted storage (STORAGE: directory or bucket): the registry, gc metrics
-  // and the status page share it. A bucket that does not answer stops us here, before any listen.
-  const hostedStorage = await openRegistryStorage(config.storage, config.registryStorageDir)
+  // and the status page share it.
+  const hostedStorage = await openRegistryStorage(config.storage, config.registryStorageDir, {}, bucket)
   // /metrics, /healthz and /readyz on both doors.
   metrics.collectFrom({
     cache,
@@ -290,6 +298,8 @@ export async function createApp ({ config, log, test }: { config: Config, log: L
       await hosted.close()
       hostedStorage.close()
       await cache.close()
+      // Last: the cache's close flushed its read times into the bucket.
+      bucket?.destroy()
       await fillLock.close()
       if (!await settlesWithin(upstream.close(), deadline - Date.now())) await upstream.destroy()
     },

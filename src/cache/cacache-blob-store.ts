@@ -54,6 +54,10 @@ export class CacacheBlobStore implements CacheBlobStore {
     return e === undefined ? undefined : { digest, size: e.size, mediaType: e.mediaType }
   }
 
+  async head (digest: Digest): Promise<CachedBlob | undefined> {
+    return this.stat(digest)
+  }
+
   async open (digest: Digest): Promise<{ blob: CachedBlob, fh: FileHandle } | undefined> {
     const e = this.entries.bound.get(blobKey(digest)) ?? this.entries.bound.get(manifestKey(digest))
     if (e === undefined) return undefined

@@ -55,7 +55,11 @@ export interface FetchedBlob<A> {
  */
 export type BlobSource<A> =
   | { kind: 'cached', blob: CachedBlob, fh: FileHandle }
-  | { kind: 'fill', fill: BlobFill, leader: boolean, handle: FillHandle }
+  /**
+   * `hit`: the fill copies a blob the cache already held whole in a shared tier (STORAGE=s3: the
+   * bucket's published blob), not a download in flight: its asker is answered as a hit.
+   */
+  | { kind: 'fill', fill: BlobFill, leader: boolean, handle: FillHandle, hit?: boolean }
   | { kind: 'answer', answer: A }
   | { kind: 'bypass', answer: A, reason: string }
   | { kind: 'unshared' }
@@ -72,6 +76,12 @@ export interface FillOptions {
 export interface CacheBlobStore {
   /** The cached blob (marking it read), or undefined. Does not open it. A manifest's bytes count as a blob too. */
   stat: (digest: Digest) => CachedBlob | undefined
+  /**
+   * The blob's size and media type if this cache holds it whole anywhere (a shared tier too: the
+   * bucket's published blob), without reading it: what a HEAD needs. Undefined when missing, and
+   * when a shared tier does not answer (the upstream answers the HEAD then).
+   */
+  head: (digest: Digest) => Promise<CachedBlob | undefined>
   /**
    * Opens a cached blob for reading. The caller owns the handle (a read stream made from it closes
    * it). An open handle keeps the bytes readable even if the entry is evicted meanwhile. Undefined

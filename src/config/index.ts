@@ -82,7 +82,7 @@ export const VARIABLES: readonly VariableSpec[] = [
   { name: 'S3_ACCESS_KEY_ID', default: '', describe: 'With STORAGE=s3: access key; with S3_SECRET_ACCESS_KEY. Empty: the AWS SDK\'s usual credential chain.' },
   { name: 'S3_SECRET_ACCESS_KEY', default: '', secret: true, describe: 'With STORAGE=s3: secret key; with S3_ACCESS_KEY_ID.' },
   { name: 'S3_PREFIX', default: '', describe: 'With STORAGE=s3: key prefix inside the bucket (e.g. crossdock/prod), so several installations can share one.' },
-  { name: 'REDIS_URL', default: '', secret: true, describe: 'Redis that coordinates replicas (redis://[:password@]host:6379[/db], rediss:// for TLS): one upstream fetch per blob cluster-wide. Empty: each replica fetches on its own. Losing Redis costs only duplicate fetches.' },
+  { name: 'REDIS_URL', default: '', secret: true, describe: 'With STORAGE=s3: Redis that coordinates replicas (redis://[:password@]host:6379[/db], rediss:// for TLS): one upstream fetch per blob cluster-wide. Empty: each replica fetches on its own. Losing Redis costs only duplicate fetches. Refused with STORAGE=fs, where replicas share nothing to coordinate.' },
   { name: 'CLUSTER_LOCK_TTL', default: '30s', describe: 'With REDIS_URL: how long a replica that died mid-fill keeps the blob\'s fill lock before another replica takes over (renewed every third of it while the fill runs).' },
   { name: 'UPLOAD_MAX_AGE', default: '24h', describe: 'Hosted upload sessions untouched for this long are purged.' },
   { name: 'HTPASSWD_FILE', default: '', describe: 'bcrypt htpasswd file; turns on client authentication on both doors.' },
@@ -236,6 +236,7 @@ function readConfig (env: Env, cwd: string): Config {
   // Both doors on one port: the second listen fails with EADDRINUSE after the first succeeded.
   if (proxyPort === registryPort && proxyPort !== 0) fail('REGISTRY_PORT', raw('REGISTRY_PORT'), `a port other than PROXY_PORT (${proxyPort}); the two doors need a port each`)
   const passphrase = raw('CA_KEY_PASSPHRASE')
+  const storage = parseStorage(raw)
   return {
     proxyPort,
     registryPort,
@@ -272,8 +273,8 @@ function readConfig (env: Env, cwd: string): Config {
     caKeyPassphrase: passphrase === '' ? undefined : passphrase,
     cacheDir: resolve(cwd, raw('CACHE_DIR')),
     registryStorageDir: resolve(cwd, raw('REGISTRY_STORAGE_DIR')),
-    storage: parseStorage(raw),
-    cluster: parseCluster(raw),
+    storage,
+    cluster: parseCluster(raw, storage.kind),
     registryTlsCert,
     registryTlsKey,
     htpasswdFile: optionalPath('HTPASSWD_FILE'),

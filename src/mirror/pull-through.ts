@@ -10,7 +10,9 @@
  *                                           └► too big / no room → streamed through,   BYPASS
  *                                              digest checked on the way
  *                                           └► non-200 → the upstream's answer as is   MISS
- *   HEAD never becomes an upstream GET. The status line leaves with the first body byte: a fill
+ *   HEAD never becomes an upstream GET: cached, in flight, or held by a shared tier (the bucket's
+ *   published blob: cache.blobs.head) it is answered here (HIT, JOINED, HIT); else the upstream's
+ *   HEAD answers (MISS). The status line leaves with the first body byte: a fill
  *   that fails before it is an error answer (OCI JSON on the registry door), after it an abort.
  *
  * Manifests:
@@ -98,8 +100,14 @@ export function createPullThrough (opts: PullThroughOptions): PullThroughHandler
       const opened = await cache.blobs.open(d)
       if (opened !== undefined) { await serveCached(req, res, ctx, d, opened); return }
       const inflight = cache.blobs.inflight(d)
-      if (inflight === undefined) { await forward(req, res, ctx, 'MISS'); return }
-      if (await admit(access, req, res, accessContext(req, ctx))) await serveBody(req, res, ctx, fillHead(inflight, 'JOINED'), noBody)
+      if (inflight !== undefined) {
+        if (await admit(access, req, res, accessContext(req, ctx))) await serveBody(req, res, ctx, fillHead(inflight, 'JOINED'), noBody)
+        return
+      }
+      // STORAGE=s3: a blob another replica cached, published in the bucket.
+      const held = await cache.blobs.head(d)
+      if (held === undefined) { await forward(req, res, ctx, 'MISS'); return }
+      if (await admit(access, req, res, accessContext(req, ctx))) await serveBody(req, res, ctx, { status: 'HIT', size: held.size, digest: d.value, mediaType: held.mediaType }, noBody)
       return
     }
     // One question to the cache: it hands back the blob opened, a share of a fill, or the answer.
@@ -108,7 +116,7 @@ export function createPullThrough (opts: PullThroughOptions): PullThroughHandler
       case 'cached': await serveCached(req, res, ctx, d, source); return
       case 'fill':
         if (!source.leader && !await admit(access, req, res, accessContext(req, ctx))) { source.handle.release(); return }
-        await serveFill(req, res, ctx, source.fill, source.handle, source.leader ? 'MISS' : 'JOINED')
+        await serveFill(req, res, ctx, source.fill, source.handle, source.leader ? 'MISS' : source.hit === true ? 'HIT' : 'JOINED')
         return
       case 'answer': await sendAnswer(res, source.answer, 'GET', 'MISS'); return
       case 'bypass':

@@ -17,7 +17,7 @@ import {
   AbortMultipartUploadCommand, UploadPartCopyCommand, S3ServiceException, type ListObjectsV2CommandOutput,
 } from '@aws-sdk/client-s3'
 import type { S3Config } from '../config/index.js'
-import { OciError } from '../errors.js'
+import { ConfigError, OciError } from '../errors.js'
 
 // The SDK prints a 9-line NodeVersionSupportWarning on Node 20 at the first client: that *later*
 // SDK releases will need Node 22. Ours is pinned (engines: node >=20), and a multi-line stderr
@@ -255,6 +255,19 @@ export class S3Bucket {
     if (err instanceof OciError) return err
     return new OciError('UNAVAILABLE', `object storage unavailable: ${reasonOf(err, this.name)}`)
   }
+}
+
+/**
+ * `bucket` (by default a new client for `config`) once it answers and takes our credentials;
+ * otherwise it is destroyed and a ConfigError says why in one line, without a secret — callers open
+ * it before anything listens. The caller owns the result (destroys it).
+ */
+export async function openS3Bucket (config: S3Config, opts: S3BucketOptions = {}, bucket = new S3Bucket(config, opts)): Promise<S3Bucket> {
+  const reason = await bucket.check()
+  if (reason === undefined) return bucket
+  bucket.destroy()
+  const where = config.endpoint !== undefined ? ` at ${config.endpoint.origin}` : ''
+  throw new ConfigError(`STORAGE=s3: cannot use S3_BUCKET=${JSON.stringify(config.bucket)}${where}: ${reason}; expected an existing bucket that S3_ACCESS_KEY_ID may read and write`)
 }
 
 /**

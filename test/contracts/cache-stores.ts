@@ -36,6 +36,7 @@ export function cacheStoreContract (t: Test, factory: ContractFactory<CacheStore
   test('missing is undefined or false, never an exception', async (t, s) => {
     const d = digestOf(Buffer.from('never cached'))
     t.equal(s.blobs.stat(d), undefined)
+    t.equal(await s.blobs.head(d), undefined)
     t.equal(await s.blobs.open(d), undefined)
     t.equal(s.blobs.inflight(d), undefined)
     t.equal(s.manifests.has(d), false)
@@ -53,9 +54,11 @@ export function cacheStoreContract (t: Test, factory: ContractFactory<CacheStore
       t.throws(() => s.blobs.beginFill(d, new PassThrough()), 'a second fill of the same digest is refused')
       body.write(data.subarray(0, 1000))
       t.equal(s.blobs.stat(d), undefined, 'not visible half written')
+      t.equal(await s.blobs.head(d), undefined, 'not even to a HEAD')
       body.end(data.subarray(1000))
       await fill.done
       t.same(s.blobs.stat(d), { digest: d, size: data.length, mediaType: 'application/octet-stream' }, algorithm)
+      t.same(await s.blobs.head(d), { digest: d, size: data.length, mediaType: 'application/octet-stream' }, `${algorithm}: head`)
       const opened = await s.blobs.open(d)
       t.ok(opened !== undefined && (await readAll(opened.fh)).equals(data), `${algorithm}: the exact bytes`)
       t.equal(s.blobs.inflight(d), undefined, 'no longer in flight')

@@ -6,7 +6,7 @@
  *   openOrFill(digest, fetch) ─► local tier (cacache single-flight, blob-opener.ts)
  *     cached locally / local fill in flight ─────────────────────────────────► as without a bucket
  *     local miss, one asker per replica runs `bucketFetch` instead of `fetch`:
- *       blobs/<d> exists ─► body: GET of it ─────────────────► local fill    { fill, leader: false }
+ *       blobs/<d> exists ─► body: GET of it ─────────────────► local fill    { fill, leader: false, hit: true }
  *       else lock.elect('blob:<d>')
  *         follower ─► body: the leader's parts (bucket-fill-follower.ts) ─► local fill  { fill, leader: false }
  *                     (the leader gone before its meta.json: elect again, up to ELECTIONS times)
@@ -66,6 +66,17 @@ export class BucketBlobStore implements CacheBlobStore {
     return this.opts.local.stat(digest)
   }
 
+  async head (digest: Digest): Promise<CachedBlob | undefined> {
+    const local = this.opts.local.stat(digest)
+    if (local !== undefined) return local
+    // The published object only: a fill's parts are not the blob yet.
+    const info = await this.opts.bucket.head(this.opts.keys.blob(digest)).catch(err => {
+      if (!(err instanceof OciError)) throw err
+      return undefined
+    })
+    return info === undefined ? undefined : { digest, size: info.size, mediaType: info.contentType }
+  }
+
   async open (digest: Digest): Promise<{ blob: CachedBlob, fh: FileHandle } | undefined> {
     const opened = await this.opts.local.open(digest)
     if (opened !== undefined) this.opts.readTimes.recordRead(digest, Date.now())
@@ -78,6 +89,7 @@ export class BucketBlobStore implements CacheBlobStore {
 
   async openOrFill<A> (digest: Digest, fetch: () => Promise<FetchedBlob<A>>): Promise<BlobSource<A>> {
     let from: 'bucket' | 'upstream' | undefined
+    let whole = false
     let lease: FillLease | undefined
     let origin: CacheOrigin | undefined
     let bucketBody: Readable | undefined
@@ -88,9 +100,11 @@ export class BucketBlobStore implements CacheBlobStore {
         return undefined
       })
       if (shared !== undefined && 'body' in shared) {
+        const { published, ...fill } = shared
         from = 'bucket'
-        bucketBody = shared.body
-        return { answer: FROM_BUCKET, fill: shared }
+        whole = published
+        bucketBody = fill.body
+        return { answer: FROM_BUCKET, fill }
       }
       from = 'upstream'
       await lease?.release() // a second look of the same asker (the item moved): one lease at a time
@@ -114,7 +128,8 @@ export class BucketBlobStore implements CacheBlobStore {
     if (from === 'bucket') {
       if (source.kind === 'fill' && source.leader) {
         this.opts.readTimes.recordRead(digest, Date.now())
-        return { ...source, leader: false }
+        // The published blob is a hit of the shared tier; the leader's parts are a fill in flight.
+        return { ...source, leader: false, ...(whole ? { hit: true } : {}) }
       }
       // The local tier did not take it (bypass): the body is still ours, and not an answer to send.
       if (source.kind === 'bypass' || source.kind === 'answer') { bucketBody?.destroy(); return { kind: 'unshared' } }
@@ -147,10 +162,10 @@ export class BucketBlobStore implements CacheBlobStore {
 
   /**
    * The bucket's answer to a local miss: a body to fill from (the published blob, or the leader's
-   * parts), or this replica's lease to fetch upstream. Throws OciError UNAVAILABLE when the bucket
-   * does not answer.
+   * parts: `published` says which), or this replica's lease to fetch upstream. Throws OciError
+   * UNAVAILABLE when the bucket does not answer.
    */
-  private async fromBucket (digest: Digest): Promise<({ body: Readable } & FillOptions) | { lease: FillLease }> {
+  private async fromBucket (digest: Digest): Promise<({ body: Readable, published: boolean } & FillOptions) | { lease: FillLease }> {
     const { bucket, keys, lock } = this.opts
     const published = await this.published(digest)
     if (published !== undefined) return published
@@ -174,11 +189,11 @@ export class BucketBlobStore implements CacheBlobStore {
         return now
       }
       this.opts.log.debug({ digest: digest.value, leader: election.token }, 'blob followed from the bucket while another replica fills it')
-      return { body: followFill(target, meta), expectedSize: meta.size, mediaType: meta.mediaType, origin: meta.origin }
+      return { body: followFill(target, meta), published: false, expectedSize: meta.size, mediaType: meta.mediaType, origin: meta.origin }
     }
   }
 
-  private async published (digest: Digest): Promise<({ body: Readable } & FillOptions) | undefined> {
+  private async published (digest: Digest): Promise<({ body: Readable, published: true } & FillOptions) | undefined> {
     const { bucket, keys } = this.opts
     const head = await bucket.head(keys.blob(digest))
     if (head === undefined) return undefined
@@ -186,7 +201,7 @@ export class BucketBlobStore implements CacheBlobStore {
     if (got === undefined) return undefined
     const meta = head.metadata ?? {}
     const origin = meta['origin-host'] !== undefined && meta['origin-repository'] !== undefined ? { host: meta['origin-host'], repository: meta['origin-repository'] } : undefined
-    return { body: got.stream, expectedSize: head.size, mediaType: head.contentType, origin }
+    return { body: got.stream, published: true, expectedSize: head.size, mediaType: head.contentType, origin }
   }
 
   private async copyToBucket (fill: BlobFill, lease: FillLease, origin: CacheOrigin | undefined): Promise<void> {

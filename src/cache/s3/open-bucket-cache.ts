@@ -12,7 +12,8 @@
  *
  * `fillLock` elects who fills a blob cluster-wide (cluster/fill-lock.ts): LocalFillLock (every
  * replica leads: duplicate upstream fetches, one object) unless the caller passes a coordinated one.
- * The caller owns the lock (closes it); the cache owns its bucket client.
+ * The caller owns the lock (closes it), and the bucket client when it passes one (the app shares
+ * one with the hosted storage); otherwise the cache makes its own and destroys it on close.
  */
 import type { S3Config } from '../../config/index.js'
 import { S3Bucket, type S3BucketOptions } from '../../objects/s3-bucket.js'
@@ -32,6 +33,8 @@ import type { BucketFillHook } from './bucket-fill-writer.js'
 export interface BucketCacheOptions extends CacheStoreOptions {
   /** `maxSize` (inherited) is the local tier's bound: LOCAL_CACHE_MAX_SIZE. */
   s3: S3Config
+  /** A client for `s3`'s bucket that the caller destroys after `close`; default: the cache's own, with `bucketOptions`. */
+  bucket?: S3Bucket
   bucketOptions?: S3BucketOptions
   /** Who fills a blob cluster-wide; default LocalFillLock (no coordination). */
   fillLock?: FillLock
@@ -51,7 +54,7 @@ export interface BucketCacheOptions extends CacheStoreOptions {
 
 export async function openBucketCache (opts: BucketCacheOptions): Promise<CacheStore> {
   const local = await openCacheStore(opts)
-  const bucket = new S3Bucket(opts.s3, opts.bucketOptions)
+  const bucket = opts.bucket ?? new S3Bucket(opts.s3, opts.bucketOptions)
   const keys = new CacheKeys(opts.s3.prefix)
   const log = opts.log
   const lock = opts.fillLock ?? new LocalFillLock()
@@ -86,7 +89,7 @@ export async function openBucketCache (opts: BucketCacheOptions): Promise<CacheS
       await blobs.fillsSettled()
       await janitor?.close()
       await batched?.close()
-      bucket.destroy()
+      if (opts.bucket === undefined) bucket.destroy()
     },
   }
 }

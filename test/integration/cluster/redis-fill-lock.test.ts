@@ -1,8 +1,9 @@
 // RedisFillLock against a real redis-server (Debian's): two lock instances are two replicas.
 // One leader per key; expiry and takeover with a larger fencing token; a stalled leader learns it
 // lost; release never deletes a successor's lock; Redis killed, frozen or never there → local
-// leaders at once; Redis back → coordinated again without a restart.
-// Address 127.0.0.44, port 6379 (redis-fill-lock-schedules.test.ts uses 6380 there).
+// leaders at once; Redis back → coordinated again without a restart. (The app's /readyz, status
+// and metrics with Redis: app-on-bucket.test.ts, on a bucket as REDIS_URL requires.)
+// Address 127.0.0.44, port 6379 (redis-fill-lock-schedules.test.ts uses 6380 there, app-on-bucket.test.ts 6381).
 import t, { type Test } from 'tap'
 import { createServer, type Socket } from 'node:net'
 import { Writable } from 'node:stream'
@@ -12,7 +13,6 @@ import { startRedis, type Redis } from '../../helpers/redis.js'
 import { RedisFillLock, type FillLockObserver, type RedisFillLockOptions } from '../../../src/cluster/redis-fill-lock.js'
 import type { FillElection, FillLease } from '../../../src/cluster/fill-lock.js'
 import { createLogger } from '../../../src/log.js'
-import { startApp } from '../../helpers/start-app.js'
 
 const ADDRESS = '127.0.0.44'
 const PORT = 6379
@@ -216,38 +216,6 @@ if (requirePrivateNetns(t)) {
     t.match(leaseOf(await lock.elect('sha256:33')).token, /^local-/)
     t.same([counts.down, counts.error], [1, 0], 'decided without sending a command: it never became ready')
     await lock.close()
-  })
-
-  t.test('the app: /readyz stays ready without Redis and says so; status and metrics follow Redis', async t => {
-    const readyz = async (port: number): Promise<{ status: number, body: { status: string, coordination: string } }> => {
-      const r = await fetch(`http://127.0.0.1:${port}/readyz`)
-      return { status: r.status, body: await r.json() as { status: string, coordination: string } }
-    }
-    const cluster = async (port: number): Promise<{ replica: string, mode: string, coordinated: boolean }> =>
-      ((await (await fetch(`http://127.0.0.1:${port}/status.json`)).json()) as { cluster: { replica: string, mode: string, coordinated: boolean } }).cluster
-    const metric = async (port: number): Promise<string | undefined> =>
-      /^crossdock_cluster_redis_up (\d)$/m.exec(await (await fetch(`http://127.0.0.1:${port}/metrics`)).text())?.[1]
-
-    const alone = await startApp()
-    t.teardown(alone.stop)
-    const ra = await readyz(alone.proxyPort)
-    t.same([ra.status, ra.body.status, ra.body.coordination], [200, 'ready', 'off: no REDIS_URL, this replica fills on its own'])
-    t.match(await cluster(alone.proxyPort), { mode: 'local', coordinated: false, replica: new RegExp(`-${process.pid}$`) })
-
-    const down = await startApp({ REDIS_URL: `redis://:s3cret-pw@${ADDRESS}:${await freePort(ADDRESS)}`, CLUSTER_LOCK_TTL: '3s' })
-    t.teardown(down.stop)
-    const r = await readyz(down.registryPort)
-    t.equal(r.status, 200, 'ready: only speed is lost')
-    t.equal(r.body.coordination, 'redis unreachable: this replica fills on its own until it returns')
-    t.match(await cluster(down.proxyPort), { mode: 'redis', coordinated: false })
-    t.equal(await metric(down.proxyPort), '0')
-
-    const coordinated = await startApp({ REDIS_URL: redis.url })
-    t.teardown(coordinated.stop)
-    await waitFor('the app to reach Redis', async () => (await cluster(coordinated.proxyPort)).coordinated ? true : undefined, { timeoutMs: 10_000, intervalMs: 20 })
-    t.equal((await readyz(coordinated.proxyPort)).body.coordination, 'redis: one fill per blob across replicas')
-    t.equal(await metric(coordinated.proxyPort), '1')
-    t.notOk(JSON.stringify(down.logs).includes('s3cret-pw'), 'the Redis password is in no log line')
   })
 
   t.test('no unhandled rejections in any of it', async t => {

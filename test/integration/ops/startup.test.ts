@@ -14,6 +14,7 @@ const VERSION = (JSON.parse(readFileSync(join(REPO, 'package.json'), 'utf8')) as
 const EXITS_WITHIN = 15_000
 let dir: string
 let env: Record<string, string>
+const REDIS_WITH_FS = 'REDIS_URL="redis://[redacted]@127.0.0.1:6379": expected no value with STORAGE=fs: replicas coordinate through Redis only when they share a bucket (STORAGE=s3); unset it or set STORAGE=s3'
 
 t.before(async () => {
   await ensureBuilt()
@@ -97,6 +98,7 @@ t.test('serve: each start-up failure is one line and a quick exit', async t => {
     ['CA files missing', { CA_CRT_FILE: d('no.crt'), CA_KEY_FILE: d('no.key') }, `cannot read the CA certificate: ${d('no.crt')}: does not exist`],
     ['wrong CA passphrase', { CA_DIR: d('rp-ca'), CA_KEY_PASSPHRASE: 'wrong' }, `${d('rp-ca/ca.key')}: the encrypted CA key does not open with CA_KEY_PASSPHRASE; check its value`],
     ['HTPASSWD_FILE missing', { HTPASSWD_FILE: d('htpasswd') }, `HTPASSWD_FILE=${d('htpasswd')}: cannot read it: does not exist`],
+    ['REDIS_URL without a bucket', { REDIS_URL: 'redis://:s3cret@127.0.0.1:6379' }, REDIS_WITH_FS],
   ]
   for (const [name, extra, message] of cases) {
     const started = Date.now()
@@ -106,6 +108,7 @@ t.test('serve: each start-up failure is one line and a quick exit', async t => {
     const lines = r.stderr.split('\n').filter(l => l !== '')
     t.equal(lines.length, 1, `${name}: one line on stderr: ${r.stderr}`)
     t.ok(lines[0]?.startsWith(`crossdock: configuration error: ${message}`), `${name}: ${lines[0] ?? ''}`)
+    t.notMatch(r.stderr, 's3cret', `${name}: no secret on stderr`)
   }
 })
 
@@ -140,6 +143,10 @@ t.test('config check finds without listening what serve would fail on', async t 
     `crossdock: configuration error: cannot read the CA certificate: ${d('no.crt')}: does not exist`,
     `crossdock: configuration error: HTPASSWD_FILE=${d('htpasswd')}: cannot read it: does not exist`,
   ])
+  const redis = await cli(['config', 'check'], { REDIS_URL: 'redis://:s3cret@127.0.0.1:6379' })
+  t.equal(redis.code, 2)
+  t.equal(redis.stderr, `crossdock: configuration error: ${REDIS_WITH_FS}\n`, 'REDIS_URL with STORAGE=fs: the same line as serve')
+  t.notMatch(redis.stdout, 's3cret')
   const ok = await cli(['config', 'check'])
   t.equal(ok.code, 0, ok.stderr)
   t.match(ok.stdout, /configuration ok\n$/)

@@ -228,9 +228,12 @@ if (requirePrivateNetns(t)) {
 
     // A fresh replica (empty CACHE_DIR) is served from the bucket.
     const c = await replica(t, prefix)
+    const head = await fetch(c.url(`/blobs/${digest}`), { method: 'HEAD' })
+    t.same([head.status, head.headers.get('x-cache-status'), head.headers.get('content-length'), head.headers.get('docker-content-digest')], [200, 'HIT', String(blob.length), digest], 'a HEAD: answered from the bucket\'s object')
     const hitAt = Date.now()
     const fromBucket = await fetch(c.url(`/blobs/${digest}`))
     t.equal(fromBucket.status, 200)
+    t.equal(fromBucket.headers.get('x-cache-status'), 'HIT', 'the published blob came whole: a hit, not JOINED')
     t.equal(sha256(Buffer.from(await fromBucket.arrayBuffer())), digest, 'a fresh replica serves the bytes')
     t.comment(`a fresh replica served ${(blob.length / MIB).toFixed(1)} MiB from the bucket in ${Date.now() - hitAt} ms`)
     t.equal(blobGets(digest), 1, 'and asks the upstream for no GET')

@@ -93,7 +93,7 @@ if (requirePrivateNetns(t)) {
   }
   const open = (t: Test, prefix: string, bucket?: S3Bucket): S3Storage => {
     const s = createS3Storage(s3Config(prefix), {}, bucket)
-    t.teardown(() => s.close())
+    t.teardown(() => { s.close(); bucket?.destroy() }) // a bucket passed in stays the caller's
     return s
   }
   const gc = async (storage: S3Storage, opts: { dryRun?: boolean, graceMs: number }): Promise<string[]> => {

@@ -4,10 +4,20 @@ import t from 'tap'
 import { loadConfig, describeConfig } from '../../../src/config/index.js'
 import { createReplicaId } from '../../../src/cluster/replica-id.js'
 
+// REDIS_URL is accepted only beside a bucket (STORAGE=s3).
+const S3 = { STORAGE: 's3', S3_BUCKET: 'crossdock' }
+
 t.test('no coordination by default; a Redis URL with its TTL', async t => {
   t.same(loadConfig({}).cluster, { lockTtlMs: 30_000 })
-  t.same(loadConfig({ REDIS_URL: ' rediss://:pw@redis.internal:6380/2 ', CLUSTER_LOCK_TTL: '10s' }).cluster, { redisUrl: 'rediss://:pw@redis.internal:6380/2', lockTtlMs: 10_000 })
-  t.same(loadConfig({ REDIS_URL: 'redis://redis.internal' }).cluster.redisUrl, 'redis://redis.internal')
+  t.same(loadConfig({ ...S3, REDIS_URL: ' rediss://:pw@redis.internal:6380/2 ', CLUSTER_LOCK_TTL: '10s' }).cluster, { redisUrl: 'rediss://:pw@redis.internal:6380/2', lockTtlMs: 10_000 })
+  t.same(loadConfig({ ...S3, REDIS_URL: 'redis://redis.internal' }).cluster.redisUrl, 'redis://redis.internal')
+})
+
+t.test('REDIS_URL with STORAGE=fs: refused, naming the variable, the redacted value and what to do', async t => {
+  const expected = 'REDIS_URL="redis://[redacted]@redis.internal:6379": expected no value with STORAGE=fs: replicas coordinate through Redis only when they share a bucket (STORAGE=s3); unset it or set STORAGE=s3'
+  t.throws(() => loadConfig({ REDIS_URL: 'redis://:s3cret@redis.internal:6379' }), { name: 'ConfigError', message: expected }, 'STORAGE defaults to fs')
+  t.throws(() => loadConfig({ STORAGE: 'fs', REDIS_URL: 'redis://:s3cret@redis.internal:6379' }), { name: 'ConfigError', message: expected })
+  t.same(loadConfig({ STORAGE: 'fs', REDIS_URL: ' ' }).cluster, { lockTtlMs: 30_000 }, 'empty is unset')
 })
 
 t.test('bad values: one line naming the variable, the password redacted', async t => {
@@ -22,7 +32,7 @@ t.test('bad values: one line naming the variable, the password redacted', async 
     [{ CLUSTER_LOCK_TTL: 'soon' }, /^CLUSTER_LOCK_TTL="soon": expected a duration/],
   ]
   for (const [env, expected] of cases) {
-    const err = (() => { try { loadConfig(env); return undefined } catch (e) { return e as Error } })()
+    const err = (() => { try { loadConfig({ ...S3, ...env }); return undefined } catch (e) { return e as Error } })()
     t.match(err?.message, expected, JSON.stringify(env))
     t.notMatch(err?.message ?? '', /s3cret/, 'no password in the message')
   }
