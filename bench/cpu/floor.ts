@@ -6,7 +6,8 @@
  *   tls            TLS receive of a hand-written HTTP/1.1 GET, bytes only counted (a new
  *                  connection per blob: one handshake more per blob than the others pay)
  *   tls+sha256     … and hashed (the fill's digest check)
- *   undici+sha256  undici Agent.request, its body Readable piped into a hashing Writable
+ *   undici+sha256  undici Agent.request, its body Readable piped into a hashing Writable (and
+ *                  again with a 1 MiB highWaterMark for that Readable; undici's default: 64 KiB)
  *   dispatch+sha256  undici Agent.dispatch, chunks hashed in onResponseData (no body Readable)
  *   fill+reader    crossdock's own BlobFill on undici.request's body, as a cold pull has it (FillSink:
  *                  hash + 256 KiB writes to a staging file) and
@@ -76,8 +77,8 @@ export async function measureFloor (o: FloorOptions): Promise<string> {
     s.once('end', () => resolve(n))
     s.once('error', reject)
   })
-  const viaRequest: Fetch = async path => {
-    const res = await agent.request({ origin, path, method: 'GET' })
+  const viaRequest = (highWaterMark?: number): Fetch => async path => {
+    const res = await agent.request({ origin, path, method: 'GET', ...(highWaterMark !== undefined ? { highWaterMark } : {}) })
     const sink = new HashSink()
     await pipeline(res.body, sink)
     return sink.n
@@ -111,7 +112,8 @@ export async function measureFloor (o: FloorOptions): Promise<string> {
   const variants: Record<string, Fetch> = {
     tls: rawTls(false),
     'tls+sha256': rawTls(true),
-    'undici+sha256': viaRequest,
+    'undici+sha256': viaRequest(),
+    'undici(hwm 1 MiB)+sha256': viaRequest(1 << 20),
     'dispatch+sha256': viaDispatch,
     'fill+reader': viaFill,
   }
