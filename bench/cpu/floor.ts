@@ -8,6 +8,7 @@
  *   tls+sha256     … and hashed (the fill's digest check)
  *   undici+sha256  undici Agent.request, its body Readable piped into a hashing Writable (and
  *                  again with a 1 MiB highWaterMark for that Readable; undici's default: 64 KiB)
+ *   undici data+sha256  the same body Readable, hashed in a 'data' listener (no Writable, no pipeline)
  *   dispatch+sha256  undici Agent.dispatch, chunks hashed in onResponseData (no body Readable)
  *   fill+reader    crossdock's own BlobFill on undici.request's body, as a cold pull has it (FillSink:
  *                  hash + 256 KiB writes to a staging file) and
@@ -83,6 +84,15 @@ export async function measureFloor (o: FloorOptions): Promise<string> {
     await pipeline(res.body, sink)
     return sink.n
   }
+  // The body Readable kept, the Writable and pipeline gone: 'data' handed straight to the hash.
+  const viaData: Fetch = async path => {
+    const res = await agent.request({ origin, path, method: 'GET' })
+    const h = createHash('sha256')
+    let n = 0
+    res.body.on('data', (c: Buffer) => { h.update(c); n += c.length })
+    await new Promise((resolve, reject) => { res.body.once('end', resolve); res.body.once('error', reject) })
+    return n
+  }
   const viaDispatch: Fetch = async path => await new Promise((resolve, reject) => {
     const h = createHash('sha256')
     let n = 0
@@ -114,6 +124,7 @@ export async function measureFloor (o: FloorOptions): Promise<string> {
     'tls+sha256': rawTls(true),
     'undici+sha256': viaRequest(),
     'undici(hwm 1 MiB)+sha256': viaRequest(1 << 20),
+    'undici data+sha256': viaData,
     'dispatch+sha256': viaDispatch,
     'fill+reader': viaFill,
   }
