@@ -13,8 +13,12 @@
  * machine's load drifts over both alike. Figures are printed, never asserted.
  * CPB_MIB (100), CPB_LAYERS (4), CPB_RUNS (5), CPB_PARALLEL (4), CPB_DOORS (registry,mitm),
  * CPB_UPSTREAM_MBIT (per-connection cap through bench/wan/relay.ts; 0, the default: none; with
- * CPB_UPSTREAM_DELAY_MS one-way delay) and
- * CPB_CROSSDOCK_ENV (JSON) and CPB_NODE_ARGS (e.g. `--cpu-prof --cpu-prof-dir=/tmp/prof`) tune it.
+ * CPB_UPSTREAM_DELAY_MS one-way delay), CPB_WARMUP_MIB (0: none; else a blob of that size pulled cold
+ * through the same door before the measured pull, so the figures leave out what a fresh process pays
+ * once: JIT compilation of the cold path, the first upstream TLS handshake; a 1.3 MB cold pull cost a
+ * fresh process 120-200 ms of CPU, 30-100 ms after a 4 MiB warm-up pull) and
+ * CPB_FLOOR=1 (first measure what the same bytes cost the bench process itself, stage by stage:
+ * bench/cpu/floor.ts), CPB_CROSSDOCK_ENV (JSON) and CPB_NODE_ARGS (e.g. `--cpu-prof --cpu-prof-dir=/tmp/prof`) tune it.
  * Needs root and the private namespace `npm run bench -- bench/cpu-per-byte.ts` enters.
  */
 import { spawn } from 'node:child_process'
@@ -23,13 +27,14 @@ import tls from 'node:tls'
 import { readFileSync, rmSync } from 'node:fs'
 import { join } from 'node:path'
 import {
-  createScope, startDistribution, seedImage, startCrossdock, freePort, CROSSDOCK_CLI,
+  createScope, startDistribution, seedImage, startCrossdock, freePort, CROSSDOCK_CLI, FIXTURE,
   type Scope, type Crossdock,
 } from '../test/helpers/e2e/index.js'
 import { hwmMiB } from './peers/procstat.js'
 import { median } from './peers/stats.js'
 import { ROOT } from './lib.js'
 import { startWan } from './wan/relay.js'
+import { measureFloor } from './cpu/floor.js'
 
 const UP = '127.0.0.51' // distribution
 const CD = '127.0.0.52' // crossdock
@@ -46,9 +51,11 @@ const EXTRA_ENV = process.env.CPB_CROSSDOCK_ENV !== undefined ? JSON.parse(proce
 // in small pieces, so each write and each reader's read moves fewer bytes than on loopback.
 const UPSTREAM_MBIT = Number(process.env.CPB_UPSTREAM_MBIT ?? 0)
 const UPSTREAM_DELAY_MS = Number(process.env.CPB_UPSTREAM_DELAY_MS ?? 0)
+const WARMUP_MIB = Number(process.env.CPB_WARMUP_MIB ?? 0)
 // Count crossdock's system calls during the cold pull (strace -c -f): slows it, so CPU figures of
 // such a run mean nothing, but the counts say how many writes and reads moved the bytes.
 const STRACE = process.env.CPB_STRACE === '1'
+const FLOOR = process.env.CPB_FLOOR === '1'
 const NODE_ARGS = process.env.CPB_NODE_ARGS?.split(' ').filter(Boolean) ?? []
 type Door = 'registry' | 'mitm'
 
@@ -64,16 +71,19 @@ const loadavg = (): string => readFileSync('/proc/loadavg', 'utf8').split(' ').s
 const upstream = await startDistribution(scope, { host: UP, name: 'upstream' })
 const image = await seedImage(scope, upstream, 'library/cpb', '1', { seed: 'cpb', randomBytes: Math.round(TOTAL_MIB * 1024 * 1024 / LAYERS), randomLayers: LAYERS })
 const blobs = image.layers
+const warmup = WARMUP_MIB > 0
+  ? (await seedImage(scope, upstream, 'library/cpbwarm', '1', { seed: 'cpbwarm', randomBytes: Math.round(WARMUP_MIB * 1024 * 1024), randomLayers: 1 })).layers[0]
+  : undefined
 const totalBytes = blobs.reduce((n, l) => n + l.size, 0)
 const wan = UPSTREAM_MBIT > 0
   ? await startWan({ host: UP, port: 443, target: { host: UP, port: Number(upstream.address.split(':')[1]) }, delayMs: UPSTREAM_DELAY_MS, linkBps: 0, connBps: UPSTREAM_MBIT * 1e6 })
   : undefined
 const upstreamAddress = wan !== undefined ? `${UP}:443` : upstream.address
-console.log(`cpu-per-byte: ${blobs.length} blobs, ${(totalBytes / 1e6).toFixed(1)} MB; ${RUNS} runs × ${BUILDS.length} builds × doors ${DOORS.join(',')}; ${PARALLEL} parallel; upstream ${UPSTREAM_MBIT > 0 ? `${UPSTREAM_MBIT} Mbit/s per connection, ${UPSTREAM_DELAY_MS} ms each way` : 'unthrottled'}; load ${loadavg()}`)
+console.log(`cpu-per-byte: ${blobs.length} blobs, ${(totalBytes / 1e6).toFixed(1)} MB${warmup !== undefined ? ` (after a ${WARMUP_MIB} MiB warm-up pull)` : ''}; ${RUNS} runs × ${BUILDS.length} builds × doors ${DOORS.join(',')}; ${PARALLEL} parallel; upstream ${UPSTREAM_MBIT > 0 ? `${UPSTREAM_MBIT} Mbit/s per connection, ${UPSTREAM_DELAY_MS} ms each way` : 'unthrottled'}; load ${loadavg()}`)
 
 /** GETs a blob through `door` and counts its bytes (kept nowhere); fails on a short body. */
-async function getBlob (cd: Crossdock, registryPort: number, door: Door, digest: string, size: number): Promise<void> {
-  const path = `/v2/library/cpb/blobs/${digest}`
+async function getBlob (cd: Crossdock, registryPort: number, door: Door, digest: string, size: number, repository = 'library/cpb'): Promise<void> {
+  const path = `/v2/${repository}/blobs/${digest}`
   const socket = door === 'mitm' ? await mitmSocket(cd) : undefined
   await new Promise<void>((resolve, reject) => {
     const req = http.request({
@@ -149,6 +159,9 @@ async function strace (pid: number, out: string): Promise<{ stop: () => Promise<
   }
 }
 
+const floor = FLOOR ? await measureFloor({ upstream: upstream.address, caFile: FIXTURE.testCa, repository: 'library/cpb', blobs, runs: RUNS }) : undefined
+if (floor !== undefined) console.log(floor)
+
 interface Round { cold: number, coldSys: number, coldWall: number, warm: number, warmSys: number, warmWall: number, hwm: number, idle: number }
 const rounds = new Map<string, Round[]>() // `${build}/${door}`
 let n = 0
@@ -164,6 +177,7 @@ try {
           env: { LOG_LEVEL: 'info', ...EXTRA_ENV },
         })
         const idle = hwmMiB([cd.pid() as number])
+        if (warmup !== undefined) await getBlob(cd, registryPort, door, warmup.digest, warmup.size, 'library/cpbwarm')
         const tracer = STRACE ? await strace(cd.pid() as number, scope.path(`strace-${n}.txt`)) : undefined
         const cold = await pullAll(cd, registryPort, door)
         if (tracer !== undefined) console.log(`syscalls during the cold pull (${build.replace(ROOT, '')}, ${door}):\n${await tracer.stop()}`)
