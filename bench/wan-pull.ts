@@ -17,6 +17,7 @@
  * WAN_OUT (report path without extension) tune it. WAN_VARIANTS (JSON: name → crossdock env) compares
  * configurations within each run (direct, then cold and warm per variant, interleaved), e.g.
  * '{"segments off":{"UPSTREAM_SEGMENTS":"1"},"segments 4":{"UPSTREAM_SEGMENTS":"4"}}'.
+ * WAN_CLIENTS (dockerd,ctr) picks the clients.
  * BENCH_WAN_ADDRESSES (upstream,crossdock; default 127.0.0.36,127.0.0.37) lets two people run it at once.
  */
 import { readFileSync, writeFileSync, mkdirSync } from 'node:fs'
@@ -40,6 +41,7 @@ const HUB = 'registry-1.docker.io'
 const RUNS = Number(process.env.WAN_RUNS ?? 3)
 const LAYER = Math.round(Number(process.env.WAN_LAYER_MIB ?? 10.5) * 1024 * 1024)
 const IMAGE = 'docker.io/library/wan:1'
+const CLIENTS = (['dockerd', 'ctr'] as const).filter(c => process.env.WAN_CLIENTS === undefined || process.env.WAN_CLIENTS.split(',').includes(c))
 
 interface Scenario { id: string, name: string, delayMs: number, linkBps: number, connBps: number, target?: string }
 const SCENARIOS: Scenario[] = [
@@ -155,7 +157,7 @@ try {
     const wan = await startWan({ host: UP, port: 443, target: { host: UP, port: Number(upstream.address.split(':')[1]) }, delayMs: sc.delayMs, linkBps: sc.linkBps, connBps: sc.connBps })
     console.log(`\n## ${sc.name}`)
     for (let run = 1; run <= RUNS; run++) {
-      for (const client of ['dockerd', 'ctr'] as const) {
+      for (const client of CLIENTS) {
         await forget(client)
         const direct = await timed(wan, async () => await pull(client, 'direct'))
         for (const [variant, env] of VARIANTS) {
@@ -188,7 +190,7 @@ try {
 const loadAtEnd = readFileSync('/proc/loadavg', 'utf8').split(' ').slice(0, 3).join(' ')
 
 // Report
-const clients: Client[] = ['dockerd', 'ctr'].flatMap(c => VARIANTS.map(([v]) => v === '' ? c : `${c} ${v}`))
+const clients: Client[] = CLIENTS.flatMap(c => VARIANTS.map(([v]) => v === '' ? c : `${c} ${v}`))
 const fig = (sc: Scenario, c: Client, m: Mode): Figures[] => results.get(`${sc.id}/${c}/${m}`) ?? []
 const med = (xs: Figures[], k: keyof Figures): number => median(xs.map(x => x[k] as number).filter(v => v !== undefined))
 const lines: string[] = []
