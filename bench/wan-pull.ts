@@ -167,6 +167,8 @@ try {
           crossdock = await startCd(`${sc.id}-${run}-${c.replace(/\W+/g, '-')}`, env)
           const cold = await timed(wan, async () => await pull(client, 'crossdock'), crossdock)
           record(sc, c, 'cold', cold)
+          // With LOG_LEVEL debug in WAN_CROSSDOCK_ENV: the prefetcher's per-host stream limits, in order.
+          const limits = crossdock.logs.filter(l => l.msg === 'host stream limit').map(l => `${String(l.was)}→${String(l.limit)}`)
           await forget(client)
           const warm = await timed(wan, async () => await pull(client, 'crossdock'), crossdock)
           record(sc, c, 'warm', warm)
@@ -178,7 +180,7 @@ try {
           }
           await crossdock.stop()
           crossdock = undefined
-          console.log(`run ${run} ${c}: direct ${direct.s.toFixed(2)} s (${direct.connections} conns), cold ${cold.s.toFixed(2)} s = ${(cold.s / direct.s).toFixed(2)}× (${cold.connections} conns, cpu ${cold.cpu?.toFixed(2)} s), warm ${warm.s.toFixed(2)} s = ${(warm.s / direct.s).toFixed(2)}×, rss ${warm.rssMiB?.toFixed(0)} MiB`)
+          console.log(`run ${run} ${c}: direct ${direct.s.toFixed(2)} s (${direct.connections} conns), cold ${cold.s.toFixed(2)} s = ${(cold.s / direct.s).toFixed(2)}× (${cold.connections} conns, cpu ${cold.cpu?.toFixed(2)} s), warm ${warm.s.toFixed(2)} s = ${(warm.s / direct.s).toFixed(2)}×, rss ${warm.rssMiB?.toFixed(0)} MiB${limits.length > 0 ? `; host stream limits ${limits.join(' ')}` : ''}`)
         }
       }
     }

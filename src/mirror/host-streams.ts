@@ -10,7 +10,8 @@
  * The fills' own `written` counters are read on a timer rather than counting chunks on the way, so
  * a byte costs nothing here (issue 20 also counts CPU per byte).
  */
-import { AdaptiveLimit, WINDOW_MS } from './adaptive-limit.js'
+import type { Logger } from '../log.js'
+import { AdaptiveLimit, SPAN_MS } from './adaptive-limit.js'
 
 /** What is read of a running fill (BlobFill has both). */
 export interface FillProgress {
@@ -27,6 +28,8 @@ export interface HostStreamsOptions {
   max: number
   /** Called when a host may have room again (a limit changed, a fill ended). */
   onChange: () => void
+  /** Limit changes are logged at debug (what the link showed, for whoever tunes prefetching). */
+  log?: Logger
   now?: () => number
   /** Timer injection (tests drive `sample()` themselves and pass a no-op). */
   setInterval?: (fn: () => void, ms: number) => { unref?: () => void }
@@ -36,7 +39,7 @@ export interface HostStreamsOptions {
 /** Hosts remembered at most (the proxy door sees any host a client names); idle ones go first. */
 const MAX_HOSTS = 1000
 /** Samples per window, so a window closes close to its length. */
-const SAMPLE_MS = WINDOW_MS / 5
+const SAMPLE_MS = SPAN_MS / 5
 
 interface Host { limit: AdaptiveLimit, fills: Set<FillProgress>, finishedBytes: number }
 
@@ -85,11 +88,13 @@ export class HostStreams {
   /** Feeds every host's byte count to its limit (the timer calls it; tests call it directly). */
   sample (): void {
     let changed = false
-    for (const h of this.hosts.values()) {
+    for (const [host, h] of this.hosts) {
       if (h.fills.size === 0) continue
       const before = h.limit.limit
       this.observe(h)
-      changed ||= h.limit.limit !== before
+      if (h.limit.limit === before) continue
+      changed = true
+      this.opts.log?.debug({ host, streams: h.fills.size, limit: h.limit.limit, was: before }, 'host stream limit')
     }
     if (changed) this.opts.onChange()
   }

@@ -123,7 +123,7 @@ export class Prefetcher {
     if (opts.adaptive !== false && opts.concurrency > 0) {
       // The host limit counts the clients' streams too: twice PREFETCH_CONCURRENCY leaves the
       // prefetcher its full concurrency next to a client's own downloads on a link that scales.
-      this.hosts = new HostStreams({ initial: INITIAL_HOST_STREAMS, max: 2 * opts.concurrency, onChange: () => this.pump(), ...opts.timers })
+      this.hosts = new HostStreams({ initial: INITIAL_HOST_STREAMS, max: 2 * opts.concurrency, onChange: () => this.pump(), log: this.log, ...opts.timers })
     }
   }
 
