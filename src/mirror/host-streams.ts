@@ -48,6 +48,7 @@ export class HostStreams {
   private readonly now: () => number
   private timer: unknown
   private tracked = 0
+  private stopped = false
 
   constructor (private readonly opts: HostStreamsOptions) {
     this.now = opts.now ?? (() => performance.now())
@@ -60,7 +61,7 @@ export class HostStreams {
     h.fills.add(fill)
     this.tracked++
     this.observe(h)
-    if (this.timer === undefined) {
+    if (this.timer === undefined && !this.stopped) {
       const set = this.opts.setInterval ?? setInterval
       const timer = set(() => this.sample(), SAMPLE_MS)
       timer.unref?.()
@@ -94,12 +95,14 @@ export class HostStreams {
       this.observe(h)
       if (h.limit.limit === before) continue
       changed = true
-      this.opts.log?.debug({ host, streams: h.fills.size, limit: h.limit.limit, was: before }, 'host stream limit')
+      this.opts.log?.debug({ host, streams: h.fills.size, limit: h.limit.limit, was: before, spans: h.limit.last }, 'host stream limit')
     }
     if (changed) this.opts.onChange()
   }
 
+  /** Shutdown: no more sampling (fills still running are counted down as they settle). */
   stop (): void {
+    this.stopped = true
     this.stopTimer()
   }
 

@@ -97,7 +97,7 @@ const PAUSE_MS = 60_000
 
 interface Task { digest: Digest, host: string, fetch: PassedManifest['fetch'] }
 
-/** Streams a host starts at: the first windows measure whether a third and fourth add anything. */
+/** Streams a host starts at, before its link is measured: a client's own downloads come on top. */
 const INITIAL_HOST_STREAMS = 2
 
 export class Prefetcher {

@@ -64,6 +64,20 @@ t.test('a link that fills at 4 streams (per-connection cap under a shared rate):
   t.ok(Math.max(...last) < 16, `no climb to the maximum (max ${Math.max(...last)})`)
 })
 
+t.test('the gain decides: a full link shrinks the limit, a blurred one (a loaded machine) leaves it', async t => {
+  // One span at 6 streams, 6 bytes/ms, then one at 3 streams: what the 3 streams brought decides.
+  const after = (rateAt3: number): number => {
+    const limit = new AdaptiveLimit({ initial: 16, min: 1, max: 16 })
+    limit.observe(0, 0, 6)
+    limit.observe(SPAN_MS, 6 * SPAN_MS, 3)
+    limit.observe(2 * SPAN_MS, 6 * SPAN_MS + rateAt3 * SPAN_MS, 3)
+    return limit.limit
+  }
+  t.equal(after(6), 3, 'half the streams, the same bytes: full, the limit drops to 3')
+  t.equal(after(3), 16, 'half the streams, half the bytes: it scales, the limit stays high')
+  t.equal(after(4.5), 16, 'a third of the share lost: no verdict, the limit stays')
+})
+
 t.test('an idle gap: no verdict compares the pull before it with the one after', async t => {
   const limit = new AdaptiveLimit({ initial: 8, min: 1, max: 16 })
   limit.observe(0, 0, 1)

@@ -93,6 +93,21 @@ t.test('a full shared link (25 kB/ms for all): prefetch adds no stream beyond th
   await p.idle()
 })
 
+t.test('a host whose link is full does not hold back another host\'s prefetch', async t => {
+  const { p, manifest, prefetched, run, clientFill } = setup(8)
+  const clients = [clientFill(), clientFill(), clientFill()]
+  p.manifestPassed(manifest)
+  await run(clients, () => 25_000, 20)
+  t.equal(prefetched.length, 0, 'docker.io: the clients\' three streams are past its limit')
+  const other = JSON.parse(manifest.bytes.toString()) as { config: { digest: string }, layers: Array<{ digest: string }> }
+  other.config.digest = d(101)
+  other.layers = other.layers.slice(0, 3).map((l, i) => ({ ...l, digest: d(102 + i) }))
+  p.manifestPassed({ ...manifest, host: 'ghcr.io', bytes: Buffer.from(JSON.stringify(other)) })
+  await run(clients, () => 25_000, 20)
+  t.same(prefetched.map(f => f.digest.value), [d(101), d(102)], 'ghcr.io: its first two blobs start, past the ones queued for docker.io')
+  p.stop()
+})
+
 t.test('PREFETCH_ADAPTIVE=false: PREFETCH_CONCURRENCY at once, whatever the link', async t => {
   const { manifest } = setup()
   const started: string[] = []
