@@ -168,7 +168,10 @@ try {
           const cold = await timed(wan, async () => await pull(client, 'crossdock'), crossdock)
           record(sc, c, 'cold', cold)
           // With LOG_LEVEL debug in WAN_CROSSDOCK_ENV: the prefetcher's per-host stream limits, in order.
-          const limits = crossdock.logs.filter(l => l.msg === 'host stream limit').map(l => `${String(l.was)}→${String(l.limit)}`)
+          const limits = crossdock.logs.filter(l => l.msg === 'host stream limit').map(l => {
+            const gain = (l.spans as { gain?: number } | undefined)?.gain
+            return `${String(l.was)}→${String(l.limit)}${gain !== undefined ? `(gain ${gain.toFixed(2)})` : ''}`
+          })
           await forget(client)
           const warm = await timed(wan, async () => await pull(client, 'crossdock'), crossdock)
           record(sc, c, 'warm', warm)
