@@ -17,6 +17,7 @@
  *                                                   machine: 2→3 streams did not, 3→6 does)
  *   known, streams filling the limit, PROBE_MS ─► probe: limit = ⌈n⌉ + 1 (links change)
  *   a span that stays short of STEP from the one before keeps growing: a longer average
+ *   the first span after idle is neither weighed nor a baseline (a pull's start ramps)
  *
  * Why: on a link that caps each connection (a long fat pipe, a CDN shaping connections) every
  * stream adds its cap, and prefetching 8 at once beats dockerd's 3. On a link that is already full,
@@ -68,6 +69,8 @@ export class AdaptiveLimit {
   /** The span closed before this one (undefined at first and after an idle span). */
   private previous: Span | undefined
   private decided = false
+  /** The open span is the first since idle (or ever). */
+  private warming = true
   /** The two spans weighed for the latest change of limit, and the gain found (for the debug log); undefined after a probe. */
   last: { lo: Span, hi: Span, gain: number } | undefined
 
@@ -97,7 +100,11 @@ export class AdaptiveLimit {
     const span: Span = { rate: (bytes - this.startBytes) / length, streams: this.streamTime / length }
     const next = this.decide(span, length)
     if (next === undefined) return // the span goes on
-    this.previous = span.streams < 0.5 || span.rate <= 0 ? undefined : span
+    const idle = span.streams < 0.5 || span.rate <= 0
+    // The first span after idle holds the pull's start (requests on their way, clients' downloads
+    // still arriving): as a baseline it made the ramp read as "scales" on a full link (2→5, gain 0.5).
+    this.previous = idle || this.warming ? undefined : span
+    this.warming = idle
     if (next !== this.current) this.settleUntil = now + SETTLE_MS
     this.current = clamp(next, this.opts.min, this.opts.max)
     this.begin(now, bytes, streams)
@@ -116,6 +123,8 @@ export class AdaptiveLimit {
     this.last = undefined
     // An idle span says nothing of the link, and a comparison across it would mix two pulls.
     if (span.streams < 0.5 || span.rate <= 0) return this.current
+    // A probe is weighed against the span before it: the first span is only a baseline to come.
+    if (this.warming) return this.current
     const prev = this.previous
     if (prev !== undefined && Math.abs(span.streams - prev.streams) >= STEP) {
       const [lo, hi] = span.streams > prev.streams ? [prev, span] : [span, prev]
