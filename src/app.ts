@@ -169,7 +169,7 @@ export async function createApp ({ config, log, test }: { config: Config, log: L
   const everRestricted = await PersistentSet.open(join(config.cacheDir, 'restricted-digests'))
   const access = new UpstreamAccessPolicy({ credentials, upstream, anonymous: new AuthenticatingUpstream({ upstream, credentials: UpstreamCredentials.none(), log }), log, trusted, everPublic, everRestricted })
   // One prefetch queue for both doors (one PREFETCH_CONCURRENCY); each door fetches as its clients do.
-  const prefetch = new Prefetcher({ cache: cache.blobs, log, concurrency: config.prefetch.concurrency, imageBudget: config.prefetch.imageBudget })
+  const prefetch = new Prefetcher({ cache: cache.blobs, log, concurrency: config.prefetch.concurrency, adaptive: config.prefetch.adaptive, imageBudget: config.prefetch.imageBudget })
   const pulls = new PullPolicy({ allow: config.pullAllow, deny: config.pullDeny, onDenied: r => { metrics.observePullDenied(r) } })
   // One cache (and its single-flight) behind both doors; each door's mirror has its own upstream client.
   const observed = (pull: PullThroughHandler): PullThroughHandler => test?.onPullThrough === undefined

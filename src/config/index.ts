@@ -41,6 +41,7 @@ export const VARIABLES: readonly VariableSpec[] = [
   { name: 'LOCAL_CACHE_MAX_SIZE', default: '4g', describe: 'With STORAGE=s3: upper bound of each replica\'s local disk tier in CACHE_DIR (nginx size syntax), in front of the bucket; hot layers are served from it without reading S3.' },
   { name: 'CACHE_MIN_FREE', default: '1g', describe: 'Free disk space below which /readyz reports not ready and misses stream through uncached.' },
   { name: 'PREFETCH_CONCURRENCY', default: '8', describe: 'When an image manifest passes to a client, fetch its config and layers that are not cached yet, this many at once, before the client asks (0 turns prefetching off).' },
+  { name: 'PREFETCH_ADAPTIVE', default: 'true', describe: 'Prefetch starts another download from a host only while more downloads from it (the clients\' included) have raised its throughput: on a link that caps each connection it grows to PREFETCH_CONCURRENCY, on a full shared link it stops at the clients\' own after one probe, so the layers a client unpacks first are not slowed (false: PREFETCH_CONCURRENCY at once, whatever the link).' },
   { name: 'PREFETCH_IMAGE_BUDGET', default: '2g', describe: 'Bytes prefetched per image manifest at most (nginx size syntax); the rest is fetched when a client asks for it.' },
   { name: 'ENABLE_MANIFEST_CACHE', default: 'false', describe: 'Serve tags from the cache without asking upstream while their tier\'s TTL is fresh.' },
   { name: 'MANIFEST_CACHE_PRIMARY_REGEX', default: '(stable|nightly|production|test)', describe: 'Tags of the primary TTL tier.' },
@@ -171,8 +172,8 @@ export interface Config {
     secondaryTtlMs: number
     defaultTtlMs: number
   }
-  /** PREFETCH_CONCURRENCY (0: off) and PREFETCH_IMAGE_BUDGET (bytes). */
-  prefetch: { concurrency: number, imageBudget: number }
+  /** PREFETCH_CONCURRENCY (0: off), PREFETCH_ADAPTIVE and PREFETCH_IMAGE_BUDGET (bytes). */
+  prefetch: { concurrency: number, adaptive: boolean, imageBudget: number }
   uploadMaxAgeMs: number
   /** WARM_IMAGES (checked against the upstreams when the app starts) and WARM_INTERVAL (0: once). */
   warm: { images: string[], intervalMs: number }
@@ -305,6 +306,7 @@ function readConfig (env: Env, cwd: string): Config {
     },
     prefetch: {
       concurrency: parseCount('PREFETCH_CONCURRENCY', raw('PREFETCH_CONCURRENCY'), 0),
+      adaptive: parseBool('PREFETCH_ADAPTIVE', raw('PREFETCH_ADAPTIVE')),
       imageBudget: parseSize('PREFETCH_IMAGE_BUDGET', raw('PREFETCH_IMAGE_BUDGET')),
     },
     uploadMaxAgeMs: parseDuration('UPLOAD_MAX_AGE', raw('UPLOAD_MAX_AGE')),

@@ -5,7 +5,7 @@
  *   manifest GET answered 200 (either door, by tag or digest)
  *     image manifest ─► descriptors (config, layers) ─► budget (PREFETCH_IMAGE_BUDGET) ─► queue
  *     index / anything else ─► nothing (the platform manifest the client picks comes next)
- *   queue ──(at most PREFETCH_CONCURRENCY downloads)──► cache.openOrFill(digest, fetch)
+ *   queue ──(at most PREFETCH_CONCURRENCY downloads, and the host's link not full)──► cache.openOrFill
  *     cached / in flight meanwhile ─► skipped (a client got there first: clients never wait here)
  *     leader ─► BlobFill, the cache's own: a client asking for the blob joins it (JOINED)
  *     non-200 / no room ─► the body is dropped; a 429 pauses prefetching from that host
@@ -13,6 +13,12 @@
  * Why: dockerd fetches 3 layers at a time and containerd waits for the client's pace; on a link
  * that caps each connection (one TCP stream gets window/RTT) the client's parallelism is the pull's
  * ceiling. Fetching ahead in parallel makes a cold pull through crossdock faster than direct.
+ *
+ * A link that is already full is not split further (host-streams.ts, adaptive-limit.ts): every
+ * download from the host counts, the clients' own included, and a task waits while the host runs
+ * as many as its link has shown to be worth. On a link that caps each connection that grows to
+ * PREFETCH_CONCURRENCY; on a full shared one, extra streams would only delay the layers the
+ * client extracts first (dockerd: in order, as each completes).
  *
  * Clients first: a client's own request never goes through this queue. A client asking for a
  * blob still queued here fetches it itself (the cache's single flight), and the queued task then
@@ -36,6 +42,7 @@ import { tryParseDigest, type Digest } from '../oci/digest.js'
 import { discardBody } from '../upstream/body.js'
 import { headerValue } from '../upstream/headers.js'
 import type { UpstreamResponse } from '../upstream/upstream-client.js'
+import { HostStreams, type FillProgress, type HostStreamsOptions } from './host-streams.js'
 
 export type SkipReason = 'cached' | 'inflight' | 'queued' | 'budget' | 'ratelimit' | 'no-room' | 'upstream-error' | 'queue-full'
 export const SKIP_REASONS: readonly SkipReason[] = ['cached', 'inflight', 'queued', 'budget', 'ratelimit', 'no-room', 'upstream-error', 'queue-full']
@@ -70,7 +77,11 @@ export interface PrefetcherOptions {
   concurrency: number
   /** Bytes prefetched per image manifest at most (PREFETCH_IMAGE_BUDGET). */
   imageBudget: number
+  /** Wait for the host's link to show it has room (PREFETCH_ADAPTIVE); false: only `concurrency`. */
+  adaptive?: boolean
   now?: () => number
+  /** Test injection of the host sampling timer (host-streams.ts). */
+  timers?: Pick<HostStreamsOptions, 'setInterval' | 'clearInterval' | 'now'>
   /** Test hook: awaited before a queued task looks the digest up (hold the queue with it). */
   beforeTask?: (digest: Digest) => Promise<void> | void
 }
@@ -86,6 +97,9 @@ const PAUSE_MS = 60_000
 
 interface Task { digest: Digest, host: string, fetch: PassedManifest['fetch'] }
 
+/** Streams a host starts at, before its link is measured: a client's own downloads come on top. */
+const INITIAL_HOST_STREAMS = 2
+
 export class Prefetcher {
   private readonly queue: Task[] = []
   private readonly queuedDigests = new Set<string>()
@@ -98,10 +112,19 @@ export class Prefetcher {
   private joined = 0
   private readonly skipped = Object.fromEntries(SKIP_REASONS.map(r => [r, 0])) as Record<SkipReason, number>
   private readonly idleWaiters: Array<() => void> = []
+  /** Every host's running downloads and its limit; undefined when not adaptive. */
+  private readonly hosts: HostStreams | undefined
+  /** Tasks started per host whose download has not begun (or ended) yet: they will be streams. */
+  private readonly starting = new Map<string, number>()
 
   constructor (private readonly opts: PrefetcherOptions) {
     this.now = opts.now ?? Date.now
     this.log = opts.log.child({ module: 'prefetch' })
+    if (opts.adaptive !== false && opts.concurrency > 0) {
+      // The host limit counts the clients' streams too: twice PREFETCH_CONCURRENCY leaves the
+      // prefetcher its full concurrency next to a client's own downloads on a link that scales.
+      this.hosts = new HostStreams({ initial: INITIAL_HOST_STREAMS, max: 2 * opts.concurrency, onChange: () => this.pump(), log: this.log, ...opts.timers })
+    }
   }
 
   get enabled (): boolean {
@@ -142,6 +165,19 @@ export class Prefetcher {
     else this.pausedUntil.delete(r.host)
   }
 
+  /**
+   * A download from `host` began that a client leads (pull-through): it shares the host's link with
+   * the prefetcher's, so it counts against the host's limit and its bytes measure the link.
+   */
+  noteFill (host: string, fill: FillProgress): void {
+    this.hosts?.noteFill(host, fill)
+  }
+
+  /** Test hook: one sample of every host's byte counts (the timer's job otherwise). */
+  sampleHosts (): void {
+    this.hosts?.sample()
+  }
+
   stats (): PrefetchStats {
     return { started: this.started, joined: this.joined, skipped: { ...this.skipped }, queued: this.queue.length, active: this.active }
   }
@@ -153,6 +189,7 @@ export class Prefetcher {
    */
   stop (): void {
     this.stopped = true
+    this.hosts?.stop()
     for (const task of this.queue.splice(0)) this.queuedDigests.delete(task.digest.value)
     if (this.active === 0) for (const w of this.idleWaiters.splice(0)) w()
   }
@@ -171,14 +208,32 @@ export class Prefetcher {
     this.skipped[reason]++
   }
 
+  /** Whether the host's link has room for one more stream (always, when not adaptive). */
+  private hasRoom (host: string): boolean {
+    if (this.hosts === undefined) return true
+    return this.hosts.running(host) + (this.starting.get(host) ?? 0) < this.hosts.limit(host)
+  }
+
   private pump (): void {
-    while (this.active < this.opts.concurrency && this.queue.length > 0) {
-      const task = this.queue.shift()!
+    // In queue order (manifest order), skipping tasks whose host is full: another host may have room.
+    for (let i = 0; i < this.queue.length && this.active < this.opts.concurrency;) {
+      if (!this.hasRoom(this.queue[i].host)) { i++; continue }
+      const task = this.queue.splice(i, 1)[0]
       this.active++
-      this.run(task).catch(err => {
+      this.starting.set(task.host, (this.starting.get(task.host) ?? 0) + 1)
+      let began = false
+      const begin = (): void => {
+        if (began) return
+        began = true
+        const n = (this.starting.get(task.host) ?? 1) - 1
+        if (n === 0) this.starting.delete(task.host)
+        else this.starting.set(task.host, n)
+      }
+      this.run(task, begin).catch(err => {
         this.skip('upstream-error')
         this.log.debug({ host: task.host, digest: task.digest.value, err: (err as Error).message }, 'prefetch failed')
       }).finally(() => {
+        begin()
         this.queuedDigests.delete(task.digest.value)
         this.active--
         this.pump()
@@ -187,7 +242,8 @@ export class Prefetcher {
     }
   }
 
-  private async run (task: Task): Promise<void> {
+  /** `begin` is called once the task's download is counted by the host (or will never be). */
+  private async run (task: Task, begin: () => void): Promise<void> {
     await this.opts.beforeTask?.(task.digest)
     if ((this.pausedUntil.get(task.host) ?? 0) > this.now()) { this.skip('ratelimit'); return }
     if (this.opts.cache.stat(task.digest) !== undefined) { this.skip('cached'); return }
@@ -207,6 +263,8 @@ export class Prefetcher {
         // Nothing here reads the fill: the share openOrFill took for us goes straight back.
         source.handle.release()
         if (!source.leader) { this.skip('inflight'); return }
+        this.hosts?.noteFill(task.host, source.fill)
+        begin()
         await this.follow(source.fill)
     }
   }

@@ -115,6 +115,8 @@ export function createPullThrough (opts: PullThroughOptions): PullThroughHandler
     switch (source.kind) {
       case 'cached': await serveCached(req, res, ctx, d, source); return
       case 'fill':
+        // A client's download shares the link with the prefetcher's (prefetch.ts counts it).
+        if (source.leader) prefetch?.noteFill(ctx.host, source.fill)
         if (!source.leader && !await admit(access, req, res, accessContext(req, ctx))) { source.handle.release(); return }
         await serveFill(req, res, ctx, source.fill, source.handle, source.leader ? 'MISS' : source.hit === true ? 'HIT' : 'JOINED')
         return
