@@ -7,10 +7,8 @@
 // Address 127.0.0.43: RGW (mon :3300, radosgw :7480, OSD 6800–7300) and redis-server :6379.
 import t from 'tap'
 import { createHash, randomBytes } from 'node:crypto'
-import { S3Client, CreateBucketCommand } from '@aws-sdk/client-s3'
 import { requirePrivateNetns, createScope, waitFor } from '../../helpers/e2e/index.js'
-import { startRgw, type Rgw } from '../../helpers/rgw.js'
-import { startRedis } from '../../helpers/redis.js'
+import { startBucketPeers } from '../../helpers/bucket-peers.js'
 import { ensureBuilt, runCli } from '../ops/built-cli.js'
 import { loadConfig, type S3Config } from '../../../src/config/index.js'
 import { S3Bucket } from '../../../src/objects/s3-bucket.js'
@@ -34,13 +32,7 @@ function digestOf (bytes: Buffer): Digest {
 
 if (requirePrivateNetns(t)) {
   const scope = createScope(t, 'bucket-hk')
-  const [rgw, redis] = await Promise.all([startRgw(ADDRESS, scope.path('rgw')) as Promise<Rgw>, startRedis(ADDRESS, scope.dir)])
-  scope.defer('stop rgw', rgw.stop)
-  scope.defer('stop redis', redis.stop)
-  t.comment(`RGW ready in ${rgw.startMs} ms`)
-  const admin = new S3Client({ region: rgw.region, endpoint: rgw.endpoint, forcePathStyle: true, credentials: { accessKeyId: rgw.accessKeyId, secretAccessKey: rgw.secretAccessKey } })
-  scope.defer('close admin client', () => admin.destroy())
-  await admin.send(new CreateBucketCommand({ Bucket: BUCKET }))
+  const { rgw, redis } = await startBucketPeers(scope, m => { t.comment(m) }, { address: ADDRESS, bucket: BUCKET })
   await ensureBuilt()
 
   let cases = 0

@@ -9,10 +9,9 @@
 // RGW (mon :3300, radosgw :7480, OSD 6800–7300), redis-server :6381, the fake upstream on port 0;
 // the apps on 127.0.0.1, port 0.
 import t from 'tap'
-import { S3Client, CreateBucketCommand, ListObjectsV2Command } from '@aws-sdk/client-s3'
+import { ListObjectsV2Command } from '@aws-sdk/client-s3'
 import { requirePrivateNetns, createScope, waitFor, freePort } from '../../helpers/e2e/index.js'
-import { startRgw } from '../../helpers/rgw.js'
-import { startRedis } from '../../helpers/redis.js'
+import { startBucketPeers } from '../../helpers/bucket-peers.js'
 import { FakeUpstream, sha256 } from '../../helpers/fake-upstream.js'
 import { startApp } from '../../helpers/start-app.js'
 import { loadConfig, type S3Config } from '../../../src/config/index.js'
@@ -41,13 +40,7 @@ function watched (bucket: S3Bucket, calls: string[]): S3Bucket {
 
 if (requirePrivateNetns(t)) {
   const scope = createScope(t, 'app-on-bucket')
-  const [rgw, redis] = await Promise.all([startRgw(ADDRESS, scope.path('rgw')), startRedis(ADDRESS, scope.dir, REDIS_PORT)])
-  scope.defer('stop rgw', rgw.stop)
-  scope.defer('stop redis', redis.stop)
-  t.comment(`RGW ready in ${rgw.startMs} ms`)
-  const admin = new S3Client({ region: rgw.region, endpoint: rgw.endpoint, forcePathStyle: true, credentials: { accessKeyId: rgw.accessKeyId, secretAccessKey: rgw.secretAccessKey } })
-  scope.defer('close admin client', () => admin.destroy())
-  await admin.send(new CreateBucketCommand({ Bucket: BUCKET }))
+  const { rgw, redis, admin } = await startBucketPeers(scope, m => { t.comment(m) }, { address: ADDRESS, bucket: BUCKET, redisPort: REDIS_PORT })
   const upstream = new FakeUpstream()
   await upstream.start(ADDRESS)
   scope.defer('stop fake upstream', async () => { await upstream.stop() })
